@@ -1,0 +1,114 @@
+"""The plug-in interface: an implementation of the series is a table of functions keyed by kernel name.
+
+An :class:`Implementation` overrides any subset of :data:`SERIES_FUNCTIONS`; every function it does
+not define comes from the reference (``pgconform.reference``).  The environment actors never call a
+series function directly: they go through the table built by :func:`build_table`, so a plugged
+``pte_offset_map_lock`` is the one that faults, zap and rmap walkers use.
+
+Every series function takes the kernel context ``k`` first (``k.impl`` is the table, ``k.arch`` the
+architecture config) and is a generator: it yields simulator effects and ``return``s its result, so
+callers compose with ``yield from k.impl.NAME(k, ...)``.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Callable, Mapping
+
+import attrs
+
+#: The functions of the series (and the helpers they are built from) that an implementation may
+#: override, by kernel name.  The reference module that defines each is given for orientation.
+SERIES_FUNCTIONS: dict[str, str] = {
+    # include/linux/pgtable.h, mm/pgtable-generic.c
+    "pmdp_get_lockless": "pgtable_generic",
+    "pmdp_get_lockless_start": "pgtable_generic",
+    "pmdp_get_lockless_end": "pgtable_generic",
+    "pmdp_get_lockless_sync": "pgtable_generic",
+    "__pte_offset_map": "pgtable_generic",
+    "pte_offset_map": "pgtable_generic",
+    "pte_offset_map_lock": "pgtable_generic",
+    "pte_offset_map_nolock": "pgtable_generic",
+    "pte_unmap": "pgtable_generic",
+    "pte_unmap_unlock": "pgtable_generic",
+    "pmdp_collapse_flush": "pgtable_generic",
+    "pte_free_defer": "pgtable_generic",
+    "pte_free_now": "pgtable_generic",
+    # include/linux/mm.h
+    "pmd_lockptr": "mm",
+    "pmd_lock": "mm",
+    "pte_lockptr": "mm",
+    # mm/khugepaged.c
+    "find_pmd_or_thp_or_none": "khugepaged",
+    "hpage_collapse_test_exit": "khugepaged",
+    "retract_page_tables": "khugepaged",
+    "collapse_file": "khugepaged",
+    "collapse_pte_mapped_thp": "khugepaged",
+}
+
+
+class ImplementationError(Exception):
+    """An implementation specification that cannot be used (unknown function names, wrong type)."""
+
+
+@attrs.define(frozen=True)
+class Implementation:
+    """A named implementation of the series: ``overrides`` maps kernel names to generator functions.
+
+    ``expected`` is for mutants: the clause ids one of which the suite must report when judging it.
+    ``arches`` restricts the architectures the implementation claims to support (empty: all).
+    """
+
+    name: str
+    overrides: Mapping[str, Callable[..., Any]] = attrs.field(factory=dict)
+    description: str = ""
+    source: str = ""
+    expected: tuple[str, ...] = ()
+    arches: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        unknown = sorted(set(self.overrides) - set(SERIES_FUNCTIONS))
+        if unknown:
+            raise ImplementationError(
+                f"implementation {self.name!r} overrides {', '.join(unknown)}, which are not series "
+                f"functions; known: {', '.join(sorted(SERIES_FUNCTIONS))}"
+            )
+        for fname, fn in self.overrides.items():
+            if not callable(fn):
+                raise ImplementationError(
+                    f"implementation {self.name!r}: {fname} is {type(fn).__name__}, not a function"
+                )
+
+
+def coerce_implementation(obj: Any, name: str) -> Implementation:
+    """Turn what a ``module:attr`` spec names into an :class:`Implementation`.
+
+    Accepted: an :class:`Implementation`; a mapping of kernel name to function; a module (or any
+    namespace) whose attributes named like series functions are taken as overrides.  Anything else
+    is an :class:`ImplementationError` naming what it got.
+    """
+    if isinstance(obj, Implementation):
+        return obj
+    if isinstance(obj, Mapping):
+        return Implementation(name=name, overrides=dict(obj))
+    if isinstance(obj, types.ModuleType):
+        overrides = {fname: getattr(obj, fname) for fname in SERIES_FUNCTIONS if hasattr(obj, fname)}
+        if not overrides:
+            raise ImplementationError(
+                f"{name} is a module that defines none of the series functions "
+                f"({', '.join(sorted(SERIES_FUNCTIONS))}); it is not a pgconform implementation"
+            )
+        return Implementation(name=name, overrides=overrides, description=obj.__doc__ or "")
+    raise ImplementationError(
+        f"{name} is a {type(obj).__name__}, not a pgconform implementation "
+        "(expected an Implementation, a dict of series functions, or a module defining some)"
+    )
+
+
+def build_table(impl: Implementation) -> types.SimpleNamespace:
+    """The function table the model calls through: the reference, with ``impl``'s overrides on top."""
+    from pgconform.reference import REFERENCE_FUNCTIONS
+
+    table = dict(REFERENCE_FUNCTIONS)
+    table.update(impl.overrides)
+    return types.SimpleNamespace(**table)

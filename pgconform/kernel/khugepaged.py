@@ -1,0 +1,79 @@
+"""The callers of the series in mm/khugepaged.c (Linux 6.6): khugepaged's scan of a file VMA and
+MADV_COLLAPSE.  They reach collapse_file(), retract_page_tables() and collapse_pte_mapped_thp()
+through the implementation table."""
+
+from __future__ import annotations
+
+from pgconform.sim.effects import Atomic, DownRead, DownReadTrylock, UpRead
+
+SCAN_PTE_MAPPED_HUGEPAGE = "SCAN_PTE_MAPPED_HUGEPAGE"
+
+
+def _scan_file(m, t, k, file, start):
+    """hpage_collapse_scan_file() (6.6): an xarray walk under RCU, no page-table access."""
+    nr = k.geo.hpage_pmd_nr
+    for index in range(start, start + nr):
+        folio = file.pages.get(index)
+        if folio is None:
+            return "SCAN_EXCEED_NONE_PTE"
+        if folio.nr > 1:
+            if folio.nr == nr and folio.index == start:
+                return SCAN_PTE_MAPPED_HUGEPAGE
+            return "SCAN_PAGE_COMPOUND"
+    return "SCAN_SUCCEED"
+
+
+def hpage_collapse_scan_file(k, mm, addr, file, start, is_khugepaged):
+    """mm/khugepaged.c: hpage_collapse_scan_file() (6.6): collapse_file() when the range is all
+    small pages; SCAN_PTE_MAPPED_HUGEPAGE when it is already one PMD-sized folio."""
+    result = yield Atomic(f"hpage_collapse_scan_file({file!r}, {start})", _scan_file,
+                          (k, file, start), touches=(file,))
+    if result == "SCAN_SUCCEED":
+        result = yield from k.impl.collapse_file(k, mm, addr, file, start, is_khugepaged)
+    return result
+
+
+def _file_range(k, vma, haddr):
+    return vma.file, vma.linear_page_index(haddr)
+
+
+def khugepaged_scan_file_range(k, mm, haddr):
+    """mm/khugepaged.c: khugepaged_scan_mm_slot() (6.6, after patch 11) for one PMD range of a file
+    VMA: mmap_read_trylock, drop it around the file scan and collapse_file(); on
+    SCAN_PTE_MAPPED_HUGEPAGE retake it and collapse_pte_mapped_thp(install_pmd=false) directly."""
+    if not (yield DownReadTrylock(mm.mmap_lock)):
+        return "mmap_lock busy"
+    vma = mm.find_vma(haddr)
+    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
+        yield UpRead(mm.mmap_lock)
+        return "SCAN_VMA_CHECK"
+    file, start = _file_range(k, vma, haddr)
+    yield UpRead(mm.mmap_lock)
+    result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, True)
+    if result == SCAN_PTE_MAPPED_HUGEPAGE:
+        yield DownRead(mm.mmap_lock)
+        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+            yield UpRead(mm.mmap_lock)
+            return "exiting"
+        result = yield from k.impl.collapse_pte_mapped_thp(k, mm, haddr, False)
+        yield UpRead(mm.mmap_lock)
+    return result
+
+
+def madvise_collapse(k, mm, haddr):
+    """mm/khugepaged.c: madvise_collapse() (6.6) for one PMD range: mmap_lock is dropped around
+    hpage_collapse_scan_file(); SCAN_PTE_MAPPED_HUGEPAGE leads to mmap_read_lock() and
+    collapse_pte_mapped_thp(install_pmd=true)."""
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(haddr)
+    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
+        yield UpRead(mm.mmap_lock)
+        return "EINVAL"
+    file, start = _file_range(k, vma, haddr)
+    yield UpRead(mm.mmap_lock)
+    result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, False)
+    if result == SCAN_PTE_MAPPED_HUGEPAGE:
+        yield DownRead(mm.mmap_lock)
+        result = yield from k.impl.collapse_pte_mapped_thp(k, mm, haddr, True)
+        yield UpRead(mm.mmap_lock)
+    return result

@@ -1,0 +1,244 @@
+"""Kernel objects of the model: page-table pages and their entries, folios, files, VMAs and mms.
+
+Entry values are frozen and compared by value: a PMD entry names its table by frame number
+(``TablePmd.pfn``), so a stale snapshot can equal a new entry when the frame was reused (ABA), as on
+real hardware.  Pointers held by tasks (:class:`PtePtr`, :class:`PmdPtr`) hold the page *object*,
+so a pointer that outlives its page is caught at its next dereference.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pgconform.sim.memory import Page
+from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
+
+# ------------------------------------------------------------------------------------------------
+# entry values
+
+
+@attrs.frozen(slots=True, repr=False)
+class Pte:
+    """A present PTE mapping subpage ``idx`` of ``folio``."""
+
+    folio: "Folio"
+    idx: int
+    write: bool = False
+    young: bool = True
+
+    def __repr__(self) -> str:
+        return f"pte({self.folio!r}+{self.idx}{',W' if self.write else ''}{',young' if self.young else ''})"
+
+
+@attrs.frozen(slots=True)
+class PteMarker:
+    """A non-present PTE marker (PTE_MARKER_UFFD_WP, _POISONED, _GUARD)."""
+
+    kind: str
+
+
+@attrs.frozen(slots=True, repr=False)
+class TablePmd:
+    """A PMD entry pointing at the PTE table in frame ``pfn``."""
+
+    pfn: int
+
+    def __repr__(self) -> str:
+        return f"pmd(table@{self.pfn})"
+
+
+@attrs.frozen(slots=True, repr=False)
+class HugePmd:
+    """A PMD entry mapping a PMD-sized folio (pmd_trans_huge)."""
+
+    folio: "Folio"
+    write: bool = False
+
+    def __repr__(self) -> str:
+        return f"pmd(huge {self.folio!r}{',W' if self.write else ''})"
+
+
+def pmd_none(v) -> bool:
+    return v is None
+
+
+def pmd_trans_huge(v) -> bool:
+    return type(v) is HugePmd
+
+
+def pte_none(v) -> bool:
+    return v is None
+
+
+def pte_present(v) -> bool:
+    return type(v) is Pte
+
+
+# ------------------------------------------------------------------------------------------------
+# page-table pages
+
+#: lifecycle of a PTE table page (kernel-series.md §1.1): allocated by pte_alloc_one and ctor'd,
+#: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
+ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class PteTable(Page):
+    """A PTE page table (struct ptdesc): entries, its ptlock and the rcu_head overlaying pt_list."""
+
+    ptl: Spinlock | None = None
+    state: str = ALLOCATED
+    mm: object = None
+    linked_at: tuple | None = None  # (pmd table, index) while LINKED
+    rcu_head: RcuHead | None = None
+    on_call_rcu: object = None      # oracle hook: the table handed to call_rcu
+
+    def __repr__(self) -> str:
+        return f"pte_table@{self.pfn}.{self.gen}"
+
+    def is_empty(self) -> bool:
+        return all(e is None for e in self.entries)
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class PmdTable(Page):
+    """An mm's PMD table (one per mm in this geometry); ``ptl`` is pmd_lockptr()'s lock."""
+
+    ptl: Spinlock | None = None
+    mm: object = None
+
+    def __repr__(self) -> str:
+        return f"pmd_table({self.mm!r})"
+
+
+@attrs.frozen(slots=True, repr=False)
+class PmdPtr:
+    """pmd_t *: slot ``idx`` of ``table``."""
+
+    table: PmdTable
+    idx: int
+
+    def __repr__(self) -> str:
+        return f"&{self.table!r}[{self.idx}]"
+
+
+@attrs.frozen(slots=True, repr=False)
+class PtePtr:
+    """pte_t *: entry ``idx`` of ``table`` (the table the snapshot named, possibly detached)."""
+
+    table: PteTable
+    idx: int
+
+    def __add__(self, n: int) -> "PtePtr":
+        return PtePtr(self.table, self.idx + n)
+
+    def __repr__(self) -> str:
+        return f"&{self.table!r}[{self.idx}]"
+
+
+# ------------------------------------------------------------------------------------------------
+# folios, files, VMAs, mms
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class Folio:
+    """A folio: ``nr`` pages from file ``index`` (or anonymous).  ``data`` is the content of each page.
+
+    refcount counts the page-cache reference (one per folio here), one per mapping (PTE or PMD) and
+    transient references held by tasks.  ``frozen`` models folio_ref_freeze(): lookups wait.
+    """
+
+    name: str
+    nr: int
+    index: int = 0
+    mapping: object = None
+    anon: bool = False
+    lock: SleepLock | None = None
+    refcount: int = 0
+    mapcount: int = 0
+    data: list = attrs.field(factory=list)
+    frozen: object = None  # the task that froze the refcount, while frozen
+    freed: bool = False
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class File:
+    """A shmem file: its page cache (index -> folio), i_mmap rwsem and the VMAs mapping it."""
+
+    name: str
+    size: int
+    i_mmap_rwsem: RwSemaphore
+    pages: dict = attrs.field(factory=dict)
+    i_mmap: list = attrs.field(factory=list)
+    content: list = attrs.field(factory=list)  # the shadow copy of what each page must read
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class AnonVma:
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+VM_SHARED = "VM_SHARED"
+VM_UFFD_MISSING = "VM_UFFD_MISSING"
+VM_UFFD_WP = "VM_UFFD_WP"
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class Vma:
+    """A file-backed VMA [start, end) in pages, mapping ``file`` from page ``pgoff``."""
+
+    name: str
+    mm: object
+    start: int
+    end: int
+    pgoff: int
+    file: File
+    flags: frozenset = frozenset()
+    anon_vma: AnonVma | None = None
+
+    @property
+    def shared(self) -> bool:
+        return VM_SHARED in self.flags
+
+    def linear_page_index(self, addr: int) -> int:
+        return self.pgoff + (addr - self.start)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class Mm:
+    """struct mm_struct: mmap_lock, page_table_lock, the PMD table, counters."""
+
+    name: str
+    mmap_lock: RwSemaphore
+    page_table_lock: Spinlock
+    pmd_table: PmdTable | None = None
+    vmas: list = attrs.field(factory=list)
+    nr_ptes: int = 0
+    rss: dict = attrs.field(factory=lambda: {"MM_SHMEMPAGES": 0, "MM_ANONPAGES": 0})
+    users: int = 1
+    #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
+    notifier_ranges: list = attrs.field(factory=list)
+
+    def find_vma(self, addr: int):
+        for vma in self.vmas:
+            if vma.start <= addr < vma.end:
+                return vma
+        return None
+
+    def pmd_offset(self, addr: int, geo) -> PmdPtr:
+        return PmdPtr(self.pmd_table, geo.pmd_index(addr))
+
+    def __repr__(self) -> str:
+        return self.name

@@ -1,0 +1,56 @@
+"""Every oracle's stable clause id and its one-line statement.
+
+A violation names its clause; the README's clause table and the conformance summary are built from
+this mapping, and a test checks that every clause raised anywhere is listed here.
+"""
+
+CLAUSES: dict[str, str] = {
+    # page-table lifetime (kernel-series.md §6.3 I1, I2, I5, I8)
+    "pt.use-after-free": "No task reads or writes a page table after it was freed (an RCU reader may "
+                         "still use a detached table until its grace period ends).",
+    "pt.ptlock-use-after-free": "No task takes the ptlock of a page table that was freed.",
+    "pt.double-free": "A page table is freed once.",
+    "pt.free-linked": "A page table is freed or deferred only after its PMD entry was cleared.",
+    "pt.free-nonempty": "A page table is freed or deferred only when all its entries are none "
+                        "(no PTE, marker or anon page is thrown away with it).",
+    "pt.leak": "At the end of a run every page table is linked or freed.",
+    "pt.write-detached": "No PTE is written into a table that is no longer linked from a PMD.",
+    "pt.write-unlocked": "A PTE is written only by the holder of that table's ptl.",
+    "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock().",
+    "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
+    "pt.wrong-ptl": "A task holding a pte pointer takes the ptl of that table, not of another.",
+    # secondary MMUs
+    "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
+                                "mmu_notifier invalidate range covering it.",
+    # RCU
+    "rcu.double-call_rcu": "An rcu_head is not queued again while its callback is pending.",
+    "rcu.unbalanced": "rcu_read_unlock() matches an rcu_read_lock() (pte_unmap() matches a map).",
+    "rcu.held-at-exit": "A task ends outside any RCU read-side section.",
+    "rcu.stall": "Every RCU callback eventually runs.",
+    # IRQs
+    "irq.unbalanced": "Interrupts are re-enabled only by who disabled them.",
+    "irq.held-at-exit": "A task ends with interrupts enabled.",
+    "irq.ipi-with-irqs-off": "No CPU waits for an IPI with its own interrupts disabled.",
+    # locks
+    "lock.recursive": "No task takes a lock it already holds.",
+    "lock.recursive-class": "Two locks of one lockdep class are nested only with a subclass "
+                            "(spin_lock_nested), e.g. ptl inside pml.",
+    "lock.order-inversion": "Lock classes are taken in one global order (no lockdep cycle).",
+    "lock.unlock-unheld": "A task releases only locks it holds.",
+    "lock.held-at-exit": "A task ends holding no lock.",
+    "sched.sleep-in-atomic": "Nothing that may sleep runs under a spinlock, with IRQs off, inside "
+                             "rcu_read_lock() or in an RCU callback.",
+    "sched.deadlock": "The tasks of a run never all wait for each other.",
+    "sched.no-progress": "Every operation finishes within the step bound under a fair schedule.",
+    # accounting and content (I3)
+    "acct.nr_ptes": "mm->nr_ptes equals the number of PTE tables linked in the mm.",
+    "acct.rss": "Each mm's rss counters equal the pages its page tables map.",
+    "acct.mapcount": "Each folio's mapcount equals the number of entries mapping it.",
+    "acct.refcount": "Each folio's refcount equals its page-cache reference plus its mappings.",
+    "data.stale-mapping": "A file PTE or PMD maps the folio in the page cache at that index.",
+    "data.mismatch": "Data read through a mapping is what was last written there (file or anon).",
+    # the implementation as code
+    "impl.raised": "The implementation does not raise.",
+    "impl.bad-yield": "The implementation yields only simulator effects.",
+    "impl.bad-return": "The implementation returns values of the documented type.",
+}

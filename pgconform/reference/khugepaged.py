@@ -1,0 +1,375 @@
+"""Reference: mm/khugepaged.c as merged in Linux 6.6 (patches 09-11 of "mm: free retracted page
+table by RCU", plus a98460494b16 "fix collapse_pte_mapped_thp() versus uffd").
+
+``collapse_file()`` is modelled for shmem ranges whose pages are all present in the page cache
+(holes are not filled); the rest follows the kernel step by step (kernel-series.md §2.3, §2.6).
+"""
+
+from __future__ import annotations
+
+from pgconform.kernel.filemap import PageCacheGet, folio_get, folio_put, mm_counter_file
+from pgconform.kernel.memory import VM_FAULT_OK, VmFault, do_set_pmd
+from pgconform.kernel.mmu_notifier import (mmu_notifier_invalidate_range_end,
+                                           mmu_notifier_invalidate_range_start)
+from pgconform.kernel.objects import (VM_UFFD_MISSING, VM_UFFD_WP, pmd_none, pmd_trans_huge,
+                                      pte_none, pte_present)
+from pgconform.kernel.rmap import try_to_unmap
+from pgconform.sim.effects import Atomic, Load, Lock, Store, Trylock, Unlock
+
+SCAN_SUCCEED = "SCAN_SUCCEED"
+SCAN_FAIL = "SCAN_FAIL"
+SCAN_PMD_NULL = "SCAN_PMD_NULL"
+SCAN_PMD_NONE = "SCAN_PMD_NONE"
+SCAN_PMD_MAPPED = "SCAN_PMD_MAPPED"
+SCAN_VMA_CHECK = "SCAN_VMA_CHECK"
+SCAN_PAGE_NULL = "SCAN_PAGE_NULL"
+SCAN_PAGE_LOCK = "SCAN_PAGE_LOCK"
+SCAN_PAGE_COUNT = "SCAN_PAGE_COUNT"
+SCAN_PAGE_COMPOUND = "SCAN_PAGE_COMPOUND"
+SCAN_TRUNCATED = "SCAN_TRUNCATED"
+SCAN_EXCEED_NONE_PTE = "SCAN_EXCEED_NONE_PTE"
+SCAN_PTE_NON_PRESENT = "SCAN_PTE_NON_PRESENT"
+SCAN_PTE_UFFD_WP = "SCAN_PTE_UFFD_WP"
+SCAN_PTE_MAPPED_HUGEPAGE = "SCAN_PTE_MAPPED_HUGEPAGE"
+
+
+def userfaultfd_wp(vma) -> bool:
+    return VM_UFFD_WP in vma.flags
+
+
+def userfaultfd_armed(vma) -> bool:
+    return bool(vma.flags & {VM_UFFD_MISSING, VM_UFFD_WP})
+
+
+def find_pmd_or_thp_or_none(k, mm, addr):
+    """mm/khugepaged.c: find_pmd_or_thp_or_none() (6.6): a lockless look at the PMD for ``addr``.
+    Returns ``(result, pmdp)``."""
+    pmdp = mm.pmd_offset(addr, k.geo)
+    pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    if pmd_none(pmde):
+        return SCAN_PMD_NONE, pmdp
+    if pmd_trans_huge(pmde):
+        return SCAN_PMD_MAPPED, pmdp
+    return SCAN_SUCCEED, pmdp
+
+
+def hpage_collapse_test_exit(k, mm):
+    """mm/khugepaged.c: hpage_collapse_test_exit() (6.6): atomic_read(&mm->mm_users) == 0."""
+    return mm.users == 0
+    yield
+
+
+def retract_page_tables(k, mapping, pgoff):
+    """mm/khugepaged.c: retract_page_tables() (6.6, patch 09 = 1d65b771bc08).
+
+    Under i_mmap_rwsem for read only (no mmap_lock, no VMA lock), for every VMA mapping ``pgoff``:
+    racy pre-checks, mmu_notifier start, pml then nested ptl, the anon_vma/uffd-wp recheck under
+    ptl, pmdp_collapse_flush() + pmdp_get_lockless_sync(), unlock, notifier end, then
+    mm_dec_nr_ptes() and pte_free_defer().  The caller holds the new huge folio's lock, which keeps
+    file PTEs out of the range; the rechecks cover what is inserted without it."""
+    geo = k.geo
+    yield from i_mmap_lock_read(mapping)
+    for vma in list(mapping.i_mmap):
+        if vma.anon_vma is not None:  # READ_ONCE(vma->anon_vma)
+            continue
+        addr = vma.start + (pgoff - vma.pgoff)
+        if addr % geo.hpage_pmd_nr or addr < vma.start or vma.end < addr + geo.hpage_pmd_nr:
+            continue
+        mm = vma.mm
+        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+        if result != SCAN_SUCCEED:
+            continue
+        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+            continue
+        if userfaultfd_wp(vma):
+            continue
+        end = addr + geo.hpage_pmd_nr
+        yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
+        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
+        if ptl is not pml:
+            yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
+        skipped_uffd = False
+        if vma.anon_vma is not None or userfaultfd_wp(vma):
+            skipped_uffd = True
+        else:
+            pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
+            yield from k.impl.pmdp_get_lockless_sync(k)
+        if ptl is not pml:
+            yield Unlock(ptl)
+        yield Unlock(pml)
+        yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
+        if not skipped_uffd:
+            yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+            yield from k.impl.pte_free_defer(k, mm, k.mem.occupant(pgt_pmd.pfn))
+    yield from i_mmap_unlock_read(mapping)
+
+
+def _dec_nr_ptes(m, t, mm):
+    mm.nr_ptes -= 1
+
+
+def i_mmap_lock_read(mapping):
+    from pgconform.sim.effects import DownRead
+
+    yield DownRead(mapping.i_mmap_rwsem)
+
+
+def i_mmap_unlock_read(mapping):
+    from pgconform.sim.effects import UpRead
+
+    yield UpRead(mapping.i_mmap_rwsem)
+
+
+# ------------------------------------------------------------------------------------------------
+# collapse_file()
+
+
+def _alloc_hpage(m, t, k, mapping, start):
+    folio = k.new_folio(f"thp({mapping.name}:{start}-{start + k.geo.hpage_pmd_nr - 1})",
+                        k.geo.hpage_pmd_nr, start, None, locked_by=t)
+    folio.refcount = 1
+    return folio
+
+
+def _ref_freeze(m, t, folio, expected):
+    """folio_ref_freeze(): succeeds only if nobody else holds a reference."""
+    if folio.refcount != expected:
+        return False
+    folio.frozen = t
+    return True
+
+
+def _replace_in_page_cache(m, t, mapping, start, hpage, old):
+    """Copy the old pages into the new folio and store it over the range (xas_store() under the
+    xa_lock); the old folios leave the page cache."""
+    hpage.data = [f.data[0] for f in old]
+    hpage.mapping = mapping
+    for i, f in enumerate(old):
+        mapping.pages[start + i] = hpage
+        f.mapping = None
+        f.frozen = None
+        f.refcount -= 1  # the page cache's reference, dropped as folio_ref_unfreeze(folio, 1)
+
+
+def _unfreeze(m, t, folios):
+    for f in folios:
+        f.frozen = None
+
+
+def collapse_file(k, mm, addr, file, start, is_khugepaged=True):
+    """mm/khugepaged.c: collapse_file() (6.6) for a shmem range with every page in the page cache.
+
+    Allocate and lock a PMD-sized folio; lock, unmap (try_to_unmap) and freeze each old page; copy
+    and replace them in the page cache; retract_page_tables(); unlock the new folio, then the old
+    ones.  MADV_COLLAPSE (``is_khugepaged`` false) then gets SCAN_PTE_MAPPED_HUGEPAGE so that it
+    installs the PMD in its own mm."""
+    nr = k.geo.hpage_pmd_nr
+    hpage = yield Atomic("alloc_charge_hpage() + __folio_set_locked()", _alloc_hpage,
+                         (k, file, start))
+    old: list = []
+    frozen: list = []
+    result = SCAN_SUCCEED
+    for index in range(start, start + nr):
+        folio = yield PageCacheGet(file, index)
+        if folio is None:
+            result = SCAN_EXCEED_NONE_PTE  # holes are not filled in this model
+            break
+        if folio.nr > 1:
+            folio_put(k, folio)
+            result = (SCAN_PTE_MAPPED_HUGEPAGE if folio.nr == nr and folio.index == start
+                      else SCAN_PAGE_COMPOUND)
+            break
+        if not (yield Trylock(folio.lock)):
+            folio_put(k, folio)
+            result = SCAN_PAGE_LOCK
+            break
+        old.append(folio)
+        if folio.mapping is not file:
+            result = SCAN_TRUNCATED
+            break
+        if folio.mapcount:
+            yield from try_to_unmap(k, folio)
+        # page cache + ours; a racing fault or GUP holds more
+        if not (yield Atomic(f"folio_ref_freeze({folio!r}, 2)", _ref_freeze, (folio, 2))):
+            result = SCAN_PAGE_COUNT
+            break
+        frozen.append(folio)
+    if result == SCAN_SUCCEED:
+        yield Atomic(f"copy + xas_store({hpage!r}) over [{start}, {start + nr})",
+                     _replace_in_page_cache, (file, start, hpage, old), touches=(file,))
+        yield from k.impl.retract_page_tables(k, file, start)
+        if not is_khugepaged:
+            result = SCAN_PTE_MAPPED_HUGEPAGE
+        yield Unlock(hpage.lock)
+    else:
+        if frozen:
+            yield Atomic("folio_ref_unfreeze() (rollback)", _unfreeze, (frozen,))
+        yield Unlock(hpage.lock)
+        folio_put(k, hpage)
+    for folio in old:
+        yield Unlock(folio.lock)
+        folio_put(k, folio)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# collapse_pte_mapped_thp()
+
+
+def set_huge_pmd(k, vma, addr, pmdp, hpage):
+    """mm/khugepaged.c: set_huge_pmd() (6.6): do_set_pmd() under mmap_lock (read suffices)."""
+    vmf = VmFault(vma, addr, False, pmdp)
+    if (yield from do_set_pmd(k, vmf, hpage)) != VM_FAULT_OK:
+        return SCAN_FAIL
+    folio_get(hpage)  # the mapping's reference
+    return SCAN_SUCCEED
+
+
+def _find_lock_page(m, t, mapping, index):
+    folio = mapping.pages.get(index)
+    if folio is not None:
+        folio.refcount += 1
+    return folio
+
+
+def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
+    """mm/khugepaged.c: collapse_pte_mapped_thp() (6.6 = 1043173eb5eb + a98460494b16).
+
+    With mmap_lock held for read: check the VMA first; find the locked THP in the page cache;
+    step 1 checks under ptl that every PTE maps the matching subpage; mmu_notifier start; pml is
+    taken early for uffd-armed private VMAs; step 2 rechecks and clears the PTEs and their rmap;
+    step 3 drops the references; step 4 clears the PMD under pml + ptl and pte_free_defer()s the
+    table; step 5 optionally maps the THP by PMD."""
+    geo = k.geo
+    haddr = geo.haddr(addr)
+    end = haddr + geo.hpage_pmd_nr
+    vma = mm.find_vma(haddr)
+    pml = None
+    notified = False
+    nr_ptes = 0
+    if vma is None or vma.file is None or haddr < vma.start or end > vma.end:
+        return SCAN_VMA_CHECK
+    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    if result == SCAN_PMD_MAPPED:
+        return result
+    if userfaultfd_wp(vma):
+        return SCAN_PTE_UFFD_WP
+    mapping = vma.file
+    hpage = yield Atomic("find_lock_page()", _find_lock_page, (mapping, vma.linear_page_index(haddr)))
+    if hpage is None:
+        return SCAN_PAGE_NULL
+    yield Lock(hpage.lock)
+    if hpage.mapping is not mapping or mapping.pages.get(hpage.index) is not hpage:
+        result = SCAN_FAIL
+        return (yield from _drop_hpage(k, hpage, result))
+    if hpage.nr != geo.hpage_pmd_nr or hpage.index != vma.linear_page_index(haddr):
+        return (yield from _drop_hpage(k, hpage, SCAN_PAGE_COMPOUND))
+    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    if result == SCAN_PMD_NONE:
+        return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
+    if result != SCAN_SUCCEED:
+        return (yield from _drop_hpage(k, hpage, result))
+
+    result = SCAN_FAIL
+    start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
+    if start_pte is None:
+        return (yield from _drop_hpage(k, hpage, result))
+    # step 1: read-only check under ptl
+    for i in range(geo.hpage_pmd_nr):
+        ent = yield Load(start_pte.table, start_pte.idx + i)
+        if pte_none(ent):
+            continue
+        if not pte_present(ent):
+            result = SCAN_PTE_NON_PRESENT
+            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                      notified, result))
+        if ent.folio is not hpage or ent.idx != i:
+            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                      notified, result))
+    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    start_pte = None
+
+    yield from mmu_notifier_invalidate_range_start(k, mm, haddr, end)
+    notified = True
+    # a98460494b16: an anon PTE can be inserted at any time in a uffd-armed private VMA
+    if userfaultfd_armed(vma) and not vma.shared:
+        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+    start_pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, haddr)
+    if start_pte is None:
+        return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, None, ptl, pml, notified,
+                                  result))
+    if pml is None:
+        yield Lock(ptl)
+    elif ptl is not pml:
+        yield Lock(ptl, 1)
+
+    # step 2: recheck and clear under ptl
+    for i in range(geo.hpage_pmd_nr):
+        ptep = start_pte + i
+        ent = yield Load(ptep.table, ptep.idx)
+        if pte_none(ent):
+            continue
+        if not pte_present(ent):
+            result = SCAN_PTE_NON_PRESENT
+            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                      notified, result))
+        if ent.folio is not hpage or ent.idx != i:
+            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                      notified, result))
+        yield Store(ptep.table, ptep.idx, None)  # ptep_clear()
+        hpage.mapcount -= 1  # page_remove_rmap()
+        nr_ptes += 1
+    yield from k.impl.pte_unmap(k, start_pte)
+    if pml is None:
+        yield Unlock(ptl)
+
+    # step 3: set proper refcount and mm_counters
+    if nr_ptes:
+        folio_put(k, hpage, nr_ptes)
+        mm.rss[mm_counter_file(hpage)] -= nr_ptes
+
+    # step 4: remove the page table
+    if pml is None:
+        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        if ptl is not pml:
+            yield Lock(ptl, 1)
+    pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, haddr, pmdp)
+    yield from k.impl.pmdp_get_lockless_sync(k)
+    if ptl is not pml:
+        yield Unlock(ptl)
+    yield Unlock(pml)
+    yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
+    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+    yield from k.impl.pte_free_defer(k, mm, k.mem.occupant(pgt_pmd.pfn))
+    return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
+
+
+def _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd):
+    # step 5: install the PMD mapping
+    result = (yield from set_huge_pmd(k, vma, haddr, pmdp, hpage)) if install_pmd else SCAN_SUCCEED
+    return (yield from _drop_hpage(k, hpage, result))
+
+
+def _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml, notified, result):
+    if nr_ptes:
+        yield Atomic(f"flush_tlb_mm({mm!r})", _noop)
+        folio_put(k, hpage, nr_ptes)
+        mm.rss[mm_counter_file(hpage)] -= nr_ptes
+    if start_pte is not None:
+        yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    if pml is not None and pml is not ptl:
+        yield Unlock(pml)
+    if notified:
+        yield from mmu_notifier_invalidate_range_end(k, mm, haddr, haddr + k.geo.hpage_pmd_nr)
+    return (yield from _drop_hpage(k, hpage, result))
+
+
+def _noop(m, t):
+    return None
+
+
+def _drop_hpage(k, hpage, result):
+    yield Unlock(hpage.lock)
+    folio_put(k, hpage)
+    return result

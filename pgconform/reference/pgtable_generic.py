@@ -1,0 +1,131 @@
+"""Reference: mm/pgtable-generic.c and its include/linux/pgtable.h helpers as merged in Linux 6.6
+(patches 01, 02 and 08 of "mm: free retracted page table by RCU", on top of 0d940a9b270b).
+
+Every function is a generator taking the kernel context ``k`` first; out-parameters of the C API are
+returned as tuples: ``__pte_offset_map`` returns ``(pte, pmdval)``, the ``*_lock``/``*_nolock``
+variants return ``(pte, ptl)``; ``pte`` is None where the kernel returns NULL.
+"""
+
+from __future__ import annotations
+
+from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
+from pgconform.kernel.pgalloc import pte_free
+from pgconform.sim.effects import (Atomic, CallRcu, IpiSync, IrqDisable, IrqEnable, Load, Lock,
+                                   RcuReadLock, RcuReadUnlock, Store, Unlock)
+
+
+def pmdp_get_lockless(k, pmdp):
+    """include/linux/pgtable.h: pmdp_get_lockless() (6.6): one READ_ONCE of the PMD entry on
+    architectures whose PMD fits a word."""
+    return (yield Load(pmdp.table, pmdp.idx))
+
+
+def pmdp_get_lockless_start(k):
+    """mm/pgtable-generic.c: pmdp_get_lockless_start() (6.6, patch 02): local_irq_save() only where
+    PMD reads are split in halves (GUP_GET_PXX_LOW_HIGH, SMP); otherwise nothing."""
+    if k.arch.pmd_low_high:
+        yield IrqDisable()
+        return True
+    return False
+
+
+def pmdp_get_lockless_end(k, irqflags):
+    """mm/pgtable-generic.c: pmdp_get_lockless_end() (6.6): undo pmdp_get_lockless_start()."""
+    if irqflags:
+        yield IrqEnable()
+
+
+def pmdp_get_lockless_sync(k):
+    """include/linux/pgtable.h: pmdp_get_lockless_sync() (6.6, patch 02): after clearing a PMD that
+    lockless readers may be reading, tlb_remove_table_sync_one() (an IPI to all CPUs, waiting) where
+    PMD reads are split in halves; nothing elsewhere."""
+    if k.arch.pmd_low_high:
+        yield IpiSync()
+
+
+def __pte_offset_map(k, pmdp, addr):
+    """mm/pgtable-generic.c: __pte_offset_map() (6.6, patches 01 and 02).
+
+    Enters an RCU read-side section, snapshots ``*pmd`` once and classifies the snapshot: none,
+    migration, trans-huge or bad -> leave RCU and return NULL; otherwise a pointer into the table
+    named by the snapshot (which may already be detached; RCU keeps it valid and empty).
+    Returns ``(pte, pmdval)``; the snapshot is returned even when ``pte`` is NULL."""
+    yield RcuReadLock()
+    irqflags = yield from k.impl.pmdp_get_lockless_start(k)
+    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    yield from k.impl.pmdp_get_lockless_end(k, irqflags)
+    if pmd_none(pmdval) or pmd_trans_huge(pmdval):
+        yield RcuReadUnlock()
+        return None, pmdval
+    # __pte_map(): pointer arithmetic on the snapshot's pmd_page()
+    return PtePtr(k.mem.occupant(pmdval.pfn), k.geo.pte_index(addr)), pmdval
+
+
+def pte_offset_map(k, pmdp, addr):
+    """include/linux/pgtable.h: pte_offset_map() (6.6) = __pte_offset_map(pmd, addr, NULL)."""
+    pte, _ = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    return pte
+
+
+def pte_unmap(k, pte):
+    """include/linux/pgtable.h: pte_unmap() (6.6, patch 01): rcu_read_unlock() (and kunmap_local()
+    with HIGHPTE)."""
+    yield RcuReadUnlock()
+
+
+def pte_unmap_unlock(k, pte, ptl):
+    """include/linux/mm.h: pte_unmap_unlock() (6.6): spin_unlock(ptl), then pte_unmap()."""
+    yield Unlock(ptl)
+    yield from k.impl.pte_unmap(k, pte)
+
+
+def pte_offset_map_nolock(k, mm, pmdp, addr):
+    """mm/pgtable-generic.c: pte_offset_map_nolock() (6.5-6.12): map as __pte_offset_map() and
+    return the ptl computed from the *same* snapshot, not taken.  Returns ``(pte, ptl)``."""
+    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    if pte is None:
+        return None, None
+    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    return pte, ptl
+
+
+def pte_offset_map_lock(k, mm, pmdp, addr):
+    """mm/pgtable-generic.c: __pte_offset_map_lock() (6.6): map, take the snapshot table's ptl, and
+    return only if ``*pmd`` still names that table (pmd_same); otherwise unlock, unmap and retry.
+    Returns ``(pte, ptl)`` with ptl held and RCU entered, or ``(None, None)``."""
+    while True:
+        pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+        if pte is None:
+            return None, None
+        ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+        yield Lock(ptl)
+        if pmdval == (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+            return pte, ptl
+        yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+
+
+def _flush_tlb_range(m, t, vma, start, end):
+    return None
+
+
+def pmdp_collapse_flush(k, vma, addr, pmdp):
+    """mm/pgtable-generic.c: pmdp_collapse_flush() (6.6): clear the PMD (pmdp_huge_get_and_clear)
+    and flush the TLB for the range; returns the old value.  Caller holds pml and ptl."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    yield Store(pmdp.table, pmdp.idx, None)
+    yield Atomic(f"flush_tlb_range({vma!r}, {addr})", _flush_tlb_range,
+                 (vma, addr, addr + k.geo.hpage_pmd_nr))
+    return pmdval
+
+
+def pte_free_now(k, head):
+    """mm/pgtable-generic.c: pte_free_now() (6.6, patch 08): the RCU callback, pte_free() of the
+    page the rcu_head lives in (destructor, then free)."""
+    table = head.owner
+    yield from pte_free(k, table.mm, table)
+
+
+def pte_free_defer(k, mm, table):
+    """mm/pgtable-generic.c: pte_free_defer() (6.6, patch 08): call_rcu() on the page's rcu_head;
+    the table and its ptlock stay valid until a grace period has passed, then pte_free_now()."""
+    yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
