@@ -1,0 +1,22 @@
+"""A0: retract_page_tables()/collapse_pte_mapped_thp() free the retracted table at once.
+
+kernel-series.md §3(a) A0: 6.5's collapse_and_free_pmd() free (pte_free()) combined with 6.6's
+reduced locking: a pte_offset_map*() user that snapshotted the PMD before the clear still walks
+the table after it is freed and reused."""
+
+from pgconform.implementation import Implementation
+from pgconform.kernel.pgalloc import pte_free
+
+
+def pte_free_defer(k, mm, table):
+    """The mutation: pte_free() instead of deferring it past an RCU grace period."""
+    yield from pte_free(k, mm, table)
+
+
+MUTANT = Implementation(
+    name="zoo.retract_pte_free_immediate",
+    overrides={"pte_free_defer": pte_free_defer},
+    description="retracted page table freed immediately (pte_free instead of pte_free_defer)",
+    source="kernel-series.md A0; the 6.5 free of collapse_and_free_pmd() under 6.6 locking",
+    expected=("pt.use-after-free", "pt.ptlock-use-after-free"),
+)

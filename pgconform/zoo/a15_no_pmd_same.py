@@ -1,0 +1,26 @@
+"""A15: pte_offset_map_lock() without the pmd_same() recheck after taking the ptl.
+
+kernel-series.md §3(a) A15: the caller locks the ptl of the table its snapshot named, which may
+have been detached meanwhile, and writes into it: the entry is lost with the table."""
+
+from pgconform.implementation import Implementation
+from pgconform.sim.effects import Lock
+
+
+def pte_offset_map_lock(k, mm, pmdp, addr):
+    """The mutation: map, lock, return, with no recheck of ``*pmd``."""
+    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    if pte is None:
+        return None, None
+    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    yield Lock(ptl)
+    return pte, ptl
+
+
+MUTANT = Implementation(
+    name="zoo.pte_offset_map_lock_no_pmd_same",
+    overrides={"pte_offset_map_lock": pte_offset_map_lock},
+    description="pte_offset_map_lock() returns without checking pmd_same() under the ptl",
+    source="kernel-series.md A15; the recheck of 0d940a9b270b removed",
+    expected=("pt.write-detached", "pt.free-nonempty", "data.mismatch", "acct.rss"),
+)
