@@ -1,0 +1,114 @@
+"""The conformance machines: Hypothesis rule-based state machines closed over the implementation
+judged and an architecture configuration.
+
+Rules start an operation on an idle CPU, advance a runnable CPU by a run of effects (one decision
+settles several effects), and run a ready RCU callback; after every rule the machine checks for a
+deadlock.  Teardown finishes every operation fairly (round-robin), runs every callback
+(rcu_barrier) and checks the end state.  Oracles that fire at an effect raise from inside the rule,
+with the race diagram of the run so far.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule)
+
+from pgconform.implementation import Implementation
+from pgconform.oracle.state import check_end_state
+from pgconform.scenario import OP_KINDS, build_world, start_op
+from pgconform.sim.policies.pct import RCU_LANE, run_pct
+from strategies import hot_places, make_op, op_draws, worlds
+
+NCPUS = 3
+#: the operations that free page tables: most runs start with one of them
+FREERS = ("khugepaged", "madv_collapse")
+LANES = tuple(f"CPU{i}" for i in range(NCPUS)) + (RCU_LANE,)
+#: steps one schedule rule may take (enough for every operation of the model to finish)
+PCT_BUDGET = 400
+
+
+class ConformanceMachine(RuleBasedStateMachine):
+    """Base class; :func:`make_machine` binds ``implementation`` and ``arch``."""
+
+    implementation: Implementation
+    arch: str = "x86_64"
+    op_kinds: tuple = OP_KINDS
+
+    def __init__(self):
+        super().__init__()
+        self.k = None
+        self.world = None
+        self.kinds = self.op_kinds
+
+    @initialize(world=worlds(), kinds=st.sets(st.sampled_from(OP_KINDS), min_size=1),
+                hot=st.integers(0, 7), warm=st.lists(st.integers(0, 7), max_size=3),
+                primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3))
+    def init_world(self, world, kinds, hot, warm, primary, freer):
+        """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start a
+        first operation, usually one that frees page tables (the protocol under test)."""
+        self.world = world
+        self.kinds = tuple(k for k in self.op_kinds if k in kinds) or self.op_kinds
+        places = hot_places(world)
+        # hot_places() lists collapsible ranges first: prefer them
+        self.hot = places[hot % len(places) if hot >= 6 else hot % 2 % len(places)]
+        self.k = build_world(world, self.implementation, self.arch,
+                             warm=[(self.hot[0], self.hot[1] + w % 4, w >= 4) for w in warm])
+        if freer < 3:
+            primary = dict(primary, kind=FREERS[freer % len(FREERS)])
+        op = make_op(world, self.hot, self.op_kinds, **primary)
+        start_op(self.k, self._idle_lane(), op)
+
+    def _idle_lane(self):
+        busy = {t.lane for t in self.k.m.active()}
+        for i in range(NCPUS):
+            if f"CPU{i}" not in busy:
+                return f"CPU{i}"
+        return None
+
+    @precondition(lambda self: self.k is not None and self._idle_lane() is not None)
+    @rule(**op_draws)
+    def start(self, kind, mm, where, arg):
+        """Start an operation on the first idle CPU (``where`` picks the address, mostly in the
+        run's hot PMD range)."""
+        op = make_op(self.world, self.hot, self.kinds, kind, mm, where, arg)
+        start_op(self.k, self._idle_lane(), op)
+
+    @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
+    @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 12))
+    def advance(self, pick, n):
+        runnable = self.k.m.runnable()
+        self.k.m.run(runnable[pick % len(runnable)], n)
+
+    @precondition(lambda self: self.k is not None and (len(self.k.m.active()) >= 2
+                                                       or bool(self.k.m.callbacks)))
+    @rule(order=st.permutations(LANES),
+          change=st.lists(st.integers(0, 15) | st.integers(0, 63), max_size=3, unique=True))
+    def schedule(self, order, change):
+        """Run everything under PCT: lane priorities ``order`` (first runs first) and preemptions
+        at the ``change``-th preemption points."""
+        prio = {lane: len(order) - i for i, lane in enumerate(order)}
+        run_pct(self.k.m, prio, change, PCT_BUDGET)
+
+    @precondition(lambda self: self.k is not None and bool(self.k.m.ready_callbacks()))
+    @rule(pick=st.integers(0, 3))
+    def rcu_callback(self, pick):
+        ready = self.k.m.ready_callbacks()
+        self.k.m.run_callback(ready[pick % len(ready)])
+
+    @invariant()
+    def no_deadlock(self):
+        if self.k is not None:
+            self.k.m.check_deadlock()
+
+    def teardown(self):
+        if self.k is None or self.k.m.failed:
+            return
+        self.k.m.finish()
+        self.k.m.check(lambda: check_end_state(self.k))
+
+
+def make_machine(implementation: Implementation, arch: str = "x86_64",
+                 name: str | None = None) -> type[ConformanceMachine]:
+    """A machine class judging ``implementation`` on ``arch``."""
+    cls_name = name or f"Conformance_{arch}"
+    return type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch})

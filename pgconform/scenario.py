@@ -1,0 +1,124 @@
+"""Worlds and operations as plain data, and how to build and start them.
+
+A :class:`WorldSpec` says which mms map which parts of a shmem file, how (shared or private,
+userfaultfd-registered or not), what is in the page cache and what is faulted in before the race
+starts.  An :class:`Op` is one operation a CPU performs.  Hypothesis strategies (``strategies/``)
+generate both; tests and the replay command build them with :func:`build_world` and
+:func:`start_op`.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pgconform.implementation import Implementation, build_table
+from pgconform.kernel import khugepaged as khugepaged_callers
+from pgconform.kernel.config import ARCHES, Geometry
+from pgconform.kernel.memory import madvise_dontneed, user_access
+from pgconform.kernel.objects import VM_UFFD_MISSING
+from pgconform.kernel.rmap import folio_referenced
+from pgconform.kernel.userfaultfd import mfill_atomic_copy
+from pgconform.kernel.world import Kernel
+from pgconform.sim.machine import Machine
+
+FILE_PAGES = 8
+
+
+@attrs.frozen
+class VmaSpec:
+    mm: int
+    start: int
+    npages: int
+    pgoff: int
+    shared: bool = True
+    uffd_missing: bool = False
+
+
+@attrs.frozen
+class WorldSpec:
+    vmas: tuple[VmaSpec, ...]
+    cached: tuple[bool, ...] = (True,) * FILE_PAGES
+    #: PMD-sized folios already in the page cache, by first index
+    thps: tuple[int, ...] = ()
+    #: (mm, addr, write) accesses done before the race starts
+    prefault: tuple[tuple[int, int, bool], ...] = ()
+
+    @property
+    def nmms(self) -> int:
+        return 1 + max(v.mm for v in self.vmas)
+
+
+@attrs.frozen
+class Op:
+    """One operation: ``kind`` and its arguments (mm index, addresses, value)."""
+
+    kind: str
+    mm: int = 0
+    addr: int = 0
+    arg: int = 0
+
+    def __str__(self) -> str:
+        return OP_LABELS[self.kind](self)
+
+
+OP_LABELS = {
+    "read": lambda o: f"load mm{o.mm}@{o.addr}",
+    "write": lambda o: f"store mm{o.mm}@{o.addr}",
+    "dontneed": lambda o: f"madvise(mm{o.mm}@{o.addr}+{o.arg}, MADV_DONTNEED)",
+    "khugepaged": lambda o: f"khugepaged(mm{o.mm}@{o.addr})",
+    "madv_collapse": lambda o: f"madvise(mm{o.mm}@{o.addr}, MADV_COLLAPSE)",
+    "referenced": lambda o: f"folio_referenced(shmem:{o.addr})",
+    "uffd_copy": lambda o: f"UFFDIO_COPY(mm{o.mm}@{o.addr}, {o.arg})",
+}
+OP_KINDS = tuple(OP_LABELS)
+
+
+def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
+                machine: Machine | None = None, warm=()) -> Kernel:
+    """A kernel with the world of ``spec``, prefaulted (``spec.prefault`` then ``warm``, more
+    (mm, addr, write) accesses) through the model itself, so the start state is one the kernel
+    could reach."""
+    k = Kernel(build_table(impl), ARCHES[arch], Geometry(), machine)
+    f = k.new_file("shmem", FILE_PAGES)
+    nr = k.geo.hpage_pmd_nr
+    for start in spec.thps:
+        k.add_to_page_cache(f, start, nr)
+    for index, present in enumerate(spec.cached):
+        if present and index not in f.pages:
+            k.add_to_page_cache(f, index)
+    mms = [k.new_mm(f"mm{i}") for i in range(spec.nmms)]
+    for v in spec.vmas:
+        npages = min(v.npages, FILE_PAGES - v.pgoff, k.geo.task_size - v.start)
+        if npages <= 0 or mms[v.mm].find_vma(v.start) is not None:
+            continue
+        if any(w.start < v.start + npages and v.start < w.end for w in mms[v.mm].vmas):
+            continue
+        k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared,
+                  flags={VM_UFFD_MISSING} if v.uffd_missing else ())
+    for mm_i, addr, write in (*spec.prefault, *warm):
+        t = k.m.spawn("init", user_access(k, mms[mm_i], addr, write), "prefault")
+        k.m.run(t, k.m.step_bound)
+    k.m.tasks.clear()
+    k.m.trace.clear()
+    return k
+
+
+def start_op(k: Kernel, lane: str, op: Op):
+    """Spawn the task performing ``op`` on ``lane``."""
+    mm = k.mms[op.mm % len(k.mms)]
+    haddr = k.geo.haddr(op.addr)
+    if op.kind in ("read", "write"):
+        gen = user_access(k, mm, op.addr, op.kind == "write")
+    elif op.kind == "dontneed":
+        gen = madvise_dontneed(k, mm, op.addr, op.addr + max(1, op.arg))
+    elif op.kind == "khugepaged":
+        gen = khugepaged_callers.khugepaged_scan_file_range(k, mm, haddr)
+    elif op.kind == "madv_collapse":
+        gen = khugepaged_callers.madvise_collapse(k, mm, haddr)
+    elif op.kind == "referenced":
+        gen = folio_referenced(k, k.files[0], op.addr % FILE_PAGES)
+    elif op.kind == "uffd_copy":
+        gen = mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg)
+    else:  # pragma: no cover - strategies only produce known kinds
+        raise ValueError(f"unknown operation {op.kind!r}")
+    return k.m.spawn(lane, gen, str(op))

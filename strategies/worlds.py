@@ -1,0 +1,96 @@
+"""Strategies for worlds (who maps what) and for the operations CPUs perform in them.
+
+Worlds are small on purpose (geometry of 4 PTEs per table, a file of 8 pages, one or two mms) so
+that short schedules reach every state; they are shaped so that collapse and retraction are
+possible: VMAs are mostly PMD-aligned and cover whole PMD ranges."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from pgconform.kernel.config import Geometry
+from pgconform.scenario import FILE_PAGES, OP_KINDS, Op, VmaSpec, WorldSpec
+
+GEO = Geometry()
+
+
+@st.composite
+def vma_specs(draw, mm: int):
+    nr = GEO.hpage_pmd_nr
+    start = draw(st.sampled_from([nr, 0, 2 * nr, 1]), label="vma start")
+    npages = draw(st.sampled_from([2 * nr, nr]), label="vma pages")
+    pgoff = draw(st.sampled_from([0, nr]), label="vma pgoff")
+    shared = draw(st.booleans().map(lambda b: not b), label="shared")
+    uffd = draw(st.booleans(), label="uffd missing registered")
+    return VmaSpec(mm, start, npages, pgoff, shared, uffd)
+
+
+@st.composite
+def worlds(draw):
+    nmms = draw(st.integers(1, 2), label="mms")
+    vmas = tuple(draw(vma_specs(mm)) for mm in range(nmms))
+    cached = ()
+    for _ in range(FILE_PAGES // GEO.hpage_pmd_nr):
+        # a range is usually complete (collapsible); sometimes it has holes
+        full = draw(st.integers(0, 3).map(bool), label="range fully cached")
+        cached += (True,) * GEO.hpage_pmd_nr if full else tuple(
+            draw(st.lists(st.booleans(), min_size=GEO.hpage_pmd_nr, max_size=GEO.hpage_pmd_nr)))
+    thps = tuple(draw(st.sets(st.sampled_from([0, GEO.hpage_pmd_nr]), max_size=1),
+                      label="THPs in page cache"))
+    mapped = [(v.mm, v.start + i) for v in vmas for i in range(v.npages)
+              if v.start + i < GEO.task_size]
+    prefault = tuple(draw(st.lists(
+        st.tuples(st.sampled_from(mapped), st.booleans()).map(lambda p: (*p[0], p[1])),
+        max_size=4), label="prefault"))
+    return WorldSpec(vmas, cached, thps, prefault)
+
+
+def hot_places(world: WorldSpec) -> list[tuple[int, int]]:
+    """(mm, PMD range) pairs where operations can meet: ranges that a VMA covers whole and aligned
+    (collapsible) first, then ranges a VMA covers in part."""
+    nr = GEO.hpage_pmd_nr
+    full, part = [], []
+    for v in world.vmas:
+        for i in range(v.npages):
+            addr = v.start + i
+            if addr >= GEO.task_size:
+                break
+            place = (v.mm, GEO.haddr(addr))
+            whole = addr % nr == 0 and i + nr <= v.npages and addr + nr <= GEO.task_size
+            if whole and place not in full:
+                full.append(place)
+            elif place not in part:
+                part.append(place)
+    return full + [p for p in part if p not in full] or [(0, 0)]
+
+
+def pick_address(world: WorldSpec, hot: tuple[int, int], choice: int) -> int:
+    """Map a small integer to an address: mostly in the hot PMD range (races need operations on
+    the same objects), else in another range some VMA covers, else anywhere."""
+    nr = GEO.hpage_pmd_nr
+    if choice < 6 * nr:
+        return hot[1] + choice % nr
+    places = hot_places(world)
+    if choice < 9 * nr:
+        return places[choice % len(places)][1] + choice // len(places) % nr
+    return choice % GEO.task_size
+
+
+#: the raw draws of one operation: kind, mm choice (3 is "the other mm"), address choice (see
+#: pick_address), argument
+op_draws = dict(
+    kind=st.sampled_from(OP_KINDS),
+    mm=st.integers(0, 3),
+    where=st.integers(0, 10 * GEO.hpage_pmd_nr - 1),
+    arg=st.integers(1, 2 * GEO.hpage_pmd_nr),
+)
+
+
+def make_op(world: WorldSpec, hot: tuple[int, int], kinds, kind: str, mm: int, where: int,
+            arg: int) -> Op:
+    """The operation the raw draws describe; ``kinds`` is the run's swarm subset of kinds and
+    ``hot`` its (mm, PMD range) focus."""
+    if kind not in kinds:
+        kind = kinds[OP_KINDS.index(kind) % len(kinds)]
+    mm = hot[0] if mm < 3 else (hot[0] + 1) % world.nmms
+    return Op(kind, mm, pick_address(world, hot, where), arg)
