@@ -1,0 +1,546 @@
+"""The plugin's choice of implementation, the registry behind it, and ``python -m pgconform``.
+
+The pytest runs here use tiny implementations written by pytester (a dict naming one series
+function), so they do not depend on the conformance machines, the reference or the zoo.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from pgconform import plugin, registry
+from pgconform.implementation import Implementation, ImplementationError
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
+
+MYIMPL = '''
+def pte_free_defer(k, mm, pgtable):
+    """A do-nothing series function: a generator that yields no effect."""
+    return None
+    yield
+
+
+OPTION = {"pte_free_defer": pte_free_defer}
+ENV = {"pte_free_defer": pte_free_defer}
+INI = {"pte_free_defer": pte_free_defer}
+UNKNOWN_FUNCTION = {"pte_free_deferred": pte_free_defer}
+NOT_A_FUNCTION = {"pte_free_defer": 42}
+'''
+
+
+def check_selection(spec: str, source: str, *, name: str | None = None) -> str:
+    """A test module asserting what the plugin selected, as the conformance machines will see it."""
+    return textwrap.dedent(
+        f"""
+        import os
+
+        import pgconform.plugin as plugin
+
+
+        def test_selection():
+            assert plugin.selected_spec() == {spec!r}
+            assert plugin.selected_source() == {source!r}
+            assert os.environ["PGCONFORM_IMPL"] == {spec!r}
+            if {name!r} is not None:
+                assert plugin.selected_implementation().name == {name!r}
+        """
+    )
+
+
+def reference_problem() -> str | None:
+    """Why ``reference`` cannot be resolved yet (it is written alongside this plugin), or None."""
+    try:
+        registry.resolve("reference")
+    except ImplementationError as exc:
+        return str(exc)
+    return None
+
+
+def needs_reference() -> None:
+    problem = reference_problem()
+    if problem is not None:
+        pytest.skip(f"pgconform.reference is not usable yet: {problem}")
+
+
+@pytest.fixture
+def myimpl(pgconform_pytester: pytest.Pytester) -> pytest.Pytester:
+    pgconform_pytester.makepyfile(myimpl=MYIMPL)
+    return pgconform_pytester
+
+
+# --- precedence: option > env > ini > default --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "ini", "expected", "source"),
+    [
+        ("myimpl:OPTION", "myimpl:ENV", "myimpl:INI", "myimpl:OPTION", "option"),
+        (None, "myimpl:ENV", "myimpl:INI", "myimpl:ENV", "env"),
+        (None, None, "myimpl:INI", "myimpl:INI", "ini"),
+        (None, "", "myimpl:INI", "myimpl:INI", "ini"),  # a blank variable counts as unset
+        ("myimpl:OPTION", None, None, "myimpl:OPTION", "option"),
+    ],
+    ids=["option-beats-env-and-ini", "env-beats-ini", "ini", "blank-env-is-unset", "option-alone"],
+)
+def test_precedence(myimpl, run_pgconform, monkeypatch, option, env, ini, expected, source):
+    if env is not None:
+        monkeypatch.setenv("PGCONFORM_IMPL", env)
+    if ini is not None:
+        myimpl.makeini(f"[pytest]\npgconform_impl = {ini}\n")
+    myimpl.makepyfile(test_check=check_selection(expected, source, name=expected))
+    result = run_pgconform(*(["--impl", option] if option else []))
+    result.stdout.fnmatch_lines([f"pgconform: implementation {expected} (from {source})"])
+    result.assert_outcomes(passed=1)
+
+
+def test_default_is_the_reference(pgconform_pytester, run_pgconform):
+    needs_reference()
+    pgconform_pytester.makepyfile(test_check=check_selection("reference", "default"))
+    result = run_pgconform()
+    result.stdout.fnmatch_lines(["pgconform: implementation reference (from default)"])
+    result.assert_outcomes(passed=1)
+
+
+def test_reference_by_name(pgconform_pytester, run_pgconform):
+    needs_reference()
+    pgconform_pytester.makepyfile(test_check=check_selection("reference", "option"))
+    result = run_pgconform("--impl", "reference")
+    result.stdout.fnmatch_lines(["pgconform: implementation reference (from option)"])
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("source", ["option", "env", "ini"])
+def test_xdist_workers_agree(myimpl, run_pgconform, monkeypatch, source):
+    spec = f"myimpl:{source.upper()}"
+    args = ["-n", "2"]
+    if source == "option":
+        args += ["--impl", spec]
+    elif source == "env":
+        monkeypatch.setenv("PGCONFORM_IMPL", spec)
+    else:
+        myimpl.makeini(f"[pytest]\npgconform_impl = {spec}\n")
+    myimpl.makepyfile(
+        test_workers=textwrap.dedent(
+            f"""
+            import os
+
+            import pytest
+
+            import pgconform.plugin as plugin
+
+
+            @pytest.mark.parametrize("i", range(6))
+            def test_worker_sees_the_selection(i):
+                assert os.environ.get("PYTEST_XDIST_WORKER")
+                assert plugin.selected_implementation().name == {spec!r}
+                assert os.environ["PGCONFORM_IMPL"] == {spec!r}
+            """
+        )
+    )
+    result = run_pgconform(*args)
+    result.assert_outcomes(passed=6)
+
+
+def test_module_attr_dict_of_overrides(myimpl, run_pgconform):
+    myimpl.makepyfile(
+        test_check=textwrap.dedent(
+            """
+            import myimpl
+            import pgconform.plugin as plugin
+
+
+            def test_overrides():
+                impl = plugin.selected_implementation()
+                assert impl.name == "myimpl:OPTION"
+                assert dict(impl.overrides) == {"pte_free_defer": myimpl.pte_free_defer}
+            """
+        )
+    )
+    result = run_pgconform("--impl", "myimpl:OPTION")
+    result.assert_outcomes(passed=1)
+
+
+# --- usage errors ------------------------------------------------------------------------------
+
+
+def assert_usage_error(result: pytest.RunResult, *fragments: str) -> None:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output
+    assert "INTERNALERROR" not in output
+    for fragment in fragments:
+        assert fragment in result.stderr.str(), result.stderr.str()
+
+
+def test_unknown_name_lists_registered(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "no_such_impl")
+    assert_usage_error(
+        result,
+        "unknown implementation 'no_such_impl'",
+        "registered: ",
+        "reference",
+        "(implementation chosen by --impl)",
+    )
+    for name in registry.registered_names():
+        assert name in result.stderr.str()
+
+
+def test_unknown_name_from_env_says_so(pgconform_pytester, run_pgconform, monkeypatch):
+    monkeypatch.setenv("PGCONFORM_IMPL", "no_such_impl")
+    result = run_pgconform()
+    assert_usage_error(
+        result, "unknown implementation 'no_such_impl'", "PGCONFORM_IMPL environment variable"
+    )
+
+
+def test_unknown_name_from_ini_says_so(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makeini("[pytest]\npgconform_impl = no_such_impl\n")
+    result = run_pgconform()
+    assert_usage_error(
+        result, "unknown implementation 'no_such_impl'", "pgconform_impl ini key in "
+    )
+
+
+def test_module_that_is_no_implementation(pgconform_pytester, run_pgconform):
+    result = run_pgconform("--impl", "os:path")
+    assert_usage_error(result, "os:path is a module that defines none of the series functions")
+
+
+def test_module_that_does_not_import(pgconform_pytester, run_pgconform):
+    result = run_pgconform("--impl", "nosuchmodule_xyz:thing")
+    assert_usage_error(
+        result, "cannot import module 'nosuchmodule_xyz'", "No module named 'nosuchmodule_xyz'"
+    )
+
+
+def test_missing_attribute(myimpl, run_pgconform):
+    result = run_pgconform("--impl", "myimpl:NOPE")
+    assert_usage_error(result, "myimpl has no attribute 'NOPE'")
+
+
+def test_override_of_unknown_function(myimpl, run_pgconform):
+    result = run_pgconform("--impl", "myimpl:UNKNOWN_FUNCTION")
+    assert_usage_error(result, "overrides pte_free_deferred, which are not series functions")
+
+
+def test_override_that_is_not_a_function(myimpl, run_pgconform):
+    result = run_pgconform("--impl", "myimpl:NOT_A_FUNCTION")
+    assert_usage_error(result, "pte_free_defer is int, not a function")
+
+
+def test_help_works_whatever_is_selected(pgconform_pytester, run_pgconform, monkeypatch):
+    monkeypatch.setenv("PGCONFORM_IMPL", "no_such_impl")
+    result = run_pgconform("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["pgconform*", "*--impl=SPEC*", "*pgconform_impl*"])
+
+
+# --- one example database per implementation --------------------------------------------------
+
+PROFILES = textwrap.dedent(
+    """
+    from hypothesis import settings
+
+    _default = settings.get_profile("default")
+    settings.register_profile("seven", _default, max_examples=7)
+    settings.register_profile("three", _default, max_examples=3)
+    settings.register_profile("nodb", _default, database=None)
+    settings.load_profile("seven")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "max_examples"), [((), 7), (("--hypothesis-profile", "three"), 3)]
+)
+def test_own_database_on_the_loaded_profile(myimpl, run_pgconform, args, max_examples):
+    myimpl.makeconftest(PROFILES)
+    myimpl.makepyfile(
+        test_db=textwrap.dedent(
+            f"""
+            from hypothesis import settings
+            from hypothesis.database import DirectoryBasedExampleDatabase
+
+
+            def test_database(request):
+                expected = request.config.rootpath / ".hypothesis" / "examples" / "myimpl_OPTION"
+                assert settings.default.database == DirectoryBasedExampleDatabase(str(expected))
+                # everything else comes from the profile that was loaded before the plugin
+                assert settings.default.max_examples == {max_examples}
+            """
+        )
+    )
+    result = run_pgconform("--impl", "myimpl:OPTION", *args)
+    result.stdout.fnmatch_lines(
+        ["pgconform: example database */.hypothesis/examples/myimpl_OPTION"]
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_profile_without_database_is_left_alone(myimpl, run_pgconform):
+    myimpl.makeconftest(PROFILES)
+    myimpl.makepyfile(
+        test_db=textwrap.dedent(
+            """
+            from hypothesis import settings
+
+
+            def test_database():
+                assert settings.default.database is None
+            """
+        )
+    )
+    result = run_pgconform("--impl", "myimpl:OPTION", "--hypothesis-profile", "nodb")
+    result.stdout.fnmatch_lines(["pgconform: example database disabled by the Hypothesis profile"])
+    result.assert_outcomes(passed=1)
+
+
+def test_judging_one_implementation_keeps_anothers_failures(myimpl, run_pgconform):
+    myimpl.makeconftest(PROFILES)
+    myimpl.makepyfile(
+        test_fails=textwrap.dedent(
+            """
+            from hypothesis import given, strategies as st
+
+
+            @given(st.integers())
+            def test_fails(n):
+                assert n < 10
+            """
+        )
+    )
+    examples = myimpl.path / ".hypothesis" / "examples"
+    run_pgconform("--impl", "myimpl:OPTION").assert_outcomes(failed=1)
+    saved = sorted(
+        p.relative_to(examples) for p in (examples / "myimpl_OPTION").rglob("*") if p.is_file()
+    )
+    assert saved, "the failure was not saved in the implementation's database"
+    run_pgconform("--impl", "myimpl:ENV").assert_outcomes(failed=1)
+    assert (examples / "myimpl_ENV").is_dir()
+    for relative in saved:
+        assert (examples / relative).is_file(), f"judging myimpl:ENV removed {relative}"
+
+
+def test_database_dirname_is_a_single_safe_component():
+    assert plugin.database_dirname("reference") == "reference"
+    assert plugin.database_dirname("zoo.pte_offset_map_no_rcu") == "zoo.pte_offset_map_no_rcu"
+    assert plugin.database_dirname("mymod:IMPL") == "mymod_IMPL"
+    assert plugin.database_dirname("../../etc:x") == "etc_x"
+    assert plugin.database_dirname("::") == "impl"
+
+
+# --- nested runs -------------------------------------------------------------------------------
+
+
+def test_inprocess_run_gives_everything_back(myimpl):
+    from hypothesis import settings
+
+    myimpl.syspathinsert()
+    myimpl.makepyfile(test_check=check_selection("myimpl:OPTION", "option", name="myimpl:OPTION"))
+    profile = settings.get_current_profile_name()
+    result = myimpl.runpytest_inprocess(*PLUGIN_ARGS, "--impl", "myimpl:OPTION")
+    result.assert_outcomes(passed=1)
+    assert "PGCONFORM_IMPL" not in os.environ
+    assert settings.get_current_profile_name() == profile
+
+
+# --- the pure parts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "ini", "expected"),
+    [
+        ("a:b", "c:d", "e:f", ("a:b", "option")),
+        (None, "c:d", "e:f", ("c:d", "env")),
+        ("", " ", "e:f", ("e:f", "ini")),
+        (None, None, "", ("reference", "default")),
+        ("  x:y  ", None, None, ("x:y", "option")),
+    ],
+)
+def test_choose_spec(option, env, ini, expected):
+    assert plugin.choose_spec(option, env, ini) == expected
+
+
+def test_registered_names_are_sorted_and_include_the_reference():
+    names = registry.registered_names()
+    assert names == sorted(names)
+    assert "reference" in names
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("no_such_impl", "unknown implementation 'no_such_impl'; registered: "),
+        ("", "empty implementation spec"),
+        ("os:path", "os:path is a module that defines none of the series functions"),
+        ("nosuchmodule_xyz:thing", "cannot import module 'nosuchmodule_xyz'"),
+        ("os:no_such_attribute", "os has no attribute 'no_such_attribute'"),
+        ("json:loads", "json:loads is a function, not a pgconform implementation"),
+    ],
+)
+def test_resolve_errors(spec, fragment):
+    with pytest.raises(ImplementationError) as excinfo:
+        registry.resolve(spec)
+    assert fragment in str(excinfo.value)
+
+
+def _fake_module(monkeypatch, name: str, **attrs) -> None:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_resolve_dict_module_and_implementation(monkeypatch):
+    def pte_offset_map_lock(k, mm, pmd, addr):
+        return None
+        yield
+
+    impl = Implementation(name="mine", overrides={"pte_offset_map_lock": pte_offset_map_lock})
+    _fake_module(
+        monkeypatch,
+        "pgconform_selftest_impl",
+        TABLE={"pte_offset_map_lock": pte_offset_map_lock},
+        IMPL=impl,
+        nested=types.SimpleNamespace(TABLE={"pte_offset_map_lock": pte_offset_map_lock}),
+    )
+    _fake_module(monkeypatch, "pgconform_selftest_mod", pte_offset_map_lock=pte_offset_map_lock)
+
+    assert registry.resolve("pgconform_selftest_impl:IMPL") is impl
+    from_dict = registry.resolve("pgconform_selftest_impl:TABLE")
+    assert from_dict.name == "pgconform_selftest_impl:TABLE"
+    assert dict(from_dict.overrides) == {"pte_offset_map_lock": pte_offset_map_lock}
+    assert registry.resolve("pgconform_selftest_impl:nested.TABLE").overrides == from_dict.overrides
+    from_module = registry.resolve("pgconform_selftest_mod:")
+    assert dict(from_module.overrides) == {"pte_offset_map_lock": pte_offset_map_lock}
+
+
+def test_import_error_inside_the_module_is_reported(monkeypatch, tmp_path):
+    (tmp_path / "pgconform_selftest_broken.py").write_text("import nosuchdependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        ImplementationError,
+        match="cannot import module 'pgconform_selftest_broken'.*nosuchdependency_xyz",
+    ):
+        registry.resolve("pgconform_selftest_broken:IMPL")
+
+
+def test_module_raising_at_import_is_reported(monkeypatch, tmp_path):
+    (tmp_path / "pgconform_selftest_raises.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImplementationError, match="raised RuntimeError: boom"):
+        registry.resolve("pgconform_selftest_raises:IMPL")
+
+
+def test_builtin_zoo_names_come_from_the_zoo_when_it_lists_them(monkeypatch):
+    _fake_module(monkeypatch, "pgconform.zoo", MUTANTS={"zoo.only_this": "somewhere:MUTANT"})
+    specs = registry.builtin_specs()
+    assert specs["zoo.only_this"] == "somewhere:MUTANT"
+    assert specs["reference"] == registry.BUILTIN["reference"]
+    assert not any(name.startswith("zoo.") and name != "zoo.only_this" for name in specs)
+
+
+def test_builtin_zoo_names_fall_back_to_the_literal_list(monkeypatch):
+    _fake_module(monkeypatch, "pgconform.zoo")  # a zoo that does not provide MUTANTS (yet)
+    assert registry.builtin_specs() == registry.BUILTIN
+
+
+def test_nothing_is_imported_by_importing_the_registry_or_the_plugin():
+    code = (
+        "import sys, pgconform.registry, pgconform.plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('pgconform.reference', 'pgconform.zoo', 'pgconform.kernel', 'hypothesis'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --- installation and the command line ---------------------------------------------------------
+
+
+def _installed() -> bool:
+    try:
+        importlib.metadata.distribution("pgconform")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _installed(), reason="pgconform is not installed (pip install -e '.[test]')"
+)
+def test_entry_points_are_installed():
+    pytest11 = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
+    assert pytest11.get("pgconform") == "pgconform.plugin"
+    impls = {ep.name for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)}
+    assert {
+        "reference",
+        "zoo.retract_pte_free_immediate",
+        "zoo.pte_offset_map_no_rcu",
+        "zoo.pte_offset_map_lock_no_pmd_same",
+    } <= impls
+
+
+@pytest.mark.skipif(
+    not _installed(), reason="pgconform is not installed (pip install -e '.[test]')"
+)
+def test_installed_plugin_loads_from_its_entry_point(myimpl, monkeypatch):
+    monkeypatch.setenv("PGCONFORM_IMPL", "myimpl:ENV")
+    myimpl.makepyfile(test_check=check_selection("myimpl:ENV", "env", name="myimpl:ENV"))
+    result = myimpl.runpytest_subprocess()  # no -p: the pytest11 entry point loads the plugin
+    result.stdout.fnmatch_lines(["pgconform: implementation myimpl:ENV (from env)"])
+    result.assert_outcomes(passed=1)
+
+
+def _pgconform(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgconform", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_cli_list():
+    out = _pgconform("list")
+    assert out.returncode == 0, out.stderr
+    assert "reference" in out.stdout.splitlines()
+    assert out.stdout.splitlines() == registry.registered_names()
+
+
+def test_cli_list_verbose_gives_targets():
+    out = _pgconform("list", "-v")
+    assert out.returncode == 0, out.stderr
+    assert "reference\tpgconform.reference:IMPLEMENTATION" in out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("args", [(), ("no-such-command",)])
+def test_cli_usage(args):
+    out = _pgconform(*args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.startswith("usage: pgconform")
+
+
+# --- the README's option table ----------------------------------------------------------------
+
+
+def test_readme_option_table_matches_the_plugin():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Selecting the implementation\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    settings_in_precedence_order = [row.split("|")[1].strip() for row in rows]
+    assert settings_in_precedence_order == [
+        "`--impl SPEC`",
+        f"`{plugin.ENV_VAR}`",
+        f"`{plugin.INI_KEY}`",
+    ]
+    assert f"default `{plugin.DEFAULT_SPEC}`" in section
