@@ -18,7 +18,6 @@ CLAUSES: dict[str, str] = {
     "pt.write-unlocked": "A PTE is written only by the holder of that table's ptl.",
     "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock().",
     "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
-    "pt.wrong-ptl": "A task holding a pte pointer takes the ptl of that table, not of another.",
     # secondary MMUs
     "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
                                 "mmu_notifier invalidate range covering it.",
@@ -52,5 +51,4 @@ CLAUSES: dict[str, str] = {
     # the implementation as code
     "impl.raised": "The implementation does not raise.",
     "impl.bad-yield": "The implementation yields only simulator effects.",
-    "impl.bad-return": "The implementation returns values of the documented type.",
 }

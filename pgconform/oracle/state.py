@@ -44,6 +44,11 @@ def check_end_state(k) -> None:
         if rss[mm] != mm.rss:
             m.violation("acct.rss", f"{mm!r} rss counters are {mm.rss} but its page tables map "
                         f"{rss[mm]} (\"BUG: Bad rss-counter state\")", None, mm)
+    for f in k.files:
+        for index, folio in f.pages.items():
+            if folio.freed:
+                m.violation("acct.refcount", f"{folio!r} was freed while the page cache still holds "
+                            f"it at {f!r}:{index} (a reference dropped twice)", None, folio)
     for folio in k.folios:
         if folio.freed:
             continue

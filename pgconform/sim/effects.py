@@ -27,6 +27,9 @@ class Effect:
     #: whether another CPU acting right after this effect can change the outcome (a value read, a
     #: lock released, a section left): the points at which schedule policies preempt
     preempt_point = False
+    #: a check run when a task reaches this effect (whether or not it can run yet): misuse that
+    #: is a bug as soon as it is attempted (taking a lock one holds)
+    on_pending = None
 
     def blocked(self, m, t):
         return None
@@ -107,13 +110,12 @@ class Lock(Effect):
         return self.lock.sleeps
 
     def blocked(self, m, t):
-        owner = self.lock.owner
-        if owner is None:
-            return None
-        if owner is t:
+        return None if self.lock.owner is None else self.lock
+
+    def on_pending(self, m, t):
+        if self.lock.owner is t:
             m.violation("lock.recursive", f"{t.name} takes {self.lock!r}, which it already holds "
                         "(self-deadlock)", t, self.lock)
-        return self.lock
 
     def execute(self, m, t):
         m.acquire(t, self.lock, self.subclass, trylock=False)
@@ -178,12 +180,12 @@ class DownRead(Effect):
     sleeps = True
 
     def blocked(self, m, t):
-        if self.sem.writer is None:
-            return None
+        return None if self.sem.writer is None else self.sem
+
+    def on_pending(self, m, t):
         if self.sem.writer is t:
             m.violation("lock.recursive", f"{t.name} read-locks {self.sem!r} while write-holding it",
                         t, self.sem)
-        return self.sem
 
     def execute(self, m, t):
         m.acquire_read(t, self.sem)
@@ -204,11 +206,12 @@ class DownWrite(Effect):
 
     def blocked(self, m, t):
         sem = self.sem
-        if sem.writer is None and not sem.readers:
-            return None
+        return None if sem.writer is None and not sem.readers else sem
+
+    def on_pending(self, m, t):
+        sem = self.sem
         if sem.writer is t or t in sem.readers:
             m.violation("lock.recursive", f"{t.name} write-locks {sem!r} while holding it", t, sem)
-        return sem
 
     def execute(self, m, t):
         m.acquire(t, self.sem, 0, trylock=False)
@@ -418,11 +421,13 @@ class IpiSync(Effect):
 
     def blocked(self, m, t):
         if t.wait is None:
-            if t.irq:
-                m.violation("irq.ipi-with-irqs-off", f"{t.name} waits for an IPI with its own "
-                            "interrupts disabled (can deadlock against another CPU doing the same)", t)
             t.wait = m.irq_snapshot(exclude=t)
         return m.still_waiting(t.wait, "irq")
+
+    def on_pending(self, m, t):
+        if t.irq:
+            m.violation("irq.ipi-with-irqs-off", f"{t.name} waits for an IPI with its own "
+                        "interrupts disabled (can deadlock against another CPU doing the same)", t)
 
     def execute(self, m, t):
         t.wait = None

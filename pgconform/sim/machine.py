@@ -122,11 +122,13 @@ class Machine:
         except Exception as e:
             if not self._raised_by_implementation(e):
                 raise
-            self._errored(t, "impl.raised", f"{type(e).__name__}: {e}")
+            self._fail(self._errored(t, "impl.raised", f"{type(e).__name__}: {e}"), t)
         if not isinstance(eff, Effect):
-            self._errored(t, "impl.bad-yield", f"yielded {eff!r} ({type(eff).__name__}), "
-                          "which is not a simulator effect")
+            self._fail(self._errored(t, "impl.bad-yield", f"yielded {eff!r} "
+                                     f"({type(eff).__name__}), which is not a simulator effect"), t)
         t.pending = eff
+        if eff.on_pending is not None:
+            eff.on_pending(self, t)
         if eff.sleeps and (t.rcu or t.irq or t.spin or t.softirq):
             self.violation("sched.sleep-in-atomic",
                            f"{t.name} may sleep in {eff} while in atomic context "
@@ -170,14 +172,21 @@ class Machine:
         eff = t.pending
         t.steps += 1
         if t.steps > self.step_bound:
-            self.violation("sched.no-progress", f"{t.name} did not finish within {self.step_bound} "
-                           "effects (livelock or unbounded retry)", t)
+            self._fail(Violation("sched.no-progress", f"{t.name} did not finish within "
+                                 f"{self.step_bound} effects (livelock or unbounded retry)",
+                                 task=t), t)
         path = call_path(t.gen) if self.record_paths else ()
         try:
             res = eff.execute(self, t)
         except Violation as v:
             self.trace.append((t, path, eff, "!"))
             self._fail(v, t)
+        except Exception as e:
+            # an effect built from the implementation's values, or its own Atomic function
+            if not self._raised_by_implementation(e, eff):
+                raise
+            self.trace.append((t, path, eff, "!"))
+            self._fail(self._errored(t, "impl.raised", f"{eff} raised {type(e).__name__}: {e}"), t)
         self.trace.append((t, path, eff, res))
         try:
             self._advance(t, res)
@@ -201,11 +210,15 @@ class Machine:
         self.violation("pt.use-after-free", f"{t.name}: {what} of {page!r}, which was freed "
                        "(a pointer that outlived its page)", t, page)
 
-    def _raised_by_implementation(self, e: BaseException) -> bool:
-        """Whether the traceback of ``e`` passes through code of the implementation under test (an
-        override); an exception raised by the model alone is a bug of pgconform, not a verdict."""
+    def _raised_by_implementation(self, e: BaseException, eff=None) -> bool:
+        """Whether ``e`` comes from the implementation under test: its traceback passes through an
+        override, or the failing effect is the implementation's own (an Atomic of its function).
+        An exception raised by the model alone is a bug of pgconform, not a verdict."""
         codes = self.implementation_code
         if codes is None:
+            return True
+        fn = getattr(eff, "fn", None)
+        if fn is not None and getattr(fn, "__code__", None) in codes:
             return True
         tb = e.__traceback__
         while tb is not None:
@@ -214,9 +227,9 @@ class Machine:
             tb = tb.tb_next
         return False
 
-    def _errored(self, t: Task, clause: str, message: str):
+    def _errored(self, t: Task, clause: str, message: str) -> ImplementationErrored:
         path = " > ".join(call_path(t.gen)) if t.gen.gi_frame is not None else t.label
-        raise ImplementationErrored(clause, f"{t.name} in {path or t.label}: {message}", task=t)
+        return ImplementationErrored(clause, f"{t.name} in {path or t.label}: {message}", task=t)
 
     def _fail(self, v: Violation, t: Task | None):
         self.failed = True
