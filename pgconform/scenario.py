@@ -16,9 +16,11 @@ from pgconform.kernel import khugepaged as khugepaged_callers
 from pgconform.kernel.config import ARCHES, Geometry
 from pgconform.kernel.memory import madvise_dontneed, user_access
 from pgconform.kernel.objects import VM_UFFD_MISSING
+from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.rmap import folio_referenced
 from pgconform.kernel.userfaultfd import mfill_atomic_copy
 from pgconform.kernel.world import Kernel
+from pgconform.sim.effects import DownRead, UpRead
 from pgconform.sim.machine import Machine
 
 FILE_PAGES = 8
@@ -42,6 +44,9 @@ class WorldSpec:
     thps: tuple[int, ...] = ()
     #: (mm, addr, write) accesses done before the race starts
     prefault: tuple[tuple[int, int, bool], ...] = ()
+    #: (mm, addr): PTE tables that exist (empty) before anything is faulted in, as after a
+    #: MADV_DONTNEED; faults then map even PMD-sized folios by PTE there
+    tables: tuple[tuple[int, int], ...] = ()
 
     @property
     def nmms(self) -> int:
@@ -95,12 +100,23 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
             continue
         k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared,
                   flags={VM_UFFD_MISSING} if v.uffd_missing else ())
+    for mm_i, addr in spec.tables:
+        t = k.m.spawn("init", _populate_table(k, mms[mm_i], addr), "pte_alloc")
+        k.m.run(t, k.m.step_bound)
     for mm_i, addr, write in (*spec.prefault, *warm):
         t = k.m.spawn("init", user_access(k, mms[mm_i], addr, write), "prefault")
         k.m.run(t, k.m.step_bound)
     k.m.tasks.clear()
     k.m.trace.clear()
     return k
+
+
+def _populate_table(k: Kernel, mm, addr: int):
+    """pte_alloc() under mmap_lock for a range some VMA covers (world set-up)."""
+    yield DownRead(mm.mmap_lock)
+    if mm.find_vma(addr) is not None:
+        yield from pte_alloc(k, mm, mm.pmd_offset(addr, k.geo))
+    yield UpRead(mm.mmap_lock)
 
 
 def start_op(k: Kernel, lane: str, op: Op):

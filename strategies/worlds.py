@@ -35,14 +35,18 @@ def worlds(draw):
         full = draw(st.integers(0, 3).map(bool), label="range fully cached")
         cached += (True,) * GEO.hpage_pmd_nr if full else tuple(
             draw(st.lists(st.booleans(), min_size=GEO.hpage_pmd_nr, max_size=GEO.hpage_pmd_nr)))
-    thps = tuple(draw(st.sets(st.sampled_from([0, GEO.hpage_pmd_nr]), max_size=1),
+    thps = tuple(draw(st.sets(st.sampled_from([0, GEO.hpage_pmd_nr]), max_size=2),
                       label="THPs in page cache"))
     mapped = [(v.mm, v.start + i) for v in vmas for i in range(v.npages)
               if v.start + i < GEO.task_size]
     prefault = tuple(draw(st.lists(
         st.tuples(st.sampled_from(mapped), st.booleans()).map(lambda p: (*p[0], p[1])),
         max_size=4), label="prefault"))
-    return WorldSpec(vmas, cached, thps, prefault)
+    aligned = sorted({(v.mm, v.start + i) for v in vmas for i in range(v.npages)
+                      if (v.start + i) % GEO.hpage_pmd_nr == 0 and v.start + i < GEO.task_size})
+    tables = tuple(sorted(draw(st.sets(st.sampled_from(aligned), max_size=2),
+                               label="empty PTE tables"))) if aligned else ()
+    return WorldSpec(vmas, cached, thps, prefault, tables)
 
 
 def hot_places(world: WorldSpec) -> list[tuple[int, int]]:
