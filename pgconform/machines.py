@@ -10,6 +10,7 @@ with the race diagram of the run so far.
 
 from __future__ import annotations
 
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule)
 
@@ -40,23 +41,30 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.world = None
         self.kinds = self.op_kinds
 
-    @initialize(world=worlds(), kinds=st.sets(st.sampled_from(OP_KINDS), min_size=1),
+    @initialize(world=worlds(), kinds=st.integers(1, 2 ** len(OP_KINDS) - 1),
                 hot=st.integers(0, 7), warm=st.lists(st.integers(0, 7), max_size=3),
                 primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3))
     def init_world(self, world, kinds, hot, warm, primary, freer):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start a
         first operation, usually one that frees page tables (the protocol under test)."""
         self.world = world
-        self.kinds = tuple(k for k in self.op_kinds if k in kinds) or self.op_kinds
+        # swarm testing: ``kinds`` is a bitmask of the operation kinds this run uses
+        self.kinds = tuple(k for i, k in enumerate(OP_KINDS) if kinds >> i & 1 and
+                           k in self.op_kinds) or self.op_kinds
         places = hot_places(world)
         # hot_places() lists collapsible ranges first: prefer them
         self.hot = places[hot % len(places) if hot >= 6 else hot % 2 % len(places)]
-        self.k = build_world(world, self.implementation, self.arch,
-                             warm=[(self.hot[0], self.hot[1] + w % 4, w >= 4) for w in warm])
+        self.warm = [(self.hot[0], self.hot[1] + w % 4, w >= 4) for w in warm]
+        self.k = build_world(world, self.implementation, self.arch, warm=self.warm)
+        self.started = []
         if freer < 3:
             primary = dict(primary, kind=FREERS[freer % len(FREERS)])
-        op = make_op(world, self.hot, self.op_kinds, **primary)
-        start_op(self.k, self._idle_lane(), op)
+        self._start(make_op(world, self.hot, self.op_kinds, **primary))
+
+    def _start(self, op):
+        lane = self._idle_lane()
+        self.started.append((lane, op))
+        start_op(self.k, lane, op)
 
     def _idle_lane(self):
         busy = {t.lane for t in self.k.m.active()}
@@ -70,8 +78,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def start(self, kind, mm, where, arg):
         """Start an operation on the first idle CPU (``where`` picks the address, mostly in the
         run's hot PMD range)."""
-        op = make_op(self.world, self.hot, self.kinds, kind, mm, where, arg)
-        start_op(self.k, self._idle_lane(), op)
+        self._start(make_op(self.world, self.hot, self.kinds, kind, mm, where, arg))
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
     @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 12))
@@ -89,6 +96,16 @@ class ConformanceMachine(RuleBasedStateMachine):
         prio = {lane: len(order) - i for i, lane in enumerate(order)}
         run_pct(self.k.m, prio, change, PCT_BUDGET)
 
+    @precondition(lambda self: self.k is not None and len(self.started) >= 2)
+    @rule()
+    def rerun(self):
+        """Finish this run (and check it), then race the same operations again from the same
+        world: one good world and set of operations gets several schedules."""
+        self._finish()
+        self.k = build_world(self.world, self.implementation, self.arch, warm=self.warm)
+        for lane, op in self.started:
+            start_op(self.k, lane, op)
+
     @precondition(lambda self: self.k is not None and bool(self.k.m.ready_callbacks()))
     @rule(pick=st.integers(0, 3))
     def rcu_callback(self, pick):
@@ -100,15 +117,25 @@ class ConformanceMachine(RuleBasedStateMachine):
         if self.k is not None:
             self.k.m.check_deadlock()
 
-    def teardown(self):
-        if self.k is None or self.k.m.failed:
-            return
+    def _finish(self):
         self.k.m.finish()
         self.k.m.check(lambda: check_end_state(self.k))
+
+    def teardown(self):
+        if self.k is not None and not self.k.m.failed:
+            self._finish()
+
+
+#: rule steps per example: a race needs a handful (start, start, schedule); short examples leave
+#: time for more worlds
+STEPS_PER_EXAMPLE = 20
 
 
 def make_machine(implementation: Implementation, arch: str = "x86_64",
                  name: str | None = None) -> type[ConformanceMachine]:
-    """A machine class judging ``implementation`` on ``arch``."""
+    """A machine class judging ``implementation`` on ``arch``; its ``TestCase`` inherits the
+    loaded Hypothesis profile, with :data:`STEPS_PER_EXAMPLE` rule steps per example."""
     cls_name = name or f"Conformance_{arch}"
-    return type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch})
+    cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch})
+    cls.TestCase.settings = settings(stateful_step_count=STEPS_PER_EXAMPLE)
+    return cls

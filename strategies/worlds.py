@@ -31,21 +31,23 @@ def worlds(draw):
     vmas = tuple(draw(vma_specs(mm)) for mm in range(nmms))
     cached = ()
     for _ in range(FILE_PAGES // GEO.hpage_pmd_nr):
-        # a range is usually complete (collapsible); sometimes it has holes
-        full = draw(st.integers(0, 3).map(bool), label="range fully cached")
-        cached += (True,) * GEO.hpage_pmd_nr if full else tuple(
-            draw(st.lists(st.booleans(), min_size=GEO.hpage_pmd_nr, max_size=GEO.hpage_pmd_nr)))
-    thps = tuple(draw(st.sets(st.sampled_from([0, GEO.hpage_pmd_nr]), max_size=2),
-                      label="THPs in page cache"))
+        # a range is usually complete (collapsible); otherwise a bitmask says which pages are
+        sparse = draw(st.integers(0, 3), label="range with holes") == 3
+        holes = draw(st.integers(0, 2 ** GEO.hpage_pmd_nr - 1), label="holes") if sparse else 0
+        cached += tuple(not holes >> i & 1 for i in range(GEO.hpage_pmd_nr))
+    # PMD-sized folios already in the page cache: the precondition of collapse_pte_mapped_thp()
+    thps = tuple(r * GEO.hpage_pmd_nr for r in range(FILE_PAGES // GEO.hpage_pmd_nr)
+                 if draw(st.integers(0, 2), label="THP in page cache") == 2)
     mapped = [(v.mm, v.start + i) for v in vmas for i in range(v.npages)
               if v.start + i < GEO.task_size]
     prefault = tuple(draw(st.lists(
         st.tuples(st.sampled_from(mapped), st.booleans()).map(lambda p: (*p[0], p[1])),
         max_size=4), label="prefault"))
+    # empty PTE tables (as MADV_DONTNEED leaves them): a THP faulted there is PTE-mapped
     aligned = sorted({(v.mm, v.start + i) for v in vmas for i in range(v.npages)
                       if (v.start + i) % GEO.hpage_pmd_nr == 0 and v.start + i < GEO.task_size})
-    tables = tuple(sorted(draw(st.sets(st.sampled_from(aligned), max_size=2),
-                               label="empty PTE tables"))) if aligned else ()
+    mask = draw(st.integers(0, 2 ** len(aligned) - 1), label="empty PTE tables") if aligned else 0
+    tables = tuple(place for i, place in enumerate(aligned) if mask >> i & 1)
     return WorldSpec(vmas, cached, thps, prefault, tables)
 
 
