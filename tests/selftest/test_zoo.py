@@ -1,0 +1,67 @@
+"""The suite judged by its own standard: the reference passes, and every mutant of the zoo is caught
+with one of the violations its metadata expects.
+
+Catching is measured as the conformance machine runs for users (same strategies, same schedules),
+without shrinking: time to the first failing example.  Each mutant gets a generous time budget;
+the medians are far lower (see bench/).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from pgconform.machines import STEPS_PER_EXAMPLE, make_machine
+from pgconform.registry import resolve
+from pgconform.sim.errors import Violation
+from pgconform.zoo import MUTANTS
+
+#: seconds a mutant may take to be caught before the test fails
+BUDGET_S = 300
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+def _hunt(impl, arch: str, max_examples: int, budget_s: float | None):
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+
+    class Timed(make_machine(impl, arch)):
+        def teardown(self):
+            super().teardown()
+            if deadline is not None and time.monotonic() > deadline:
+                raise BudgetExhausted(f"{impl.name} not caught within {budget_s} s")
+
+    run_state_machine_as_test(Timed, settings=settings(
+        max_examples=max_examples, phases=[Phase.generate], database=None, deadline=None,
+        derandomize=False, stateful_step_count=STEPS_PER_EXAMPLE,
+        suppress_health_check=list(HealthCheck)))
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_is_caught(name):
+    impl = resolve(name)
+    assert impl.expected, f"{name} declares no expected clause"
+    with pytest.raises(Violation) as excinfo:
+        _hunt(impl, "x86_64", max_examples=10**6, budget_s=BUDGET_S)
+    assert excinfo.value.clause in impl.expected, (
+        f"{name} was caught by [{excinfo.value.clause}], expected one of {impl.expected}:\n"
+        f"{excinfo.value}")
+    # the verdict carries the race diagram
+    assert "violation:" in excinfo.value.diagram
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit"])
+def test_reference_passes(arch):
+    _hunt(resolve("reference"), arch, max_examples=300, budget_s=None)
+
+
+def test_every_mutant_names_its_source_and_violation():
+    for name in MUTANTS:
+        impl = resolve(name)
+        assert impl.name == name
+        assert impl.source and impl.description and impl.expected
