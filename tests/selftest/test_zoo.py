@@ -65,3 +65,4 @@ def test_every_mutant_names_its_source_and_violation():
         impl = resolve(name)
         assert impl.name == name
         assert impl.source and impl.description and impl.expected
+
