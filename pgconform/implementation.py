@@ -13,7 +13,8 @@ callers compose with ``yield from k.impl.NAME(k, ...)``.
 from __future__ import annotations
 
 import types
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter, mm_counter_file
-from pgconform.kernel.mmu_notifier import (mmu_notifier_invalidate_range_end,
-                                           mmu_notifier_invalidate_range_start)
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
 from pgconform.kernel.objects import HugePmd, Pte, pmd_none, pmd_trans_huge, pte_none, pte_present
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead

@@ -21,7 +21,7 @@ from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 class Pte:
     """A present PTE mapping subpage ``idx`` of ``folio``."""
 
-    folio: "Folio"
+    folio: Folio
     idx: int
     write: bool = False
     young: bool = True
@@ -51,7 +51,7 @@ class TablePmd:
 class HugePmd:
     """A PMD entry mapping a PMD-sized folio (pmd_trans_huge)."""
 
-    folio: "Folio"
+    folio: Folio
     write: bool = False
 
     def __repr__(self) -> str:
@@ -129,7 +129,7 @@ class PtePtr:
     table: PteTable
     idx: int
 
-    def __add__(self, n: int) -> "PtePtr":
+    def __add__(self, n: int) -> PtePtr:
         return PtePtr(self.table, self.idx + n)
 
     def __repr__(self) -> str:

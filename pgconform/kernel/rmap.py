@@ -13,7 +13,7 @@ import attrs
 
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
-from pgconform.sim.effects import (Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead)
+from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 
 def vma_addresses(k, vma, folio):
@@ -35,7 +35,7 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
     by_pmd: dict[int, list] = {}
     for addr, i in vma_addresses(k, vma, folio):
         by_pmd.setdefault(geo.pmd_index(addr), []).append((addr, i))
-    for pmd_idx, places in by_pmd.items():
+    for places in by_pmd.values():
         pmdp = mm.pmd_offset(places[0][0], geo)
         while True:  # "restart": re-examine this pmd after a NULL map
             pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)

@@ -9,7 +9,7 @@ end-of-run oracles can account for all of it.
 from __future__ import annotations
 
 from pgconform.kernel.config import X86_64, ArchConfig, Geometry
-from pgconform.kernel.objects import (VM_SHARED, AnonVma, File, Folio, Mm, PmdTable, PteTable, Vma)
+from pgconform.kernel.objects import VM_SHARED, AnonVma, File, Folio, Mm, PmdTable, PteTable, Vma
 from pgconform.oracle.pagetable import check_pte_store, make_pmd_store_check, on_table_call_rcu
 from pgconform.sim.machine import Machine
 from pgconform.sim.memory import PhysMem

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from pgconform.kernel.filemap import PageCacheGet, folio_get, folio_put, mm_counter_file
 from pgconform.kernel.memory import VM_FAULT_OK, VmFault, do_set_pmd
-from pgconform.kernel.mmu_notifier import (mmu_notifier_invalidate_range_end,
-                                           mmu_notifier_invalidate_range_start)
-from pgconform.kernel.objects import (VM_UFFD_MISSING, VM_UFFD_WP, pmd_none, pmd_trans_huge,
-                                      pte_none, pte_present)
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
+from pgconform.kernel.objects import (
+    VM_UFFD_MISSING,
+    VM_UFFD_WP,
+    pmd_none,
+    pmd_trans_huge,
+    pte_none,
+    pte_present,
+)
 from pgconform.kernel.rmap import try_to_unmap
-from pgconform.sim.effects import Atomic, Load, Lock, Store, Trylock, Unlock
+from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 SCAN_SUCCEED = "SCAN_SUCCEED"
 SCAN_FAIL = "SCAN_FAIL"
@@ -110,14 +118,12 @@ def _dec_nr_ptes(m, t, mm):
 
 
 def i_mmap_lock_read(mapping):
-    from pgconform.sim.effects import DownRead
-
+    """include/linux/fs.h: i_mmap_lock_read() (6.6)."""
     yield DownRead(mapping.i_mmap_rwsem)
 
 
 def i_mmap_unlock_read(mapping):
-    from pgconform.sim.effects import UpRead
-
+    """include/linux/fs.h: i_mmap_unlock_read() (6.6)."""
     yield UpRead(mapping.i_mmap_rwsem)
 
 

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgalloc import pte_free
-from pgconform.sim.effects import (Atomic, CallRcu, IpiSync, IrqDisable, IrqEnable, Load, Lock,
-                                   RcuReadLock, RcuReadUnlock, Store, Unlock)
+from pgconform.sim.effects import (
+    Atomic,
+    CallRcu,
+    IpiSync,
+    IrqDisable,
+    IrqEnable,
+    Load,
+    Lock,
+    RcuReadLock,
+    RcuReadUnlock,
+    Store,
+    Unlock,
+)
 
 
 def pmdp_get_lockless(k, pmdp):

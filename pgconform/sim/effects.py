@@ -10,7 +10,8 @@ checked there.  Effects are frozen values: the trace keeps them as they were.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 

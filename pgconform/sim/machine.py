@@ -14,7 +14,7 @@ callback is a separate schedulable event, so schedules can delay it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -28,8 +28,24 @@ DEFAULT_STEP_BOUND = 5_000
 class Task:
     """One kernel code path running on a lane.  Plain slots: this object is on the hot path."""
 
-    __slots__ = ("name", "lane", "gen", "label", "pending", "done", "result", "rcu", "irq",
-                 "spin", "reader_seq", "irq_seq", "held", "wait", "steps", "softirq")
+    __slots__ = (
+        "done",
+        "gen",
+        "held",
+        "irq",
+        "irq_seq",
+        "label",
+        "lane",
+        "name",
+        "pending",
+        "rcu",
+        "reader_seq",
+        "result",
+        "softirq",
+        "spin",
+        "steps",
+        "wait",
+    )
 
     def __init__(self, name: str, lane: str, gen, label: str, softirq: bool = False):
         self.name = name

@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import pytest
 
-from pgconform.sim.effects import (Atomic, CallRcu, DownRead, DownWrite, IpiSync, IrqDisable,
-                                   IrqEnable, Lock, RcuReadLock, RcuReadUnlock, SynchronizeRcu,
-                                   Trylock, Unlock, UpRead, UpWrite)
+from pgconform.sim.effects import (
+    Atomic,
+    CallRcu,
+    DownRead,
+    DownWrite,
+    IpiSync,
+    IrqDisable,
+    IrqEnable,
+    Lock,
+    RcuReadLock,
+    RcuReadUnlock,
+    SynchronizeRcu,
+    Trylock,
+    Unlock,
+    UpRead,
+    UpWrite,
+)
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct

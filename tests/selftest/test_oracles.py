@@ -14,8 +14,10 @@ import pytest
 
 import pgconform
 from pgconform.implementation import Implementation
-from pgconform.kernel.mmu_notifier import (mmu_notifier_invalidate_range_end,
-                                           mmu_notifier_invalidate_range_start)
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
 from pgconform.kernel.objects import PteTable
 from pgconform.kernel.pgalloc import pte_free
 from pgconform.oracle.clauses import CLAUSES
@@ -23,7 +25,7 @@ from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import (Atomic, CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead)
+from pgconform.sim.effects import Atomic, CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
@@ -534,7 +536,6 @@ def _pmd_lockptr_raises(k, mm, pmdp):
 
 def _pmd_lock_yields_garbage(k, mm, pmdp):
     yield "spin_lock(pml)"
-    return None
 
 
 def test_implementation_raising_is_errored():
