@@ -35,7 +35,8 @@ _hypothesis_default = settings.get_profile("default")
 settings.register_profile(
     "dev",
     parent=_hypothesis_default,
-    max_examples=50,
+    # a conformance machine runs ~150-200 examples/s; the zoo's median catch is a few thousand
+    max_examples=8000,
     deadline=None,
     suppress_health_check=_suppress(_hypothesis_default),
 )
@@ -43,7 +44,7 @@ _hypothesis_ci = settings.get_profile("ci")
 settings.register_profile(
     "ci",
     parent=_hypothesis_ci,
-    max_examples=100,
+    max_examples=8000,
     deadline=None,
     print_blob=True,
     suppress_health_check=_suppress(_hypothesis_ci),
@@ -51,7 +52,7 @@ settings.register_profile(
 settings.register_profile(
     "nightly",
     parent=_hypothesis_default,
-    max_examples=5000,
+    max_examples=50000,
     deadline=None,
     suppress_health_check=_suppress(_hypothesis_default),
 )

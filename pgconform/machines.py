@@ -10,7 +10,7 @@ with the race diagram of the run so far.
 
 from __future__ import annotations
 
-from hypothesis import settings
+from hypothesis import note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -64,6 +64,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _start(self, op):
         lane = self._idle_lane()
         self.started.append((lane, op))
+        note(f"{lane}: {op}")  # the operation as run (the draws above pass through the swarm)
         start_op(self.k, lane, op)
 
     def _idle_lane(self):
