@@ -1,11 +1,14 @@
 """The conformance machines: Hypothesis rule-based state machines closed over the implementation
 judged and an architecture configuration.
 
-Rules start an operation on an idle CPU, advance a runnable CPU by a run of effects (one decision
-settles several effects), and run a ready RCU callback; after every rule the machine checks for a
-deadlock.  Teardown finishes every operation fairly (round-robin), runs every callback
-(rcu_barrier) and checks the end state.  Oracles that fire at an effect raise from inside the rule,
-with the race diagram of the run so far.
+Initialisation draws a world, focuses the run on one (mm, PMD range) and starts an operation there
+(usually one that frees page tables).  Rules start more operations on idle CPUs, run everything
+under a PCT schedule (lane priorities and change points: one decision settles hundreds of
+effects), advance one CPU by a few effects, run a ready RCU callback, or finish the run and race
+the same operations again from the same world under a new schedule; after every rule the machine
+checks for a deadlock.  Teardown finishes every operation fairly (round-robin), runs every
+callback (rcu_barrier) and checks the end state.  Oracles that fire at an effect raise from inside
+the rule, with the race diagram of the run so far.
 """
 
 from __future__ import annotations
