@@ -33,7 +33,12 @@ def hpage_collapse_scan_file(k, mm, addr, file, start, is_khugepaged):
     return result
 
 
-def _file_range(k, vma, haddr):
+def _file_range(k, mm, haddr):
+    """Under mmap_lock: the file and first index a VMA maps whole at [haddr, haddr + HPAGE_PMD_NR),
+    or None (hugepage_vma_revalidate()'s range check)."""
+    vma = mm.find_vma(haddr)
+    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
+        return None
     return vma.file, vma.linear_page_index(haddr)
 
 
@@ -43,12 +48,11 @@ def khugepaged_scan_file_range(k, mm, haddr):
     SCAN_PTE_MAPPED_HUGEPAGE retake it and collapse_pte_mapped_thp(install_pmd=false) directly."""
     if not (yield DownReadTrylock(mm.mmap_lock)):
         return "mmap_lock busy"
-    vma = mm.find_vma(haddr)
-    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
-        yield UpRead(mm.mmap_lock)
-        return "SCAN_VMA_CHECK"
-    file, start = _file_range(k, vma, haddr)
+    found = _file_range(k, mm, haddr)
     yield UpRead(mm.mmap_lock)
+    if found is None:
+        return "SCAN_VMA_CHECK"
+    file, start = found
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, True)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
         yield DownRead(mm.mmap_lock)
@@ -65,12 +69,11 @@ def madvise_collapse(k, mm, haddr):
     hpage_collapse_scan_file(); SCAN_PTE_MAPPED_HUGEPAGE leads to mmap_read_lock() and
     collapse_pte_mapped_thp(install_pmd=true)."""
     yield DownRead(mm.mmap_lock)
-    vma = mm.find_vma(haddr)
-    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
-        yield UpRead(mm.mmap_lock)
-        return "EINVAL"
-    file, start = _file_range(k, vma, haddr)
+    found = _file_range(k, mm, haddr)
     yield UpRead(mm.mmap_lock)
+    if found is None:
+        return "EINVAL"
+    file, start = found
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, False)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
         yield DownRead(mm.mmap_lock)

@@ -284,15 +284,10 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     # step 1: read-only check under ptl
     for i in range(geo.hpage_pmd_nr):
         ent = yield Load(start_pte.table, start_pte.idx + i)
-        if pte_none(ent):
-            continue
-        if not pte_present(ent):
-            result = SCAN_PTE_NON_PRESENT
+        bad = _not_hpage_subpage(ent, hpage, i)
+        if bad:
             return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, result))
-        if ent.folio is not hpage or ent.idx != i:
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, result))
+                                      notified, bad))
     yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
     start_pte = None
 
@@ -314,15 +309,12 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     for i in range(geo.hpage_pmd_nr):
         ptep = start_pte + i
         ent = yield Load(ptep.table, ptep.idx)
+        bad = _not_hpage_subpage(ent, hpage, i)
+        if bad:
+            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                      notified, bad))
         if pte_none(ent):
             continue
-        if not pte_present(ent):
-            result = SCAN_PTE_NON_PRESENT
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, result))
-        if ent.folio is not hpage or ent.idx != i:
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, result))
         yield Store(ptep.table, ptep.idx, None)  # ptep_clear()
         hpage.mapcount -= 1  # page_remove_rmap()
         nr_ptes += 1
@@ -349,6 +341,18 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
     yield from k.impl.pte_free_defer(k, mm, k.mem.occupant(pgt_pmd.pfn))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
+
+
+def _not_hpage_subpage(ent, hpage, i):
+    """The check of steps 1 and 2: None if entry ``i`` is none or maps page ``i`` of ``hpage``,
+    else the scan result to abort with (a swap/migration entry, or another page: anon COW, ...)."""
+    if pte_none(ent):
+        return None
+    if not pte_present(ent):
+        return SCAN_PTE_NON_PRESENT
+    if ent.folio is not hpage or ent.idx != i:  # vm_normal_page() != folio_page(folio, i)
+        return SCAN_FAIL
+    return None
 
 
 def _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd):
