@@ -19,8 +19,9 @@ from pgconform.registry import resolve
 from pgconform.sim.errors import Violation
 from pgconform.zoo import MUTANTS
 
-#: seconds a mutant may take to be caught before the test fails
-BUDGET_S = 300
+#: seconds a mutant may take to be caught before the test fails: far above the medians (bench/:
+#: seconds), because the time to catch has a long tail and CI machines are shared
+BUDGET_S = 600
 
 
 class BudgetExhausted(Exception):
