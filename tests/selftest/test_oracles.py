@@ -29,6 +29,7 @@ from pgconform.sim.effects import Atomic, CallRcu, DownRead, Load, Lock, Store, 
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
+from pgconform.zoo import a15_no_pmd_same
 
 #: mm0 maps the whole 8-page shmem file, shared, at [4, 12): PMD 1 covers file pages 0-3; page 0
 #: (address 4) is faulted in, so PMD 1 points at a PTE table that khugepaged can retract.
@@ -220,14 +221,8 @@ def pte_free_defer_twice(k, mm, table):
     yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
 
 
-def pte_offset_map_lock_no_recheck(k, mm, pmdp, addr):
-    """Map, lock the snapshot's ptl and return, without the pmd_same() recheck."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
-    if pte is None:
-        return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
-    yield Lock(ptl)
-    return pte, ptl
+# map, lock the snapshot's ptl and return, without the pmd_same() recheck: the zoo's A15
+pte_offset_map_lock_no_recheck = a15_no_pmd_same.pte_offset_map_lock
 
 
 def pte_offset_map_lock_no_lock(k, mm, pmdp, addr):
