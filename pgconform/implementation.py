@@ -35,6 +35,15 @@ SERIES_FUNCTIONS: dict[str, str] = {
     "pmdp_collapse_flush": "pgtable_generic",
     "pte_free_defer": "pgtable_generic",
     "pte_free_now": "pgtable_generic",
+    # page-table allocation: include/asm-generic/pgalloc.h or the arch's own (reference/arch/)
+    "pte_alloc_one": "arch",
+    "pte_free": "arch",
+    # arch/powerpc/mm/pgtable-frag.c
+    "pte_fragment_alloc": "arch",
+    "pte_fragment_free": "arch",
+    # arch/s390/mm/pgalloc.c
+    "page_table_alloc": "arch",
+    "page_table_free": "arch",
     # include/linux/mm.h
     "pmd_lockptr": "mm",
     "pmd_lock": "mm",
@@ -106,10 +115,12 @@ def coerce_implementation(obj: Any, name: str) -> Implementation:
     )
 
 
-def build_table(impl: Implementation) -> types.SimpleNamespace:
-    """The function table the model calls through: the reference, with ``impl``'s overrides on top."""
-    from pgconform.reference import REFERENCE_FUNCTIONS
+def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
+    """The function table the model calls through: the reference for ``arch`` (the generic
+    functions, replaced by the arch's own where it has them, as ``#define pte_free_defer`` does in
+    the kernel), with ``impl``'s overrides on top."""
+    from pgconform.reference import reference_functions
 
-    table = dict(REFERENCE_FUNCTIONS)
+    table = reference_functions(arch)
     table.update(impl.overrides)
     return types.SimpleNamespace(**table)

@@ -22,6 +22,7 @@ from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, build_world, start_op
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
 from strategies import hot_places, make_op, op_draws, worlds
+from strategies.worlds import SHAPES
 
 NCPUS = 3
 #: the operations that free page tables: most runs start with one of them
@@ -31,11 +32,22 @@ LANES = tuple(f"CPU{i}" for i in range(NCPUS)) + (RCU_LANE,)
 PCT_BUDGET = 400
 
 
+#: the scenarios every architecture is judged in: the shape of the world the race happens in
+SCENARIOS = tuple(SHAPES)
+
+#: the draws of the initialisation rule, besides the world (whose strategy is the scenario's)
+INIT_DRAWS = dict(kinds=st.integers(1, 2 ** len(OP_KINDS) - 1), hot=st.integers(0, 7),
+                  warm=st.lists(st.integers(0, 7), max_size=3),
+                  primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3))
+
+
 class ConformanceMachine(RuleBasedStateMachine):
-    """Base class; :func:`make_machine` binds ``implementation`` and ``arch``."""
+    """Base class; :func:`make_machine` binds ``implementation``, ``arch`` and ``scenario`` and
+    adds the initialisation rule drawing the scenario's worlds."""
 
     implementation: Implementation
     arch: str = "x86_64"
+    scenario: str = "mixed"
     op_kinds: tuple = OP_KINDS
 
     def __init__(self):
@@ -44,10 +56,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.world = None
         self.kinds = self.op_kinds
 
-    @initialize(world=worlds(), kinds=st.integers(1, 2 ** len(OP_KINDS) - 1),
-                hot=st.integers(0, 7), warm=st.lists(st.integers(0, 7), max_size=3),
-                primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3))
-    def init_world(self, world, kinds, hot, warm, primary, freer):
+    def _init_world(self, world, kinds, hot, warm, primary, freer):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start a
         first operation, usually one that frees page tables (the protocol under test)."""
         self.world = world
@@ -136,10 +145,19 @@ STEPS_PER_EXAMPLE = 20
 
 
 def make_machine(implementation: Implementation, arch: str = "x86_64",
-                 name: str | None = None) -> type[ConformanceMachine]:
-    """A machine class judging ``implementation`` on ``arch``; its ``TestCase`` inherits the
-    loaded Hypothesis profile, with :data:`STEPS_PER_EXAMPLE` rule steps per example."""
-    cls_name = name or f"Conformance_{arch}"
-    cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch})
+                 name: str | None = None, scenario: str = "mixed") -> type[ConformanceMachine]:
+    """A machine class judging ``implementation`` on ``arch`` in ``scenario``; its ``TestCase``
+    inherits the loaded Hypothesis profile, with :data:`STEPS_PER_EXAMPLE` rule steps per
+    example."""
+
+    @initialize(world=worlds(scenario), **INIT_DRAWS)
+    def init_world(self, world, kinds, hot, warm, primary, freer):
+        """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start
+        a first operation, usually one that frees page tables (the protocol under test)."""
+        self._init_world(world, kinds, hot, warm, primary, freer)
+
+    cls_name = name or f"Conformance_{arch}_{scenario}"
+    cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch,
+                                                 "scenario": scenario, "init_world": init_world})
     cls.TestCase.settings = settings(stateful_step_count=STEPS_PER_EXAMPLE)
     return cls

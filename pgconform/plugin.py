@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 #: The environment variable naming the implementation (and to which the resolved spec is exported).
 ENV_VAR = "PGCONFORM_IMPL"
+#: The environment variable to which the ``--arch`` selection is exported (comma-separated), so
+#: that xdist workers collect the same items.
+ARCH_ENV_VAR = "PGCONFORM_ARCH"
 #: The ini key naming the implementation.
 INI_KEY = "pgconform_impl"
 #: What is judged when nothing is chosen.
@@ -106,6 +109,14 @@ def selected_implementation() -> Implementation:
     return _current().implementation
 
 
+def selected_arches() -> list[str]:
+    """The architecture configurations to judge (``--arch``, repeatable; default: all)."""
+    from pgconform.kernel.config import ARCHES
+
+    chosen = [a for a in os.environ.get(ARCH_ENV_VAR, "").split(",") if a]
+    return chosen or list(ARCHES)
+
+
 def selected_spec() -> str:
     """The spec that was selected, as given (a registered name or ``module:attr``)."""
     return _current().spec
@@ -133,6 +144,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "implementation to judge: a registered name (python -m pgconform list) or module:attr. "
             f"Overrides ${ENV_VAR} and the {INI_KEY} ini key; default: {DEFAULT_SPEC}."
         ),
+    )
+    group.addoption(
+        "--arch",
+        action="append",
+        dest="pgconform_arch",
+        metavar="NAME",
+        default=None,
+        help="architecture configuration to judge on (repeatable; default: all of them; "
+             "python -m pgconform list shows them)",
     )
     parser.addini(
         INI_KEY,
@@ -191,6 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     _configured.append(selection)
     config.stash[_SELECTION_KEY] = selection
+    _export_arches(config)
 
     previous_env = os.environ.get(ENV_VAR)
     os.environ[ENV_VAR] = spec
@@ -209,11 +230,35 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_DATABASE_KEY] = _use_own_database(config, spec)
 
 
+def _export_arches(config: pytest.Config) -> None:
+    """Validate ``--arch`` and export it for xdist workers (restored when the run ends)."""
+    from pgconform.kernel.config import ARCHES
+
+    arches = config.getoption("pgconform_arch") or []
+    unknown = [a for a in arches if a not in ARCHES]
+    if unknown:
+        raise pytest.UsageError(f"pgconform: unknown --arch {', '.join(unknown)}; known: "
+                                f"{', '.join(ARCHES)}")
+    if not arches:
+        return
+    previous = os.environ.get(ARCH_ENV_VAR)
+    os.environ[ARCH_ENV_VAR] = ",".join(dict.fromkeys(arches))
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(ARCH_ENV_VAR, None)
+        else:
+            os.environ[ARCH_ENV_VAR] = previous
+
+    config.add_cleanup(restore)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     selection = config.stash.get(_SELECTION_KEY, None)
     if selection is None:
         return None
-    lines = [f"pgconform: implementation {selection.spec} (from {selection.source})"]
+    lines = [f"pgconform: implementation {selection.spec} (from {selection.source})",
+             f"pgconform: architectures {', '.join(selected_arches())}"]
     database = config.stash.get(_DATABASE_KEY, None)
     if database is not None:
         lines.append(f"pgconform: example database {database}")

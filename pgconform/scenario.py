@@ -83,10 +83,10 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
     """A kernel with the world of ``spec``, prefaulted (``spec.prefault`` then ``warm``, more
     (mm, addr, write) accesses) through the model itself, so the start state is one the kernel
     could reach."""
-    k = Kernel(build_table(impl), ARCHES[arch], Geometry(), machine)
+    k = Kernel(build_table(impl, ARCHES[arch]), ARCHES[arch], Geometry(), machine)
     f = k.new_file("shmem", FILE_PAGES)
     nr = k.geo.hpage_pmd_nr
-    for start in spec.thps:
+    for start in spec.thps if k.arch.thp else ():
         k.add_to_page_cache(f, start, nr)
     for index, present in enumerate(spec.cached):
         if present and index not in f.pages:
@@ -119,6 +119,11 @@ def _populate_table(k: Kernel, mm, addr: int):
     yield UpRead(mm.mmap_lock)
 
 
+#: operations run by a process in its own mm (its CPU is in mm_cpumask); the others are kernel
+#: threads or walk other processes' mms (khugepaged, the rmap walk of reclaim)
+USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy"})
+
+
 def start_op(k: Kernel, lane: str, op: Op):
     """Spawn the task performing ``op`` on ``lane``."""
     mm = k.mms[op.mm % len(k.mms)]
@@ -127,6 +132,8 @@ def start_op(k: Kernel, lane: str, op: Op):
         gen = user_access(k, mm, op.addr, op.kind == "write")
     elif op.kind == "dontneed":
         gen = madvise_dontneed(k, mm, op.addr, op.addr + max(1, op.arg))
+    elif op.kind in ("khugepaged", "madv_collapse") and not k.arch.thp:
+        gen = _no_thp()
     elif op.kind == "khugepaged":
         gen = khugepaged_callers.khugepaged_scan_file_range(k, mm, haddr)
     elif op.kind == "madv_collapse":
@@ -137,4 +144,13 @@ def start_op(k: Kernel, lane: str, op: Op):
         gen = mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg)
     else:  # pragma: no cover - strategies only produce known kinds
         raise ValueError(f"unknown operation {op.kind!r}")
-    return k.m.spawn(lane, gen, str(op))
+    t = k.m.spawn(lane, gen, str(op))
+    if op.kind in USER_CONTEXT:
+        t.mm = mm
+    return t
+
+
+def _no_thp():
+    """Without CONFIG_TRANSPARENT_HUGEPAGE there is no khugepaged, and MADV_COLLAPSE is -EINVAL."""
+    return -22
+    yield

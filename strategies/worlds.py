@@ -14,21 +14,38 @@ from pgconform.scenario import FILE_PAGES, OP_KINDS, Op, VmaSpec, WorldSpec
 GEO = Geometry()
 
 
+#: world shapes, one per conformance scenario: which mappings the race happens in
+SHAPES = {
+    # every mapping shared: retraction against faults, zaps, rmap walks, in one or two mms
+    "shared": dict(shared=True, aliases=False),
+    # private mappings (COW, userfaultfd-registered): anon pages and UFFDIO_COPY against retract
+    "private": dict(shared=False, aliases=False),
+    # anything, including a second mapping of the same file pages in the same mm (aliases)
+    "mixed": dict(shared=None, aliases=True),
+}
+
+
 @st.composite
-def vma_specs(draw, mm: int):
+def vma_specs(draw, mm: int, shared=None):
     nr = GEO.hpage_pmd_nr
     start = draw(st.sampled_from([nr, 0, 2 * nr, 1]), label="vma start")
     npages = draw(st.sampled_from([2 * nr, nr]), label="vma pages")
     pgoff = draw(st.sampled_from([0, nr]), label="vma pgoff")
-    shared = draw(st.booleans().map(lambda b: not b), label="shared")
+    if shared is None:
+        shared = draw(st.booleans().map(lambda b: not b), label="shared")
     uffd = draw(st.booleans(), label="uffd missing registered")
     return VmaSpec(mm, start, npages, pgoff, shared, uffd)
 
 
 @st.composite
-def worlds(draw):
+def worlds(draw, shape: str = "mixed"):
+    """A world of the given shape (:data:`SHAPES`)."""
+    shared, aliases = SHAPES[shape]["shared"], SHAPES[shape]["aliases"]
     nmms = draw(st.integers(1, 2), label="mms")
-    vmas = tuple(draw(vma_specs(mm)) for mm in range(nmms))
+    vmas = tuple(draw(vma_specs(mm, shared)) for mm in range(nmms))
+    if aliases and draw(st.booleans(), label="alias mapping"):
+        # a second VMA of mm0 over file pages the first one maps too (build_world skips overlaps)
+        vmas += (draw(vma_specs(0, shared)),)
     cached = ()
     for _ in range(FILE_PAGES // GEO.hpage_pmd_nr):
         # a range is usually complete (collapsible); otherwise a bitmask says which pages are

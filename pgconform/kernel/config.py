@@ -33,12 +33,24 @@ class Geometry:
         return self.ptrs_per_pte * self.ptrs_per_pmd
 
 
+#: how PTE tables are packed in pages (kernel-series.md §1.10-§1.13)
+PAGE = "page"            # one table per page, pgtable_t is struct page * (generic)
+PAGE_PTE_T = "page-pte_t"  # one table per page, pgtable_t is pte_t * (sparc64; s390 since 6.7)
+FRAGMENTS = "fragments"  # PTE_FRAG_NR tables carved from a page, never reused (powerpc book3s64)
+HALVES = "halves"        # two 2K tables per 4K page, halves reused (s390 up to 6.6)
+
+
 @attrs.frozen
 class ArchConfig:
-    """What an architecture configuration decides for this protocol (kernel-series.md §1.7, §6.4)."""
+    """What an architecture configuration decides for this protocol (kernel-series.md §1.7, §6.4).
+
+    ``allocator`` names the arch module of :mod:`pgconform.reference.arch` whose pte_alloc_one(),
+    pte_free() and pte_free_defer() replace the generic ones, as an arch's own definitions do in the
+    kernel."""
 
     name: str
-    #: USE_SPLIT_PTE_PTLOCKS: the ptl lives with the PTE table; otherwise ptl == mm->page_table_lock
+    #: USE_SPLIT_PTE_PTLOCKS: the ptl lives with the PTE table's page (shared by the tables packed
+    #: in it); otherwise ptl == mm->page_table_lock
     split_pte_ptlocks: bool = True
     #: USE_SPLIT_PMD_PTLOCKS: pmd_lock is the PMD table's own ptlock; otherwise mm->page_table_lock
     split_pmd_ptlocks: bool = True
@@ -46,9 +58,29 @@ class ArchConfig:
     alloc_split_ptlocks: bool = False
     #: CONFIG_GUP_GET_PXX_LOW_HIGH with >2 levels: pmd values read as two halves (x86-32 PAE)
     pmd_low_high: bool = False
-    #: CONFIG_MMU_GATHER_RCU_TABLE_FREE
+    #: CONFIG_MMU_GATHER_RCU_TABLE_FREE: tlb_remove_table_sync_one() is a real IPI
     rcu_table_free: bool = False
+    #: flush_tlb_range() interrupts the CPUs of mm_cpumask and waits for them (x86); elsewhere TLB
+    #: invalidation is broadcast by hardware (powerpc tlbie, s390 IPTE/IDTE, arm TLBI broadcast)
+    tlb_flush_ipi: bool = False
+    #: how tables are packed in pages, and what pgtable_t is: PAGE, PAGE_PTE_T, FRAGMENTS, HALVES
+    layout: str = PAGE
+    #: tables per page (PTE_FRAG_NR on powerpc, 2 on s390 up to 6.6, else 1)
+    tables_per_page: int = 1
+    #: the reference arch module providing the allocator and pte_free_defer
+    allocator: str = "generic"
+    #: a VIVT data cache: update_mmu_cache() makes aliases coherent (arm make_coherent)
+    vivt_cache: bool = False
+    #: powerpc: assert_pte_locked() runs on PTE updates (CONFIG_DEBUG_VM)
+    debug_vm: bool = False
+    #: CONFIG_TRANSPARENT_HUGEPAGE: khugepaged, MADV_COLLAPSE, PMD-sized page-cache folios
+    thp: bool = True
     source: str = ""
+
+    @property
+    def pgtable_is_page(self) -> bool:
+        """pgtable_t is struct page * (else a virtual address, pte_t * or unsigned long *)."""
+        return self.layout == PAGE
 
 
 #: x86-64 as built by distributions in 6.6: split PTE and PMD ptlocks, single-word PMD reads, no
@@ -60,6 +92,7 @@ X86_64 = ArchConfig(
     alloc_split_ptlocks=False,
     pmd_low_high=False,
     rcu_table_free=False,
+    tlb_flush_ipi=True,
     source="arch/x86 (6.6): ARCH_ENABLE_SPLIT_PMD_PTLOCK, generic pte_free_defer from "
            "mm/pgtable-generic.c",
 )
@@ -73,4 +106,60 @@ X86_64_ALLOC_PTLOCKS = attrs.evolve(X86_64, name="x86_64-alloc-ptlocks", alloc_s
 X86_64_NO_SPLIT = attrs.evolve(X86_64, name="x86_64-nosplit", split_pte_ptlocks=False,
                                split_pmd_ptlocks=False)
 
-ARCHES: dict[str, ArchConfig] = {a.name: a for a in (X86_64, X86_64_ALLOC_PTLOCKS, X86_64_NO_SPLIT)}
+#: x86-32 with PAE (a PARAVIRT build, so MMU_GATHER_RCU_TABLE_FREE and a real
+#: tlb_remove_table_sync_one()): 64-bit PMDs written and read as two 32-bit halves
+#: (arch/x86/include/asm/pgtable-3level.h, include/linux/pgtable.h pmdp_get_lockless(), 6.6).
+X86_PAE = attrs.evolve(
+    X86_64, name="x86_pae", pmd_low_high=True, rcu_table_free=True,
+    source="arch/x86/include/asm/pgtable-3level.h (6.6): split 64-bit PMD entries, "
+           "CONFIG_GUP_GET_PXX_LOW_HIGH; X86_PAE enables ARCH_ENABLE_SPLIT_PMD_PTLOCK",
+)
+
+#: powerpc book3s64: PTE tables are fragments of a page carved in order through the per-mm
+#: mm->context.pte_frag, never reused; the split ptlock is the page's, shared by its fragments
+#: (arch/powerpc/mm/pgtable-frag.c, 6.6).
+POWERPC64 = ArchConfig(
+    name="powerpc64", rcu_table_free=True, layout=FRAGMENTS, tables_per_page=2,
+    allocator="powerpc", debug_vm=True,
+    source="arch/powerpc/mm/pgtable-frag.c, arch/powerpc/mm/pgtable.c (6.6): pte_fragment_alloc, "
+           "pte_fragment_free, pte_free_defer (32cc0b7c9d50), assert_pte_locked (3d140215a6ae)",
+)
+
+#: s390 up to 6.6: two 2K PTE tables per 4K page, AA/PP bits in the page refcount's top byte, the
+#: per-mm pgtable_list under mm->context.lock (arch/s390/mm/pgalloc.c, 6.6).
+S390 = ArchConfig(
+    name="s390", rcu_table_free=True, layout=HALVES, tables_per_page=2, allocator="s390",
+    source="arch/s390/mm/pgalloc.c (6.6): page_table_alloc, page_table_free, "
+           "page_table_free_rcu, __tlb_remove_table, pte_free_defer (8211dad62798)",
+)
+
+#: s390 from 6.7 (d08d4e7cd6bf): one PTE table per 4K page, pte_free_defer a plain call_rcu on the
+#: ptdesc; pgtable_t stays unsigned long *.
+S390_FULL_PAGE = attrs.evolve(
+    S390, name="s390-6.7", layout=PAGE_PTE_T, tables_per_page=1, allocator="s390_full_page",
+    source="arch/s390/mm/pgalloc.c (6.7, d08d4e7cd6bf): one table per page; pte_free_defer "
+           "call_rcu(&ptdesc->pt_rcu_head)",
+)
+
+#: sparc64: whole-page PTE tables but pgtable_t is pte_t *; pte_free_defer converts it to its page
+#: (arch/sparc/mm/init_64.c, 6.6, ad1ac8d94cde).  No split PMD ptlocks.
+SPARC64 = ArchConfig(
+    name="sparc64", split_pmd_ptlocks=False, rcu_table_free=True, layout=PAGE_PTE_T,
+    allocator="sparc64",
+    source="arch/sparc/mm/init_64.c (6.6): pte_alloc_one, pte_free, pte_free_defer (ad1ac8d94cde)",
+)
+
+#: 32-bit arm with a VIVT cache (ARMv4/v5, the only CPUs where fault-armv.c's make_coherent()
+#: runs): update_mmu_cache() calls make_coherent() -> adjust_pte() on shared aliases
+#: (arch/arm/mm/fault-armv.c, 6.6, de2e4626c706).  SPLIT_PTLOCK_CPUS is 999999 for ARM without
+#: CPU_CACHE_VIPT (mm/Kconfig), so ptl == pml == mm->page_table_lock; two-level tables fold the
+#: PMD; THP needs ARM_LPAE (ARMv7), so there is no khugepaged here: the arm run judges the map API
+#: and adjust_pte() against faults, zaps, rmap walks and userfaultfd.
+ARM = ArchConfig(
+    name="arm", split_pte_ptlocks=False, split_pmd_ptlocks=False, vivt_cache=True, thp=False,
+    source="arch/arm/mm/fault-armv.c (6.6): adjust_pte() with pte_offset_map_nolock()",
+)
+
+ARCHES: dict[str, ArchConfig] = {a.name: a for a in (
+    X86_64, X86_64_ALLOC_PTLOCKS, X86_64_NO_SPLIT, X86_PAE, POWERPC64, S390, S390_FULL_PAGE,
+    SPARC64, ARM)}

@@ -19,6 +19,7 @@ from pgconform.kernel.mmu_notifier import (
 )
 from pgconform.kernel.objects import HugePmd, Pte, pmd_none, pmd_trans_huge, pte_none, pte_present
 from pgconform.kernel.pgalloc import pte_alloc
+from pgconform.kernel.pgtable import set_pmd
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
 
 VM_FAULT_OK = 0
@@ -65,7 +66,7 @@ def _hw_access(m, t, k, mm, vma, addr, write):
             return False
         folio, idx = pmdv.folio, addr - geo.haddr(addr)
     else:
-        ent = k.mem.occupant(pmdv.pfn).entries[geo.pte_index(addr)]
+        ent = k.pmd_table(pmdv).entries[geo.pte_index(addr)]
         if not pte_present(ent) or (write and not ent.write):
             return False
         folio, idx = ent.folio, ent.idx
@@ -277,7 +278,7 @@ def do_set_pmd(k, vmf, folio):
     if pmd_none((yield Load(vmf.pmd.table, vmf.pmd.idx))):
         mm.rss[mm_counter_file(folio)] += k.geo.hpage_pmd_nr
         folio.mapcount += 1  # page_add_file_rmap(compound)
-        yield Store(vmf.pmd.table, vmf.pmd.idx, HugePmd(folio, write=vma.shared))  # set_pmd_at()
+        yield from set_pmd(k, vmf.pmd, HugePmd(folio, write=vma.shared))  # set_pmd_at()
         ret = VM_FAULT_OK
     yield Unlock(ptl)
     return ret
@@ -359,7 +360,7 @@ def __split_huge_pmd(k, vma, pmdp, addr):
     ptl = yield from k.impl.pmd_lock(k, mm, pmdp)
     old = yield Load(pmdp.table, pmdp.idx)
     if pmd_trans_huge(old):
-        yield Store(pmdp.table, pmdp.idx, None)  # pmdp_huge_clear_flush()
+        yield from set_pmd(k, pmdp, None)  # pmdp_huge_clear_flush()
         old.folio.mapcount -= 1  # page_remove_rmap(compound)
         folio_put(k, old.folio)
         mm.rss[mm_counter_file(old.folio)] -= k.geo.hpage_pmd_nr
@@ -376,7 +377,7 @@ def zap_huge_pmd(k, vma, pmdp):
     if not pmd_trans_huge(old):
         yield Unlock(ptl)
         return False
-    yield Store(pmdp.table, pmdp.idx, None)
+    yield from set_pmd(k, pmdp, None)  # pmdp_huge_get_and_clear_full()
     mm.rss[mm_counter_file(old.folio)] -= k.geo.hpage_pmd_nr
     old.folio.mapcount -= 1
     folio_put(k, old.folio)

@@ -39,12 +39,14 @@ class PteMarker:
 
 @attrs.frozen(slots=True, repr=False)
 class TablePmd:
-    """A PMD entry pointing at the PTE table in frame ``pfn``."""
+    """A PMD entry pointing at the PTE table in frame ``pfn`` (table ``frag`` of that page where
+    several tables share a page: powerpc fragments, s390 halves)."""
 
     pfn: int
+    frag: int = 0
 
     def __repr__(self) -> str:
-        return f"pmd(table@{self.pfn})"
+        return f"pmd(table@{self.pfn}{f'+{self.frag}' if self.frag else ''})"
 
 
 @attrs.frozen(slots=True, repr=False)
@@ -56,6 +58,23 @@ class HugePmd:
 
     def __repr__(self) -> str:
         return f"pmd(huge {self.folio!r}{',W' if self.write else ''})"
+
+
+def table_pmd(table) -> TablePmd:
+    """The PMD value linking ``table`` (what pmd_populate() writes)."""
+    return TablePmd(table.pfn, table.slot)
+
+
+@attrs.frozen(slots=True, repr=False)
+class Half:
+    """One 32-bit half of a PAE PMD entry: ``bits`` as the CPU compares it, and (not compared) the
+    whole value whose half it is, so a value composed of halves of two writes can be told apart."""
+
+    bits: object
+    whole: object = attrs.field(default=None, eq=False)
+
+    def __repr__(self) -> str:
+        return f"{self.bits!r}"
 
 
 def pmd_none(v) -> bool:
@@ -84,7 +103,14 @@ ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "defe
 
 @attrs.define(slots=True, eq=False, repr=False)
 class PteTable(Page):
-    """A PTE page table (struct ptdesc): entries, its ptlock and the rcu_head overlaying pt_list."""
+    """A PTE page table: entries, its ptlock and (a whole-page table) the rcu_head overlaying
+    pt_list.  A table packed in a shared page (``page`` set, table ``slot`` of it) uses the page's
+    ptlock and rcu_head.
+
+    ``released`` means given back to the allocator (pte_free and friends); ``freed`` (of
+    :class:`Page`) means its storage is gone: freed, or handed out again as another table.  For a
+    whole-page table the two happen together; a powerpc fragment is released at once but its
+    storage lives until the whole page goes."""
 
     ptl: Spinlock | None = None
     state: str = ALLOCATED
@@ -92,20 +118,64 @@ class PteTable(Page):
     linked_at: tuple | None = None  # (pmd table, index) while LINKED
     rcu_head: RcuHead | None = None
     on_call_rcu: object = None      # oracle hook: the table handed to call_rcu
+    page: PtPage | None = None      # the shared page this table is carved from
+    slot: int = 0
+    released: bool = False
+    #: RCU readers present when the table was unlinked under a live VMA (kernel-series.md §1.9):
+    #: its storage may not be freed or reused before each of them has left that section
+    detach_readers: list | None = None
 
     def __repr__(self) -> str:
+        if self.page is not None:
+            return f"pte_table@{self.pfn}+{self.slot}.{self.gen}"
         return f"pte_table@{self.pfn}.{self.gen}"
+
+    @property
+    def storage(self):
+        """The page (struct ptdesc) holding this table: virt_to_page()."""
+        return self if self.page is None else self.page
 
     def is_empty(self) -> bool:
         return all(e is None for e in self.entries)
 
 
 @attrs.define(slots=True, eq=False, repr=False)
-class PmdTable(Page):
-    """An mm's PMD table (one per mm in this geometry); ``ptl`` is pmd_lockptr()'s lock."""
+class PtPage(Page):
+    """A page (struct ptdesc) carved into several PTE tables: powerpc fragments, s390 2K halves.
+
+    Holds what the kernel keeps per page: the split ptlock (shared by its tables), the rcu_head
+    (overlaying pt_list), ``frag_refcount`` (powerpc pt_frag_refcount), ``bits`` (s390: the top
+    byte of _refcount, AA/PP and, in the v2 design, HH), ``active`` (PageActive) and whether it is
+    linked on an mm's pgtable_list.  ``slots`` are the tables handed out from it, by position."""
 
     ptl: Spinlock | None = None
     mm: object = None
+    rcu_head: RcuHead | None = None
+    on_call_rcu: object = None
+    slots: list = attrs.field(factory=list)
+    frag_refcount: int = 0
+    bits: int = 0
+    active: bool = False
+    on_list: object = None  # the list (a Python list) the page is linked on, through pt_list
+
+    def __repr__(self) -> str:
+        return f"pt_page@{self.pfn}.{self.gen}"
+
+    def tables(self) -> list:
+        return [t for t in self.slots if t is not None]
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class PmdTable(Page):
+    """An mm's PMD table (one per mm in this geometry); ``ptl`` is pmd_lockptr()'s lock.
+
+    With 64-bit PMDs on a 32-bit CPU (x86 PAE), ``halves`` is the page of 32-bit words the CPU
+    really reads and writes (low half of entry i at 2*i, high half at 2*i+1); ``entries`` then
+    holds the value those halves currently make up, for the model's locked readers and oracles."""
+
+    ptl: Spinlock | None = None
+    mm: object = None
+    halves: Page | None = None
 
     def __repr__(self) -> str:
         return f"pmd_table({self.mm!r})"
@@ -230,6 +300,8 @@ class Mm:
     users: int = 1
     #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
     notifier_ranges: list = attrs.field(factory=list)
+    #: arch per-mm state (mm->context): powerpc "pte_frag"; s390 "pgtable_list", "lock"
+    context: dict = attrs.field(factory=dict)
 
     def find_vma(self, addr: int):
         for vma in self.vmas:

@@ -8,21 +8,42 @@ end-of-run oracles can account for all of it.
 
 from __future__ import annotations
 
-from pgconform.kernel.config import X86_64, ArchConfig, Geometry
-from pgconform.kernel.objects import VM_SHARED, AnonVma, File, Folio, Mm, PmdTable, PteTable, Vma
-from pgconform.oracle.pagetable import check_pte_store, make_pmd_store_check, on_table_call_rcu
+from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry
+from pgconform.kernel.objects import (
+    VM_SHARED,
+    AnonVma,
+    File,
+    Folio,
+    Half,
+    Mm,
+    PmdTable,
+    PtePtr,
+    PtPage,
+    PteTable,
+    Vma,
+)
+from pgconform.oracle.pagetable import (
+    check_pte_store,
+    check_storage_free,
+    check_table_handout,
+    check_table_release,
+    make_pae_halves_store_check,
+    make_pmd_store_check,
+    on_page_call_rcu,
+    on_table_call_rcu,
+)
 from pgconform.sim.machine import Machine
-from pgconform.sim.memory import PhysMem
+from pgconform.sim.memory import Page, PhysMem
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 
 def implementation_code(table) -> set:
     """The code objects of the functions in ``table`` that are not the reference's."""
-    from pgconform.reference import REFERENCE_FUNCTIONS
+    from pgconform.reference import ALL_REFERENCE_FUNCTIONS
 
     codes = set()
-    for name, fn in vars(table).items():
-        if fn is not REFERENCE_FUNCTIONS.get(name):
+    for fn in vars(table).values():
+        if fn not in ALL_REFERENCE_FUNCTIONS:
             code = getattr(fn, "__code__", None)
             if code is not None:
                 codes.add(code)
@@ -41,6 +62,7 @@ class Kernel:
         self.mms: list[Mm] = []
         self.files: list[File] = []
         self.tables: list[PteTable] = []
+        self.pt_pages: list[PtPage] = []
         self.folios: list[Folio] = []
         self.anon_vmas = 0
         #: shadow of private (COW) content: (mm, addr) -> value a read must return
@@ -61,6 +83,14 @@ class Kernel:
                             ptl=ptl, mm=mm)
 
         mm.pmd_table = self.mem.alloc(make)
+        if self.arch.layout == HALVES:
+            mm.context["lock"] = Spinlock(f"{name}.context.lock", cls="s390_context_lock")
+            mm.context["pgtable_list"] = []
+        if self.arch.pmd_low_high:
+            # the two 32-bit halves of every PMD entry, as the CPU reads and writes them
+            halves = Page(-1, 0, "pmd-halves", [Half(0)] * (2 * nr))
+            halves.check_store = make_pae_halves_store_check(self, mm.pmd_table)
+            mm.pmd_table.halves = halves
         self.mms.append(mm)
         return mm
 
@@ -103,14 +133,23 @@ class Kernel:
 
     # ------------------------------------------------------------------ page-table pages
 
+    # Model-level storage operations, used by the arch allocators (pgconform.reference.arch).  They
+    # keep the objects the oracles watch: which table lives where, released, freed.
+
+    def _ptlock(self, mm: Mm, owner) -> Spinlock:
+        """pagetable_pte_ctor() -> ptlock_init(): the page's split ptlock, or mm->page_table_lock."""
+        if self.arch.split_pte_ptlocks:
+            return Spinlock(f"ptl({owner!r})", cls="ptlock")
+        return mm.page_table_lock
+
     def new_pte_table(self, mm: Mm) -> PteTable:
-        """pte_alloc_one() + pagetable_pte_ctor(): a zeroed table with its ptlock initialised."""
+        """A page holding one PTE table (pagetable_alloc() + pagetable_pte_ctor()): zeroed, with its
+        ptlock initialised."""
         nr = self.geo.ptrs_per_pte
 
         def make(pfn, gen):
             table = PteTable(pfn, gen, "pte", [None] * nr, check_store=check_pte_store, mm=mm)
-            table.ptl = (Spinlock(f"ptl({table!r})", cls="ptlock") if self.arch.split_pte_ptlocks
-                         else mm.page_table_lock)
+            table.ptl = self._ptlock(mm, table)
             table.rcu_head = RcuHead(table)
             table.on_call_rcu = on_table_call_rcu(table)
             return table
@@ -120,10 +159,74 @@ class Kernel:
         return table
 
     def free_pte_table(self, m, t, table: PteTable) -> None:
-        """pagetable_pte_dtor() + pagetable_free(): the ptlock goes with the page."""
-        from pgconform.oracle.pagetable import check_table_release
-
+        """pagetable_pte_dtor() + pagetable_free() of a whole-page table: the table is released and
+        its storage (with the ptlock) freed."""
         check_table_release(m, t, table, "pte_free")
+        table.released = True
+        check_storage_free(m, t, table, [table])
         if self.arch.split_pte_ptlocks:
             table.ptl.alive = False
         self.mem.free(table)
+
+    def new_pt_page(self, mm: Mm) -> PtPage:
+        """A page to carve ``arch.tables_per_page`` PTE tables from, ctor'd (its split ptlock)."""
+
+        def make(pfn, gen):
+            page = PtPage(pfn, gen, "pt_page", mm=mm,
+                          slots=[None] * self.arch.tables_per_page)
+            page.ptl = self._ptlock(mm, page)
+            page.rcu_head = RcuHead(page)
+            page.on_call_rcu = on_page_call_rcu(page)
+            return page
+
+        page = self.mem.alloc(make)
+        self.pt_pages.append(page)
+        return page
+
+    def hand_out(self, m, t, page: PtPage, slot: int) -> PteTable:
+        """Table ``slot`` of ``page`` becomes a new, empty PTE table.  Whatever table had that
+        storage before is gone for good (a pointer still holding it is a use-after-free)."""
+        old = page.slots[slot]
+        if old is not None:
+            check_table_handout(m, t, old)
+            old.freed = True
+        table = PteTable(page.pfn, page.gen, "pte", [None] * self.geo.ptrs_per_pte,
+                         check_store=check_pte_store, mm=page.mm, page=page, slot=slot,
+                         ptl=page.ptl)
+        page.slots[slot] = table
+        self.tables.append(table)
+        return table
+
+    def release_table(self, m, t, table: PteTable, how: str) -> None:
+        """A table packed in a shared page is given back (its storage stays with the page)."""
+        check_table_release(m, t, table, how)
+        table.released = True
+
+    def free_pt_page(self, m, t, page: PtPage) -> None:
+        """pagetable_pte_dtor() + pagetable_free() of a shared page: every table in it goes, with
+        the page's ptlock."""
+        if page.freed:
+            m.violation("pt.double-free", f"{t.name} frees {page!r} a second time", t, page)
+        tables = page.tables()
+        check_storage_free(m, t, page, tables)
+        for table in tables:
+            table.freed = True
+        if self.arch.split_pte_ptlocks:
+            page.ptl.alive = False
+        self.mem.free(page)
+
+    # ------------------------------------------------------------------ PMD values
+
+    def pmd_table(self, pmdval) -> PteTable | None:
+        """The PTE table a table PMD value names (pmd_page_vaddr()): the frame's table, or the
+        table at that position of a shared page."""
+        occ = self.mem.frames[pmdval.pfn]
+        if type(occ) is PtPage:
+            return occ.slots[pmdval.frag]
+        return occ
+
+    def pmd_pgtable(self, pmdval):
+        """pmd_pgtable(): pgtable_t of the table a PMD value names: the page (generic) or the
+        table's address (pte_t *, unsigned long *: sparc64, powerpc, s390)."""
+        table = self.pmd_table(pmdval)
+        return table if self.arch.pgtable_is_page else PtePtr(table, 0)

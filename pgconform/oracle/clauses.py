@@ -16,13 +16,27 @@ CLAUSES: dict[str, str] = {
     "pt.leak": "At the end of a run every page table is linked or freed.",
     "pt.write-detached": "No PTE is written into a table that is no longer linked from a PMD.",
     "pt.write-unlocked": "A PTE is written only by the holder of that table's ptl.",
+    "pt.lock-mismatch": "The ptl a walker takes is the lock of the page table it accesses "
+                        "(derived from the same PMD value, never from a re-read of the entry).",
     "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock().",
     "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
+    "pt.reuse-before-gp": "The storage of a page table unlinked under a live VMA is not freed or "
+                          "handed out again until every RCU reader that could have read its PMD "
+                          "has left its read-side section.",
+    "pt.free-shared-page": "A page shared by several page tables (powerpc fragments, s390 halves) "
+                           "is freed only after every table in it was freed.",
+    "pt.double-alloc": "An allocator never hands out a page table that is still in use.",
+    "pt.list-corrupt": "A page-table page is on at most one pgtable_list.",
+    "pt.torn-pmd": "A PMD read locklessly in two halves (x86 PAE) is a value the entry really "
+                   "held, never the halves of two different values.",
     # secondary MMUs
     "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
                                 "mmu_notifier invalidate range covering it.",
     # RCU
     "rcu.double-call_rcu": "An rcu_head is not queued again while its callback is pending.",
+    "rcu.head-storage-in-use": "The storage an rcu_head overlays (pt_list) is not used by a list "
+                               "while the head is queued, and a page still on a list is not "
+                               "queued.",
     "rcu.unbalanced": "rcu_read_unlock() matches an rcu_read_lock() (pte_unmap() matches a map).",
     "rcu.held-at-exit": "A task ends outside any RCU read-side section.",
     "rcu.stall": "Every RCU callback eventually runs.",

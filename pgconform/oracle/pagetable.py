@@ -31,7 +31,7 @@ def make_pmd_store_check(k):
         if old == value:
             return
         if type(old) is TablePmd:
-            table = k.mem.occupant(old.pfn)
+            table = k.pmd_table(old)
             mm = pmdtable.mm
             haddr = idx * k.geo.ptrs_per_pte
             if not any(s <= haddr and haddr + k.geo.ptrs_per_pte <= e for s, e in mm.notifier_ranges):
@@ -41,17 +41,60 @@ def make_pmd_store_check(k):
                             "table after it is freed", t, table)
             table.state = DETACHED
             table.linked_at = None
+            if mm.find_vma(haddr) is not None:
+                # lockless walkers (pte_offset_map*, GUP-fast) may hold it: they are RCU readers
+                table.detach_readers = m.reader_snapshot(exclude=t)
         if type(value) is TablePmd:
-            table = k.mem.occupant(value.pfn)
-            if table is None or table.freed or table.state not in (ALLOCATED, DETACHED):
-                state = "freed" if table is None or table.freed else table.state
+            table = k.pmd_table(value)
+            if table is None or table.freed or table.released or \
+                    table.state not in (ALLOCATED, DETACHED):
+                state = ("freed" if table is None or table.freed or table.released
+                         else table.state)
                 m.violation("pt.populate-dead",
                             f"{t.name} links {table!r} ({state}) into {pmdtable!r}[{idx}]",
                             t, table)
             table.state = LINKED
             table.linked_at = (pmdtable, idx)
+            table.detach_readers = None
 
     return check_pmd_store
+
+
+def make_pae_halves_store_check(k, pmdtable):
+    """Store hook of a PAE PMD table's 32-bit halves: keeps ``pmdtable.entries`` equal to the value
+    the halves make up, and runs the PMD store oracles on each change of that value."""
+    from pgconform.kernel.pgtable import pae_compose
+
+    check_pmd_store = make_pmd_store_check(k)
+
+    def check_half_store(m, t, halves, i, half) -> None:
+        slot = i // 2
+        if type(half) is tuple:  # a 64-bit store of both halves
+            lo, hi = half
+        elif i % 2 == 0:
+            lo, hi = half, halves.entries[i + 1]
+        else:
+            lo, hi = halves.entries[i - 1], half
+        value, torn = pae_compose(lo, hi)
+        if torn:
+            m.violation("pt.torn-pmd",
+                        f"{t.name} leaves {pmdtable!r}[{slot}] holding low half {lo!r} of "
+                        f"{lo.whole!r} with high half {hi!r} of {hi.whole!r}: a lockless reader "
+                        "can take that mix for a page table", t, pmdtable)
+        if value != pmdtable.entries[slot]:
+            check_pmd_store(m, t, pmdtable, slot, value)
+            pmdtable.entries[slot] = value
+
+    return check_half_store
+
+
+def check_torn_read(m, t, pmdp, lo, hi, value) -> None:
+    """A lockless two-half read returned a value that the entry never held as a whole."""
+    m.violation("pt.torn-pmd",
+                f"{t.name} read {pmdp!r} as low half {lo!r} (of {lo.whole!r}) with high half "
+                f"{hi!r} (of {hi.whole!r}): {value!r} is neither, and names no page table of "
+                "this mm (no IPI kept the two reads from straddling a clear and a refill)",
+                t, pmdp.table)
 
 
 def on_table_call_rcu(table):
@@ -64,9 +107,34 @@ def on_table_call_rcu(table):
     return hook
 
 
+def on_page_call_rcu(page):
+    """call_rcu hook of a shared page's rcu_head: it overlays pt_list, so the page must be off
+    every list (kernel-series.md A3)."""
+
+    def hook(m, t) -> None:
+        if page.on_list is not None:
+            m.violation("rcu.head-storage-in-use",
+                        f"{t.name} queues {page.rcu_head!r} with call_rcu() while {page!r} is "
+                        "still linked on a pgtable_list through the same storage (pt_list): the "
+                        "list and the RCU callback list corrupt each other", t, page)
+
+    return hook
+
+
+def check_list_op(m, t, page, op: str) -> None:
+    """A list operation on a page's pt_list: not while its rcu_head (same storage) is queued."""
+    if page.rcu_head.pending:
+        m.violation("rcu.head-storage-in-use",
+                    f"{t.name} does {op} on {page!r} while its rcu_head (which overlays pt_list) "
+                    "is queued by call_rcu(): the RCU callback list is corrupted", t, page)
+    if page.freed:
+        m.use_after_free(t, page, op)
+
+
 def check_table_release(m, t, table, how: str) -> None:
-    """A table handed to call_rcu or freed: not freed already, not linked, empty."""
-    if table.freed:
+    """A table handed to call_rcu or given back to its allocator: not already given back, not
+    linked, empty."""
+    if table.released or table.freed:
         m.violation("pt.double-free", f"{t.name} frees {table!r} ({how}) a second time", t, table)
     if table.state == LINKED:
         m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points at "
@@ -77,9 +145,54 @@ def check_table_release(m, t, table, how: str) -> None:
                     "they are lost with the table", t, table)
 
 
+def _readers_left(m, t, table):
+    if table.detach_readers is None:
+        return None
+    waiting = m.still_waiting(table.detach_readers, "reader")
+    return tuple(r for r in waiting if r is not t) if waiting else None
+
+
+def check_storage_free(m, t, storage, tables) -> None:
+    """The storage of ``tables`` is freed: each was given back, and no RCU reader that could have
+    read its PMD before it was unlinked is still in that read-side section."""
+    for table in tables:
+        if not table.released:
+            m.violation("pt.free-shared-page",
+                        f"{t.name} frees {storage!r} while {table!r} in it is still in use "
+                        f"({table.state})", t, table)
+        readers = _readers_left(m, t, table)
+        if readers:
+            m.violation("pt.reuse-before-gp",
+                        f"{t.name} frees {storage!r} holding {table!r} before a grace period: "
+                        f"{', '.join(r.name for r in readers)} entered an RCU read-side section "
+                        "before the table was unlinked and is still in it", t, table)
+
+
+def check_table_handout(m, t, old) -> None:
+    """The storage of table ``old`` is handed out again as a new table."""
+    if not old.released:
+        m.violation("pt.double-alloc", f"{t.name} hands out the storage of {old!r} as a new page "
+                    f"table while {old!r} is still in use ({old.state})", t, old)
+    readers = _readers_left(m, t, old)
+    if readers:
+        m.violation("pt.reuse-before-gp",
+                    f"{t.name} hands out the storage of {old!r} again before a grace period: "
+                    f"{', '.join(r.name for r in readers)} entered an RCU read-side section "
+                    "before the table was unlinked and is still in it", t, old)
+
+
 def check_no_leaks(k) -> None:
-    """End of run: every table is linked or freed."""
+    """End of run: every table is linked or given back; every shared page whose tables were all
+    given back is freed (unless it is the mm's current fragment cache)."""
     for table in k.tables:
-        if not table.freed and table.state != LINKED:
+        if not table.released and table.state != LINKED:
             k.m.violation("pt.leak", f"{table!r} is {table.state} at the end of the run: never "
                           "freed", None, table)
+    for page in k.pt_pages:
+        if page.freed or any(not t.released for t in page.tables()):
+            continue
+        frag = page.mm.context.get("pte_frag")
+        if frag is not None and frag[0] is page:
+            continue  # fragments not yet handed out: freed by destroy_context() at mm teardown
+        k.m.violation("pt.leak", f"{page!r}: every page table in it was freed, but the page never "
+                      "was", None, page)

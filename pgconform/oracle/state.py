@@ -18,7 +18,7 @@ def mappings(k):
             if type(pmdv) is HugePmd:
                 yield mm, i * geo.ptrs_per_pte, pmdv.folio, None, True
             elif type(pmdv) is TablePmd:
-                table = k.mem.occupant(pmdv.pfn)
+                table = k.pmd_table(pmdv)
                 for j, ent in enumerate(table.entries):
                     if pte_present(ent):
                         yield mm, i * geo.ptrs_per_pte + j, ent.folio, ent.idx, False

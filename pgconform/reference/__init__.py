@@ -1,21 +1,49 @@
 """The reference implementation: the series as merged in Linux 6.6, one module per kernel file.
 
-``REFERENCE_FUNCTIONS`` maps every name of :data:`pgconform.implementation.SERIES_FUNCTIONS` to its
-reference function; ``IMPLEMENTATION`` is the registered ``reference`` implementation (no overrides).
+``REFERENCE_FUNCTIONS`` maps every generic name of :data:`pgconform.implementation.SERIES_FUNCTIONS`
+to its reference function; ``ARCH_FUNCTIONS`` holds each architecture's own (``reference/arch/``),
+which :func:`reference_functions` puts over the generic ones.  ``IMPLEMENTATION`` is the registered
+``reference`` implementation (no overrides).
 """
 
 from __future__ import annotations
 
 from pgconform.implementation import SERIES_FUNCTIONS, Implementation
 from pgconform.reference import khugepaged, mm, pgtable_generic
+from pgconform.reference.arch import generic, powerpc, s390, s390_full_page, sparc64
 
-_MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged}
+_MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged,
+            "arch": generic}
 
-REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()}
+REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()
+                       if hasattr(_MODULES[mod], name)}
+
+#: ArchConfig.allocator -> the functions that arch defines itself
+ARCH_FUNCTIONS = {
+    "generic": generic.FUNCTIONS,
+    "powerpc": powerpc.FUNCTIONS,
+    "s390": s390.FUNCTIONS,
+    "s390_full_page": s390_full_page.FUNCTIONS,
+    "sparc64": sparc64.FUNCTIONS,
+}
+
+#: every reference function, generic or arch (to tell an implementation's code from ours)
+ALL_REFERENCE_FUNCTIONS = frozenset(REFERENCE_FUNCTIONS.values()).union(
+    *(fns.values() for fns in ARCH_FUNCTIONS.values()))
+
+
+def reference_functions(arch=None) -> dict:
+    """The reference's function table on ``arch`` (an ArchConfig; None: generic)."""
+    table = dict(REFERENCE_FUNCTIONS)
+    if arch is not None:
+        table.update(ARCH_FUNCTIONS[arch.allocator])
+    return table
+
 
 IMPLEMENTATION = Implementation(
     name="reference",
-    description="Linux 6.6 as merged: mm/pgtable-generic.c, include/linux/mm.h, mm/khugepaged.c",
-    source="v6.6 (a349d72fd9ef, 146b42e07494, 13cf577e6b66, 1d65b771bc08, 1043173eb5eb, "
-           "a98460494b16)",
+    description="Linux 6.6 as merged: mm/pgtable-generic.c, include/linux/mm.h, mm/khugepaged.c, "
+                "and the arch pte_free_defer()s (powerpc, s390, sparc64; s390 6.7)",
+    source="v6.6 (a349d72fd9ef, 146b42e07494, de2e4626c706, 3d140215a6ae, 32cc0b7c9d50, "
+           "ad1ac8d94cde, 8211dad62798, 13cf577e6b66, 1d65b771bc08, 1043173eb5eb, a98460494b16)",
 )

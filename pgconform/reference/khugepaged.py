@@ -109,7 +109,7 @@ def retract_page_tables(k, mapping, pgoff):
         yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if not skipped_uffd:
             yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
-            yield from k.impl.pte_free_defer(k, mm, k.mem.occupant(pgt_pmd.pfn))
+            yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     yield from i_mmap_unlock_read(mapping)
 
 
@@ -339,7 +339,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     yield Unlock(pml)
     yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
     yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
-    yield from k.impl.pte_free_defer(k, mm, k.mem.occupant(pgt_pmd.pfn))
+    yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
 
 

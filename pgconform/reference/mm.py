@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pgconform.kernel.objects import TablePmd
 from pgconform.sim.effects import Lock
 
 
@@ -26,5 +27,9 @@ def pte_lockptr(k, mm, pmdval):
     the pre-6.5 idiom that locks the wrong table (kernel-series.md A14)."""
     if not k.arch.split_pte_ptlocks:
         return mm.page_table_lock
-    return k.mem.occupant(pmdval.pfn).ptl
+    if type(pmdval) is not TablePmd:
+        k.m.violation("pt.lock-mismatch", f"{k.m.current.name}: pte_lockptr() of {pmdval!r}, which "
+                      "names no page table: pmd_page() of it is garbage, and so is the lock",
+                      k.m.current, None)
+    return k.pmd_table(pmdval).ptl
     yield

@@ -9,7 +9,8 @@ variants return ``(pte, ptl)``; ``pte`` is None where the kernel returns NULL.
 from __future__ import annotations
 
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
-from pgconform.kernel.pgalloc import pte_free
+from pgconform.kernel.pgtable import flush_tlb_range, pae_compose, set_pmd
+from pgconform.oracle.pagetable import check_torn_read
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,
@@ -27,8 +28,28 @@ from pgconform.sim.effects import (
 
 def pmdp_get_lockless(k, pmdp):
     """include/linux/pgtable.h: pmdp_get_lockless() (6.6): one READ_ONCE of the PMD entry on
-    architectures whose PMD fits a word."""
-    return (yield Load(pmdp.table, pmdp.idx))
+    architectures whose PMD fits a word.  With CONFIG_GUP_GET_PXX_LOW_HIGH (x86 PAE): read low,
+    then high, then low again, and retry until the two reads of the low half agree; that alone
+    cannot tell a low half that changed and came back (ABA), which is what the callers' IRQ-off
+    section and the writers' pmdp_get_lockless_sync() are for."""
+    if not k.arch.pmd_low_high:
+        return (yield Load(pmdp.table, pmdp.idx))
+    halves, i = pmdp.table.halves, 2 * pmdp.idx
+    while True:
+        lo = yield Load(halves, i)
+        hi = yield Load(halves, i + 1)
+        if (yield Load(halves, i)) == lo:
+            return pmd_from_halves(k, pmdp, lo, hi)
+
+
+def pmd_from_halves(k, pmdp, lo, hi):
+    """The pmd_t that the two 32-bit halves read make up.  The model knows which write each half
+    came from: a value made of halves of two different values is a torn read (an oracle)."""
+    value, torn = pae_compose(lo, hi)
+    if torn:
+        t = k.m.current
+        check_torn_read(k.m, t, pmdp, lo, hi, value)
+    return value
 
 
 def pmdp_get_lockless_start(k):
@@ -48,9 +69,10 @@ def pmdp_get_lockless_end(k, irqflags):
 
 def pmdp_get_lockless_sync(k):
     """include/linux/pgtable.h: pmdp_get_lockless_sync() (6.6, patch 02): after clearing a PMD that
-    lockless readers may be reading, tlb_remove_table_sync_one() (an IPI to all CPUs, waiting) where
-    PMD reads are split in halves; nothing elsewhere."""
-    if k.arch.pmd_low_high:
+    lockless readers may be reading, tlb_remove_table_sync_one() where PMD reads are split in
+    halves; nothing elsewhere.  tlb_remove_table_sync_one() (mm/mmu_gather.c) is an IPI to all
+    CPUs, waiting, with MMU_GATHER_RCU_TABLE_FREE, and empty without it."""
+    if k.arch.pmd_low_high and k.arch.rcu_table_free:
         yield IpiSync()
 
 
@@ -69,7 +91,7 @@ def __pte_offset_map(k, pmdp, addr):
         yield RcuReadUnlock()
         return None, pmdval
     # __pte_map(): pointer arithmetic on the snapshot's pmd_page()
-    return PtePtr(k.mem.occupant(pmdval.pfn), k.geo.pte_index(addr)), pmdval
+    return PtePtr(k.pmd_table(pmdval), k.geo.pte_index(addr)), pmdval
 
 
 def pte_offset_map(k, pmdp, addr):
@@ -115,17 +137,12 @@ def pte_offset_map_lock(k, mm, pmdp, addr):
         yield from k.impl.pte_unmap_unlock(k, pte, ptl)
 
 
-def _flush_tlb_range(m, t, vma, start, end):
-    return None
-
-
 def pmdp_collapse_flush(k, vma, addr, pmdp):
     """mm/pgtable-generic.c: pmdp_collapse_flush() (6.6): clear the PMD (pmdp_huge_get_and_clear)
     and flush the TLB for the range; returns the old value.  Caller holds pml and ptl."""
     pmdval = yield Load(pmdp.table, pmdp.idx)
-    yield Store(pmdp.table, pmdp.idx, None)
-    yield Atomic(f"flush_tlb_range({vma!r}, {addr})", _flush_tlb_range,
-                 (vma, addr, addr + k.geo.hpage_pmd_nr))
+    yield from set_pmd(k, pmdp, None)
+    yield from flush_tlb_range(k, vma, addr, addr + k.geo.hpage_pmd_nr)
     return pmdval
 
 
@@ -133,10 +150,11 @@ def pte_free_now(k, head):
     """mm/pgtable-generic.c: pte_free_now() (6.6, patch 08): the RCU callback, pte_free() of the
     page the rcu_head lives in (destructor, then free)."""
     table = head.owner
-    yield from pte_free(k, table.mm, table)
+    yield from k.impl.pte_free(k, table.mm, table)
 
 
-def pte_free_defer(k, mm, table):
-    """mm/pgtable-generic.c: pte_free_defer() (6.6, patch 08): call_rcu() on the page's rcu_head;
-    the table and its ptlock stay valid until a grace period has passed, then pte_free_now()."""
-    yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
+def pte_free_defer(k, mm, pgtable):
+    """mm/pgtable-generic.c: pte_free_defer() (6.6, patch 08): call_rcu() on the page's rcu_head
+    (pgtable_t is the struct page here); the table and its ptlock stay valid until a grace period
+    has passed, then pte_free_now()."""
+    yield CallRcu(pgtable.rcu_head, k.impl.pte_free_now, (k, pgtable.rcu_head))

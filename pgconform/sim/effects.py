@@ -418,11 +418,16 @@ class SynchronizeRcu(Effect):
 @attrs.frozen(slots=True)
 class IpiSync(Effect):
     """smp_call_function(empty, wait=1) as in tlb_remove_table_sync_one(): returns once every CPU that
-    had interrupts disabled when it was sent has re-enabled them (and taken the IPI)."""
+    had interrupts disabled when it was sent has re-enabled them (and taken the IPI).  With ``mm``,
+    only the CPUs in that mm's mm_cpumask are interrupted (a TLB-flush IPI): tasks running in the
+    mm's context (``Task.mm``)."""
+
+    mm: Any = None
+    label: str = "tlb_remove_table_sync_one()  [IPI all CPUs, wait]"
 
     def blocked(self, m, t):
         if t.wait is None:
-            t.wait = m.irq_snapshot(exclude=t)
+            t.wait = m.irq_snapshot(exclude=t, mm=self.mm)
         return m.still_waiting(t.wait, "irq")
 
     def on_pending(self, m, t):
@@ -434,7 +439,7 @@ class IpiSync(Effect):
         t.wait = None
 
     def __str__(self):
-        return "tlb_remove_table_sync_one()  [IPI all CPUs, wait]"
+        return self.label
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class Task:
         "irq_seq",
         "label",
         "lane",
+        "mm",
         "name",
         "pending",
         "rcu",
@@ -64,6 +65,7 @@ class Task:
         self.wait = None      # snapshot a grace-period or IPI wait is waiting on
         self.steps = 0
         self.softirq = softirq
+        self.mm = None        # the mm this CPU runs (mm_cpumask membership), for user context
 
     def is_reader(self) -> bool:
         return bool(self.rcu or self.irq or self.spin)
@@ -107,6 +109,8 @@ class Machine:
         self.record_paths = record_paths
         self.ntasks = 0
         self.failed = False
+        #: the task whose code is running (helpers called from kernel code may need it)
+        self.current: Task | None = None
         #: code objects of the implementation under test (None: treat every exception as its own)
         self.implementation_code: set | None = None
 
@@ -125,6 +129,7 @@ class Machine:
         return t
 
     def _advance(self, t: Task, value) -> None:
+        self.current = t
         try:
             eff = t.gen.send(value)
         except StopIteration as stop:
@@ -356,8 +361,10 @@ class Machine:
         return [(t, t.reader_seq) for t in self.tasks
                 if t is not exclude and not t.done and (t.rcu or t.irq or t.spin)]
 
-    def irq_snapshot(self, exclude: Task | None = None) -> list:
-        return [(t, t.irq_seq) for t in self.tasks if t is not exclude and not t.done and t.irq]
+    def irq_snapshot(self, exclude: Task | None = None, mm=None) -> list:
+        """The tasks with interrupts disabled (of those running ``mm``, if given)."""
+        return [(t, t.irq_seq) for t in self.tasks if t is not exclude and not t.done and t.irq
+                and (mm is None or t.mm is mm)]
 
     @staticmethod
     def still_waiting(snapshot: list, kind: str):

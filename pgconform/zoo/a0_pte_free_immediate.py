@@ -5,12 +5,11 @@ reduced locking: a pte_offset_map*() user that snapshotted the PMD before the cl
 the table after it is freed and reused."""
 
 from pgconform.implementation import Implementation
-from pgconform.kernel.pgalloc import pte_free
 
 
-def pte_free_defer(k, mm, table):
+def pte_free_defer(k, mm, pgtable):
     """The mutation: pte_free() instead of deferring it past an RCU grace period."""
-    yield from pte_free(k, mm, table)
+    yield from k.impl.pte_free(k, mm, pgtable)
 
 
 MUTANT = Implementation(
@@ -18,5 +17,5 @@ MUTANT = Implementation(
     overrides={"pte_free_defer": pte_free_defer},
     description="retracted page table freed immediately (pte_free instead of pte_free_defer)",
     source="kernel-series.md A0; the 6.5 free of collapse_and_free_pmd() under 6.6 locking",
-    expected=("pt.use-after-free", "pt.ptlock-use-after-free"),
+    expected=("pt.use-after-free", "pt.ptlock-use-after-free", "pt.reuse-before-gp"),
 )

@@ -15,7 +15,7 @@ def __pte_offset_map(k, pmdp, addr):
     yield from k.impl.pmdp_get_lockless_end(k, irqflags)
     if pmd_none(pmdval) or pmd_trans_huge(pmdval):
         return None, pmdval
-    return PtePtr(k.mem.occupant(pmdval.pfn), k.geo.pte_index(addr)), pmdval
+    return PtePtr(k.pmd_table(pmdval), k.geo.pte_index(addr)), pmdval
 
 
 def pte_unmap(k, pte):

@@ -1,15 +1,24 @@
 """The conformance suite: the selected implementation (``--impl``) judged by the conformance
-machines, one per architecture configuration.  This is what users run:
+machines, one test item per (architecture, scenario), so that ``pytest -n auto --dist worksteal``
+spreads them over the workers.  This is what users run:
 
-    pytest -n auto tests/conformance --impl SPEC
+    pytest -n auto tests/conformance --impl SPEC [--arch NAME ...]
+
+An implementation that declares the architectures it applies to (``Implementation.arches``) is
+skipped, as not applicable, on the others.
 """
 
-from pgconform.kernel.config import ARCHES
-from pgconform.machines import make_machine
-from pgconform.plugin import selected_implementation
+import unittest
+
+from pgconform.machines import SCENARIOS, make_machine
+from pgconform.plugin import selected_arches, selected_implementation
 
 _impl = selected_implementation()
 
-for _arch in ARCHES:
-    _name = "Test_" + _arch.replace("-", "_")
-    globals()[_name] = make_machine(_impl, _arch, name=_name).TestCase
+for _arch in selected_arches():
+    for _scenario in SCENARIOS:
+        _name = f"Test_{_arch.replace('-', '_').replace('.', '_')}_{_scenario}"
+        _case = make_machine(_impl, _arch, name=_name, scenario=_scenario).TestCase
+        if _impl.arches and _arch not in _impl.arches:
+            _case = unittest.skip(f"{_impl.name} applies to {', '.join(_impl.arches)} only")(_case)
+        globals()[_name] = _case

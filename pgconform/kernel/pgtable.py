@@ -1,0 +1,132 @@
+"""Architecture-level PMD writes and TLB flushes that every modelled path goes through.
+
+``set_pmd`` is how the model stores a PMD entry: one word on 64-bit architectures; on x86-32 PAE
+two 32-bit stores in the order arch/x86/include/asm/pgtable-3level.h (6.6) uses, so a lockless
+reader can observe the halves of two different values.  ``flush_tlb_range`` is where x86 interrupts
+the CPUs running the mm and waits for them.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pgconform.kernel.objects import Half, HugePmd, TablePmd
+from pgconform.sim.effects import Effect, IpiSync, Store
+
+#: PAE: how many page frames share one value of the low half.  Physical frame numbers above it
+#: differ only in the high half from a frame below, which is what makes a torn read possible.
+PAE_LOW_FRAMES = 2
+
+
+def pae_split(value) -> tuple[Half, Half]:
+    """The (low, high) halves of a PMD value.  The low word carries the present and PSE bits and
+    the low frame bits; a huge PMD's low word can never equal a table's (PSE differs)."""
+    if value is None:
+        return Half(0, None), Half(0, None)
+    if type(value) is TablePmd:
+        return (Half(1 + value.pfn % PAE_LOW_FRAMES, value),
+                Half(value.pfn // PAE_LOW_FRAMES, value))
+    if type(value) is HugePmd:
+        return Half(("PSE", id(value.folio), value.write), value), Half(0, value)
+    raise TypeError(f"not a PMD value: {value!r}")
+
+
+def pae_compose(lo: Half, hi: Half):
+    """The value a CPU sees in (low, high): pmd_none() looks at the low word only on 32-bit.
+    Returns ``(value, torn)``: torn when the pair is neither value its halves came from."""
+    if lo.bits == 0:
+        return None, False
+    if isinstance(lo.bits, tuple):  # a huge PMD's low word
+        value = lo.whole if hi.bits == 0 else ("torn", lo.bits, hi.bits)
+    else:
+        value = TablePmd(hi.bits * PAE_LOW_FRAMES + lo.bits - 1)
+    if value == lo.whole or value == hi.whole:
+        return value, False
+    return value, True
+
+
+@attrs.frozen(slots=True)
+class Store64(Effect):
+    """A single-copy-atomic 64-bit store of a PAE PMD entry (cmpxchg8b): both halves at once."""
+
+    pmdtable: object
+    idx: int
+    value: object
+
+    def execute(self, m, t):
+        halves = self.pmdtable.halves
+        if self.pmdtable.freed:
+            m.use_after_free(t, self.pmdtable, f"write of entry {self.idx}")
+        lo, hi = pae_split(self.value)
+        halves.check_store(m, t, halves, 2 * self.idx, (lo, hi))
+        halves.entries[2 * self.idx] = lo
+        halves.entries[2 * self.idx + 1] = hi
+
+    def objects(self):
+        return (self.pmdtable,)
+
+    def __str__(self):
+        return f"WRITE64 {self.pmdtable!r}[{self.idx}] = {self.value!r}"
+
+
+def set_pmd(k, pmdp, value):
+    """Store a PMD entry (set_pmd/pmd_populate/set_pmd_at/pmdp_huge_get_and_clear).
+
+    On x86 PAE these are single 64-bit atomic writes (native_set_pmd(), native_pmdp_get_and_clear()
+    use cmpxchg8b in arch/x86/include/asm/pgtable-3level.h, 6.6): a lockless reader still reads the
+    two halves separately, so it can combine halves of two values written one after the other."""
+    if not k.arch.pmd_low_high:
+        yield Store(pmdp.table, pmdp.idx, value)
+    else:
+        yield Store64(pmdp.table, pmdp.idx, value)
+
+
+def pmd_clear(k, pmdp):
+    """pmd_clear(): on PAE native_pmd_clear() writes the low half (present bit) first, then the
+    high half, as two 32-bit stores."""
+    if not k.arch.pmd_low_high:
+        yield Store(pmdp.table, pmdp.idx, None)
+        return
+    halves = pmdp.table.halves
+    lo, hi = pae_split(None)
+    yield Store(halves, 2 * pmdp.idx, lo)
+    yield Store(halves, 2 * pmdp.idx + 1, hi)
+
+
+def flush_tlb_range(k, vma, start, end):
+    """flush_tlb_range() (arch/x86/mm/tlb.c flush_tlb_mm_range(), 6.6): on x86 an IPI to the other
+    CPUs in mm_cpumask, waiting for each (so it waits out their IRQ-disabled sections); other
+    architectures invalidate by broadcast and interrupt nobody."""
+    if k.arch.tlb_flush_ipi:
+        yield IpiSync(vma.mm, f"flush_tlb_range({vma!r}, {start}, {end})  [IPI mm_cpumask, wait]")
+
+
+# ------------------------------------------------------------------------------------------------
+# pt_list: the list linkage of a page-table page (s390 pgtable_list), overlaid by its rcu_head.
+# Called inside an Atomic effect (``m``, ``t`` of the running step); the oracles check that the
+# storage is not in use by a queued rcu_head and that a page is on at most one list.
+
+
+def list_add(m, t, page, lst: list, tail: bool) -> None:
+    """list_add()/list_add_tail() of ``page`` through its pt_list."""
+    from pgconform.oracle.pagetable import check_list_op
+
+    check_list_op(m, t, page, "list_add_tail" if tail else "list_add")
+    if page.on_list is not None:
+        m.violation("pt.list-corrupt", f"{t.name} adds {page!r} to a pgtable_list it is already "
+                    "on: the list is corrupted", t, page)
+    if tail:
+        lst.append(page)
+    else:
+        lst.insert(0, page)
+    page.on_list = lst
+
+
+def list_del_init(m, t, page) -> None:
+    """list_del_init() of ``page``'s pt_list (a no-op on a page that is on no list)."""
+    from pgconform.oracle.pagetable import check_list_op
+
+    check_list_op(m, t, page, "list_del_init")
+    if page.on_list is not None:
+        page.on_list.remove(page)
+        page.on_list = None
