@@ -44,6 +44,11 @@ SERIES_FUNCTIONS: dict[str, str] = {
     # arch/s390/mm/pgalloc.c
     "page_table_alloc": "arch",
     "page_table_free": "arch",
+    "page_table_free_rcu": "arch",
+    # freeing through the mmu_gather: the arch's __pte_free_tlb (s390: pte_free_tlb) and the
+    # __tlb_remove_table its RCU table batch ends in (mm/mmu_gather.c callers, kernel/mmu_gather.py)
+    "__pte_free_tlb": "arch",
+    "__tlb_remove_table": "arch",
     # include/linux/mm.h
     "pmd_lockptr": "mm",
     "pmd_lock": "mm",

@@ -32,9 +32,16 @@ ENTRY_POINT_GROUP = "pgconform.implementations"
 #: fallback used while ``pgconform.zoo.MUTANTS`` is not available; see :func:`builtin_specs`.
 BUILTIN: dict[str, str] = {
     "reference": "pgconform.reference:IMPLEMENTATION",
+    "alt.powerpc-v2": "pgconform.alt.powerpc_v2:IMPLEMENTATION",
+    "alt.s390-v2": "pgconform.alt.s390_v2:IMPLEMENTATION",
     "zoo.retract_pte_free_immediate": "pgconform.zoo.a0_pte_free_immediate:MUTANT",
     "zoo.pte_offset_map_no_rcu": "pgconform.zoo.a0p_no_rcu_read_lock:MUTANT",
     "zoo.pte_offset_map_lock_no_pmd_same": "pgconform.zoo.a15_no_pmd_same:MUTANT",
+    "zoo.powerpc_v1_rcu_per_fragment": "pgconform.zoo.a1_powerpc_v1:MUTANT",
+    "zoo.s390_v1_rcu_head_on_list": "pgconform.zoo.a3_s390_v1:MUTANT",
+    "zoo.pae_no_pmdp_get_lockless_sync": "pgconform.zoo.a10_pae_no_sync:MUTANT",
+    "zoo.pte_lockptr_from_reread_pmd": "pgconform.zoo.a14_ptl_from_reread_pmd:MUTANT",
+    "zoo.s390_v2_as_posted": "pgconform.zoo.s390_v2_posted:MUTANT",
 }
 
 _ZOO_PREFIX = "zoo."

@@ -15,7 +15,9 @@ from pgconform.implementation import Implementation, build_table
 from pgconform.kernel import khugepaged as khugepaged_callers
 from pgconform.kernel.config import ARCHES, Geometry
 from pgconform.kernel.memory import madvise_dontneed, user_access
+from pgconform.kernel.mmap import vm_munmap
 from pgconform.kernel.objects import VM_UFFD_MISSING
+from pgconform.kernel.pagewalk import show_smaps
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.rmap import folio_referenced
 from pgconform.kernel.userfaultfd import mfill_atomic_copy
@@ -74,6 +76,8 @@ OP_LABELS = {
     "madv_collapse": lambda o: f"madvise(mm{o.mm}@{o.addr}, MADV_COLLAPSE)",
     "referenced": lambda o: f"folio_referenced(shmem:{o.addr})",
     "uffd_copy": lambda o: f"UFFDIO_COPY(mm{o.mm}@{o.addr}, {o.arg})",
+    "munmap": lambda o: f"munmap(mm{o.mm}: the VMA at {o.addr})",
+    "smaps": lambda o: f"read /proc/mm{o.mm}/smaps @{o.addr}",
 }
 OP_KINDS = tuple(OP_LABELS)
 
@@ -121,7 +125,7 @@ def _populate_table(k: Kernel, mm, addr: int):
 
 #: operations run by a process in its own mm (its CPU is in mm_cpumask); the others are kernel
 #: threads or walk other processes' mms (khugepaged, the rmap walk of reclaim)
-USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy"})
+USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy", "munmap"})
 
 
 def start_op(k: Kernel, lane: str, op: Op):
@@ -140,8 +144,16 @@ def start_op(k: Kernel, lane: str, op: Op):
         gen = khugepaged_callers.madvise_collapse(k, mm, haddr)
     elif op.kind == "referenced":
         gen = folio_referenced(k, k.files[0], op.addr % FILE_PAGES)
+    elif op.kind == "smaps":  # another process reads mm's smaps over the PMD range of addr
+        gen = show_smaps(k, mm, haddr, haddr + k.geo.hpage_pmd_nr)
     elif op.kind == "uffd_copy":
         gen = mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg)
+    elif op.kind == "munmap":
+        # the process unmaps the whole VMA it knows at addr (the model does not split VMAs); if
+        # there is none (already unmapped), a one-page munmap of nothing
+        vma = mm.find_vma(op.addr)
+        start, end = (vma.start, vma.end) if vma is not None else (op.addr, op.addr + 1)
+        gen = vm_munmap(k, mm, start, end)
     else:  # pragma: no cover - strategies only produce known kinds
         raise ValueError(f"unknown operation {op.kind!r}")
     t = k.m.spawn(lane, gen, str(op))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arm import update_mmu_cache_range
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter, mm_counter_file
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
@@ -20,6 +21,7 @@ from pgconform.kernel.mmu_notifier import (
 from pgconform.kernel.objects import HugePmd, Pte, pmd_none, pmd_trans_huge, pte_none, pte_present
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import set_pmd
+from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
 
 VM_FAULT_OK = 0
@@ -180,7 +182,11 @@ def handle_pte_fault(k, vmf):
     if pte_present(entry) and not entry.young:
         # ptep_set_access_flags(): a write under the nolock-derived ptl, made safe by the pte_same()
         # on a non-none entry above (a detached table is empty)
+        if k.arch.debug_vm:
+            yield from assert_pte_locked(k, mm, vmf.address)
         yield Store(vmf.pte.table, vmf.pte.idx, attrs.evolve(entry, young=True))
+        if k.arch.vivt_cache:
+            yield from update_mmu_cache_range(k, vmf.vma, vmf.address, vmf.pte)
     yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return VM_FAULT_OK
 
@@ -258,6 +264,8 @@ def finish_fault(k, vmf):
         write = vma.shared or folio.anon
         yield Store(vmf.pte.table, vmf.pte.idx, Pte(folio, idx, write=write))  # set_pte_range()
         mapped_pte(k, mm, vmf.address, folio, idx)
+        if k.arch.vivt_cache:
+            yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
         ret = VM_FAULT_OK
     yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return ret
@@ -333,7 +341,11 @@ def do_wp_page(k, vmf, entry):
         folio_put(k, anon)
         return VM_FAULT_OK
     if (yield Load(vmf.pte.table, vmf.pte.idx)) == vmf.orig_pte:
-        yield Store(vmf.pte.table, vmf.pte.idx, Pte(anon, 0, write=True))
+        if k.arch.debug_vm:  # ptep_clear_flush() -> pte_update()
+            yield from assert_pte_locked(k, mm, vmf.address)
+        yield Store(vmf.pte.table, vmf.pte.idx, Pte(anon, 0, write=True))  # set_pte_at_notify()
+        if k.arch.vivt_cache:
+            yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
         mm.rss[mm_counter(old)] -= 1
         mm.rss["MM_ANONPAGES"] += 1
         anon.mapcount += 1
@@ -398,6 +410,8 @@ def zap_pte_range(k, vma, pmdp, addr, end):
         if pte_none(ent):
             continue
         yield Store(ptep.table, ptep.idx, None)  # ptep_get_and_clear_full()
+        if k.arch.debug_vm:  # not a full (exit) zap: pte_update()
+            yield from assert_pte_locked(k, mm, a)
         if pte_present(ent):
             folio = ent.folio
             mm.rss[mm_counter(folio)] -= 1

@@ -25,9 +25,13 @@ class Pte:
     idx: int
     write: bool = False
     young: bool = True
+    #: arm VIVT: the L_PTE_MT_* memory-type bits rewritten to shared_pte_mask (uncached) by
+    #: do_adjust_pte() when the page has a shared alias in the same mm
+    uncached: bool = False
 
     def __repr__(self) -> str:
-        return f"pte({self.folio!r}+{self.idx}{',W' if self.write else ''}{',young' if self.young else ''})"
+        return (f"pte({self.folio!r}+{self.idx}{',W' if self.write else ''}"
+                f"{',young' if self.young else ''}{',uncached' if self.uncached else ''})")
 
 
 @attrs.frozen(slots=True)
@@ -58,6 +62,20 @@ class HugePmd:
 
     def __repr__(self) -> str:
         return f"pmd(huge {self.folio!r}{',W' if self.write else ''})"
+
+
+@attrs.frozen(slots=True, repr=False)
+class TornPmd:
+    """What a two-half lockless read of a PAE PMD returns when its halves come from two different
+    values: to the CPU a present table entry for frame ``pfn`` (None: not even that), which no
+    table of this mm is at."""
+
+    pfn: object
+    lo: object
+    hi: object
+
+    def __repr__(self) -> str:
+        return f"pmd(torn: low {self.lo.whole!r}, high {self.hi.whole!r})"
 
 
 def table_pmd(table) -> TablePmd:
@@ -244,6 +262,8 @@ class File:
     pages: dict = attrs.field(factory=dict)
     i_mmap: list = attrs.field(factory=list)
     content: list = attrs.field(factory=list)  # the shadow copy of what each page must read
+    #: the i_pages xa_lock, as flush_dcache_mmap_lock() takes it on arm to walk i_mmap
+    i_pages_lock: Spinlock | None = None
 
     def __repr__(self) -> str:
         return self.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from pgconform.kernel.objects import Half, HugePmd, TablePmd
+from pgconform.kernel.objects import Half, HugePmd, TablePmd, TornPmd
 from pgconform.sim.effects import Effect, IpiSync, Store
 
 #: PAE: how many page frames share one value of the low half.  Physical frame numbers above it
@@ -33,16 +33,18 @@ def pae_split(value) -> tuple[Half, Half]:
 
 def pae_compose(lo: Half, hi: Half):
     """The value a CPU sees in (low, high): pmd_none() looks at the low word only on 32-bit.
-    Returns ``(value, torn)``: torn when the pair is neither value its halves came from."""
+    Returns ``(value, torn)``: torn when the pair is neither value its halves came from; the value
+    is then a :class:`TornPmd`."""
     if lo.bits == 0:
         return None, False
     if isinstance(lo.bits, tuple):  # a huge PMD's low word
-        value = lo.whole if hi.bits == 0 else ("torn", lo.bits, hi.bits)
-    else:
-        value = TablePmd(hi.bits * PAE_LOW_FRAMES + lo.bits - 1)
+        if hi.bits == 0:
+            return lo.whole, False
+        return TornPmd(None, lo, hi), True
+    value = TablePmd(hi.bits * PAE_LOW_FRAMES + lo.bits - 1)
     if value == lo.whole or value == hi.whole:
         return value, False
-    return value, True
+    return TornPmd(value.pfn, lo, hi), True
 
 
 @attrs.frozen(slots=True)

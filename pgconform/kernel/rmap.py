@@ -13,6 +13,7 @@ import attrs
 
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
+from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 
@@ -78,6 +79,8 @@ def _unmap_one(k, vma, ptep, addr, ent):
     """try_to_unmap_one() (6.6) for a PTE-mapped file page: ptep_clear_flush(), rss, rmap, ref."""
     yield Store(ptep.table, ptep.idx, None)
     mm = vma.mm
+    if k.arch.debug_vm:  # pte_update()
+        yield from assert_pte_locked(k, mm, addr)
     folio = ent.folio
     mm.rss[mm_counter(folio)] -= 1
     folio.mapcount -= 1  # page_remove_rmap()
@@ -103,6 +106,8 @@ def _referenced_one(k, vma, ptep, addr, ent):
     """folio_referenced_one() (6.6): ptep_clear_young_notify() of a young entry."""
     if ent.young:
         yield Store(ptep.table, ptep.idx, attrs.evolve(ent, young=False))
+        if k.arch.debug_vm:  # ptep_test_and_clear_young() -> pte_update()
+            yield from assert_pte_locked(k, vma.mm, addr)
 
 
 def _referenced_pmd(k, vma, pmdp, pmdval):

@@ -7,6 +7,7 @@ pte_offset_map_lock() is -EAGAIN, which userspace retries."""
 
 from __future__ import annotations
 
+from pgconform.kernel.arm import update_mmu_cache_range
 from pgconform.kernel.filemap import folio_put
 from pgconform.kernel.memory import anon_vma_prepare, mapped_pte
 from pgconform.kernel.objects import VM_UFFD_MISSING, Pte, pmd_none, pmd_trans_huge, pte_none
@@ -52,6 +53,8 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
     if pte_none((yield Load(pte.table, pte.idx))):
         yield Store(pte.table, pte.idx, Pte(folio, idx, write=True))
         mapped_pte(k, mm, addr, folio, idx)
+        if k.arch.vivt_cache:
+            yield from update_mmu_cache_range(k, vma, addr, pte)
         ret = 0
     yield from k.impl.pte_unmap_unlock(k, pte, ptl)
     return ret

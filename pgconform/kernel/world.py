@@ -20,6 +20,7 @@ from pgconform.kernel.objects import (
     PtePtr,
     PtPage,
     PteTable,
+    TornPmd,
     Vma,
 )
 from pgconform.oracle.pagetable import (
@@ -27,6 +28,7 @@ from pgconform.oracle.pagetable import (
     check_storage_free,
     check_table_handout,
     check_table_release,
+    check_torn_read,
     make_pae_halves_store_check,
     make_pmd_store_check,
     on_page_call_rcu,
@@ -96,7 +98,8 @@ class Kernel:
 
     def new_file(self, name: str, size: int) -> File:
         f = File(name, size, RwSemaphore(f"{name}.i_mmap_rwsem", cls="i_mmap_rwsem"),
-                 content=[100 * (len(self.files) + 1) + i for i in range(size)])
+                 content=[100 * (len(self.files) + 1) + i for i in range(size)],
+                 i_pages_lock=Spinlock(f"{name}.i_pages", cls="i_pages"))
         self.files.append(f)
         return f
 
@@ -168,6 +171,25 @@ class Kernel:
             table.ptl.alive = False
         self.mem.free(table)
 
+    def pte_table_dtor(self, m, t, table: PteTable, how: str) -> None:
+        """pagetable_pte_dtor() of a whole-page table whose page is freed later (the mmu_gather
+        paths, kernel-series.md §1.15): the table is given back now; with ALLOC_SPLIT_PTLOCKS its
+        separately allocated ptlock is kfree'd now (ptlock_free()), an embedded one goes with the
+        page in :meth:`free_pte_page`."""
+        check_table_release(m, t, table, how)
+        table.released = True
+        if self.arch.split_pte_ptlocks and self.arch.alloc_split_ptlocks:
+            table.ptl.alive = False
+
+    def free_pte_page(self, m, t, table: PteTable) -> None:
+        """pagetable_free()/free_page() of a whole-page table whose destructor already ran."""
+        if table.freed:
+            m.violation("pt.double-free", f"{t.name} frees {table!r} a second time", t, table)
+        check_storage_free(m, t, table, [table])
+        if self.arch.split_pte_ptlocks:
+            table.ptl.alive = False
+        self.mem.free(table)
+
     def new_pt_page(self, mm: Mm) -> PtPage:
         """A page to carve ``arch.tables_per_page`` PTE tables from, ctor'd (its split ptlock)."""
 
@@ -220,6 +242,8 @@ class Kernel:
     def pmd_table(self, pmdval) -> PteTable | None:
         """The PTE table a table PMD value names (pmd_page_vaddr()): the frame's table, or the
         table at that position of a shared page."""
+        if type(pmdval) is TornPmd:
+            check_torn_read(self.m, self.m.current, pmdval)
         occ = self.mem.frames[pmdval.pfn]
         if type(occ) is PtPage:
             return occ.slots[pmdval.frag]

@@ -18,7 +18,12 @@ CLAUSES: dict[str, str] = {
     "pt.write-unlocked": "A PTE is written only by the holder of that table's ptl.",
     "pt.lock-mismatch": "The ptl a walker takes is the lock of the page table it accesses "
                         "(derived from the same PMD value, never from a re-read of the entry).",
-    "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock().",
+    "pt.assert-pte-locked": "On powerpc with DEBUG_VM, a PTE updated under its ptl is found by "
+                            "assert_pte_locked(): the live pmd is none or maps the table, whose "
+                            "ptl is locked.",
+    "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock(), unless no "
+                             "VMA a walker can find (in the mm or a file's i_mmap) covers its "
+                             "range any more (free_pgtables()).",
     "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
     "pt.reuse-before-gp": "The storage of a page table unlinked under a live VMA is not freed or "
                           "handed out again until every RCU reader that could have read its PMD "
@@ -27,11 +32,12 @@ CLAUSES: dict[str, str] = {
                            "is freed only after every table in it was freed.",
     "pt.double-alloc": "An allocator never hands out a page table that is still in use.",
     "pt.list-corrupt": "A page-table page is on at most one pgtable_list.",
-    "pt.torn-pmd": "A PMD read locklessly in two halves (x86 PAE) is a value the entry really "
-                   "held, never the halves of two different values.",
+    "pt.torn-pmd": "A PMD value read locklessly in two halves (x86 PAE) and used as a page table "
+                   "is a value the entry really held, never the halves of two different values.",
     # secondary MMUs
     "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
-                                "mmu_notifier invalidate range covering it.",
+                                "mmu_notifier invalidate range covering it, unless no VMA a "
+                                "walker can find covers its range any more (free_pgtables()).",
     # RCU
     "rcu.double-call_rcu": "An rcu_head is not queued again while its callback is pending.",
     "rcu.head-storage-in-use": "The storage an rcu_head overlays (pt_list) is not used by a list "
@@ -61,6 +67,8 @@ CLAUSES: dict[str, str] = {
     "acct.mapcount": "Each folio's mapcount equals the number of entries mapping it.",
     "acct.refcount": "Each folio's refcount equals its page-cache reference plus its mappings.",
     "data.stale-mapping": "A file PTE or PMD maps the folio in the page cache at that index.",
+    "data.unmapped-mapping": "No page stays mapped at an address that no VMA covers (munmap "
+                             "zaps what it unmaps).",
     "data.mismatch": "Data read through a mapping is what was last written there (file or anon).",
     # the implementation as code
     "impl.raised": "The implementation does not raise.",

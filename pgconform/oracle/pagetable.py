@@ -19,11 +19,25 @@ def check_pte_store(m, t, table, idx, value) -> None:
                     f"ptl {table.ptl!r}", t, table)
 
 
+def pmd_range_reachable(k, mm, idx) -> bool:
+    """Whether a VMA that a walker can still find covers part of PMD ``idx`` of ``mm``: one in the
+    mm (found under mmap_lock or the VMA lock) or in a file's i_mmap (found by rmap walkers and
+    retract_page_tables() under i_mmap_rwsem).  free_pgtables() clears PMDs with neither pmd_lock
+    nor an mmu_notifier range (kernel-series.md §1.5): that is correct only because it first
+    detached the VMAs from the mm and unlinked them from i_mmap, so the PMD-store clauses bind
+    PMDs that are still reachable this way."""
+    size = k.geo.ptrs_per_pte
+    lo, hi = idx * size, idx * size + size
+    if any(v.start < hi and lo < v.end for v in mm.vmas):
+        return True
+    return any(v.mm is mm and v.start < hi and lo < v.end for f in k.files for v in f.i_mmap)
+
+
 def make_pmd_store_check(k):
     """Store hook of PMD tables, bound to the kernel ``k`` (to resolve frame numbers)."""
 
     def check_pmd_store(m, t, pmdtable, idx, value) -> None:
-        if pmdtable.ptl.owner is not t:
+        if pmdtable.ptl.owner is not t and pmd_range_reachable(k, pmdtable.mm, idx):
             m.violation("pt.pmd-write-unlocked",
                         f"{t.name} writes {value!r} into {pmdtable!r}[{idx}] without holding "
                         f"pmd_lock {pmdtable.ptl!r}", t, pmdtable)
@@ -34,7 +48,8 @@ def make_pmd_store_check(k):
             table = k.pmd_table(old)
             mm = pmdtable.mm
             haddr = idx * k.geo.ptrs_per_pte
-            if not any(s <= haddr and haddr + k.geo.ptrs_per_pte <= e for s, e in mm.notifier_ranges):
+            if not any(s <= haddr and haddr + k.geo.ptrs_per_pte <= e
+                       for s, e in mm.notifier_ranges) and pmd_range_reachable(k, mm, idx):
                 m.violation("mmu.pmd-clear-unnotified",
                             f"{t.name} clears {pmdtable!r}[{idx}] (-> {table!r}) outside any "
                             "mmu_notifier invalidate range: a secondary MMU may keep walking the "
@@ -88,13 +103,14 @@ def make_pae_halves_store_check(k, pmdtable):
     return check_half_store
 
 
-def check_torn_read(m, t, pmdp, lo, hi, value) -> None:
-    """A lockless two-half read returned a value that the entry never held as a whole."""
+def check_torn_read(m, t, value) -> None:
+    """A value from a lockless two-half read that the entry never held as a whole is used as a
+    page table."""
     m.violation("pt.torn-pmd",
-                f"{t.name} read {pmdp!r} as low half {lo!r} (of {lo.whole!r}) with high half "
-                f"{hi!r} (of {hi.whole!r}): {value!r} is neither, and names no page table of "
-                "this mm (no IPI kept the two reads from straddling a clear and a refill)",
-                t, pmdp.table)
+                f"{t.name} uses {value!r} as a page table: its low half came from "
+                f"{value.lo.whole!r} and its high half from {value.hi.whole!r}, so it names frame "
+                f"{value.pfn} (no IPI kept the two reads from straddling a clear and a refill)",
+                t, None)
 
 
 def on_table_call_rcu(table):

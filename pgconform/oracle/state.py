@@ -38,6 +38,9 @@ def check_end_state(k) -> None:
         rss[mm][mm_counter(folio)] += folio.nr if is_pmd else 1
         mapcount[folio] = mapcount.get(folio, 0) + 1
         vma = mm.find_vma(addr)
+        if vma is None:
+            m.violation("data.unmapped-mapping", f"{mm!r} addr {addr} still maps {folio!r}, but no "
+                        "VMA covers it (munmap left it mapped)", None, folio)
         for a in range(addr, addr + (folio.nr if is_pmd else 1)):
             check_mapping_data(k, None, mm, vma, a, folio, a - addr if is_pmd else idx)
     for mm in k.mms:

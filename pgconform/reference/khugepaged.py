@@ -21,6 +21,7 @@ from pgconform.kernel.objects import (
     pte_none,
     pte_present,
 )
+from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
@@ -316,6 +317,8 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
         if pte_none(ent):
             continue
         yield Store(ptep.table, ptep.idx, None)  # ptep_clear()
+        if k.arch.debug_vm:  # pte_update(), the pmd still present
+            yield from assert_pte_locked(k, mm, haddr + i)
         hpage.mapcount -= 1  # page_remove_rmap()
         nr_ptes += 1
     yield from k.impl.pte_unmap(k, start_pte)

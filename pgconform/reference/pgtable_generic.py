@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgtable import flush_tlb_range, pae_compose, set_pmd
-from pgconform.oracle.pagetable import check_torn_read
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,
@@ -44,12 +43,9 @@ def pmdp_get_lockless(k, pmdp):
 
 def pmd_from_halves(k, pmdp, lo, hi):
     """The pmd_t that the two 32-bit halves read make up.  The model knows which write each half
-    came from: a value made of halves of two different values is a torn read (an oracle)."""
-    value, torn = pae_compose(lo, hi)
-    if torn:
-        t = k.m.current
-        check_torn_read(k.m, t, pmdp, lo, hi, value)
-    return value
+    came from: halves of two different values make a torn value, and using that as a page table
+    is a violation (see Kernel.pmd_table)."""
+    return pae_compose(lo, hi)[0]
 
 
 def pmdp_get_lockless_start(k):

@@ -174,6 +174,27 @@ class Unlock(Effect):
 
 
 @attrs.frozen(slots=True)
+class SpinIsLocked(Effect):
+    """spin_is_locked(): whether anyone holds ``lock`` (what assert_spin_locked() tests; it does not
+    ask who).  Returns a bool; the caller decides what a False means."""
+
+    preempt_point = True
+
+    shows_result = True
+
+    lock: Spinlock
+
+    def execute(self, m, t):
+        return self.lock.owner is not None
+
+    def objects(self):
+        return (self.lock,)
+
+    def __str__(self):
+        return f"spin_is_locked({self.lock!r})"
+
+
+@attrs.frozen(slots=True)
 class DownRead(Effect):
     """down_read (mmap_read_lock, i_mmap_lock_read): may sleep."""
 

@@ -6,4 +6,9 @@ MUTANTS: dict[str, str] = {
     "zoo.retract_pte_free_immediate": "pgconform.zoo.a0_pte_free_immediate:MUTANT",
     "zoo.pte_offset_map_no_rcu": "pgconform.zoo.a0p_no_rcu_read_lock:MUTANT",
     "zoo.pte_offset_map_lock_no_pmd_same": "pgconform.zoo.a15_no_pmd_same:MUTANT",
+    "zoo.powerpc_v1_rcu_per_fragment": "pgconform.zoo.a1_powerpc_v1:MUTANT",
+    "zoo.s390_v1_rcu_head_on_list": "pgconform.zoo.a3_s390_v1:MUTANT",
+    "zoo.pae_no_pmdp_get_lockless_sync": "pgconform.zoo.a10_pae_no_sync:MUTANT",
+    "zoo.pte_lockptr_from_reread_pmd": "pgconform.zoo.a14_ptl_from_reread_pmd:MUTANT",
+    "zoo.s390_v2_as_posted": "pgconform.zoo.s390_v2_posted:MUTANT",
 }

@@ -22,3 +22,5 @@ for _arch in selected_arches():
         if _impl.arches and _arch not in _impl.arches:
             _case = unittest.skip(f"{_impl.name} applies to {', '.join(_impl.arches)} only")(_case)
         globals()[_name] = _case
+
+del _case  # the loop variable must not be collected as one more test

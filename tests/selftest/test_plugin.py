@@ -544,3 +544,58 @@ def test_readme_option_table_matches_the_plugin():
         f"`{plugin.INI_KEY}`",
     ]
     assert f"default `{plugin.DEFAULT_SPEC}`" in section
+
+
+# --- --arch ----------------------------------------------------------------------------------
+
+
+def test_unknown_arch_is_a_usage_error(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--arch", "vax")
+    assert_usage_error(result, "unknown --arch vax", "x86_64", "powerpc64", "s390")
+
+
+def test_arch_selection_reaches_the_tests(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makepyfile(test_arches=textwrap.dedent(
+        """
+        import os
+
+        import pgconform.plugin as plugin
+
+
+        def test_arches():
+            assert plugin.selected_arches() == ["s390", "powerpc64"]
+            assert os.environ["PGCONFORM_ARCH"] == "s390,powerpc64"
+        """))
+    result = run_pgconform("--arch", "s390", "--arch", "powerpc64", "--arch", "s390")
+    result.assert_outcomes(passed=1)
+
+
+def _conformance_items(*args: str) -> pytest.RunResult:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+         str(ROOT / "tests" / "conformance"), *args],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+def test_conformance_items_are_arch_by_scenario():
+    from pgconform.kernel.config import ARCHES
+    from pgconform.machines import SCENARIOS
+
+    out = _conformance_items()
+    items = [line for line in out.stdout.splitlines() if "::Test_" in line]
+    assert len(items) == len(ARCHES) * len(SCENARIOS), out.stdout + out.stderr
+    out = _conformance_items("--arch", "s390", "--arch", "x86_pae")
+    items = [line for line in out.stdout.splitlines() if "::Test_" in line]
+    assert len(items) == 2 * len(SCENARIOS)
+    assert all("Test_s390_" in i or "Test_x86_pae_" in i for i in items), items
+
+
+def test_implementation_is_skipped_where_it_does_not_apply():
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+         str(ROOT / "tests" / "conformance"), "--arch", "x86_64",
+         "--impl", "pgconform.zoo.a10_pae_no_sync:MUTANT"],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 skipped" in out.stdout and "applies to x86_pae only" in out.stdout, out.stdout

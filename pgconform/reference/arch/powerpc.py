@@ -137,3 +137,37 @@ def pte_free_defer(k, mm, pgtable):
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
              "pte_fragment_alloc": pte_fragment_alloc, "pte_fragment_free": pte_fragment_free,
              "pte_free_now": pte_free_now, "pte_free_defer": pte_free_defer}
+
+
+# ------------------------------------------------------------------------------------------------
+# freeing through the mmu_gather (free_pgtables(); kernel-series.md §1.11, §1.15)
+
+#: the level index pgtable_free_tlb() ORs into the pointer (MAX_PGTABLE_INDEX_SIZE bits)
+PTE_INDEX = "PTE_INDEX"
+
+
+def pgtable_free_tlb(k, tlb, table, index):
+    """arch/powerpc/include/asm/book3s/64/pgalloc.h: pgtable_free_tlb() (6.6): tag the table with
+    its level and tlb_remove_table() it (powerpc selects MMU_GATHER_RCU_TABLE_FREE)."""
+    from pgconform.kernel.mmu_gather import TaggedTable, tlb_remove_table
+
+    yield from tlb_remove_table(k, tlb, TaggedTable(table, index))
+
+
+def __pte_free_tlb(k, tlb, pgtable, address):
+    """arch/powerpc/include/asm/book3s/64/pgalloc.h: __pte_free_tlb() (6.6) =
+    pgtable_free_tlb(tlb, table, PTE_INDEX).  No destructor here: it runs when the fragment's page
+    goes (pte_fragment_free() -> pte_free_now())."""
+    yield from pgtable_free_tlb(k, tlb, pgtable, PTE_INDEX)
+
+
+def __tlb_remove_table(k, tagged):
+    """arch/powerpc/include/asm/book3s/64/pgalloc.h: __tlb_remove_table() (6.6): untag and
+    pgtable_free() (arch/powerpc/mm/book3s64/pgtable.c), which for PTE_INDEX is
+    pte_fragment_free(table, 0): after the batch's grace period, the fragment's count drops and the
+    last fragment frees the page (through RCU again if one was deferred)."""
+    if tagged.tag == PTE_INDEX:
+        yield from k.impl.pte_fragment_free(k, tagged.ptr, 0)
+
+
+FUNCTIONS.update({"__pte_free_tlb": __pte_free_tlb, "__tlb_remove_table": __tlb_remove_table})

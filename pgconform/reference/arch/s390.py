@@ -148,3 +148,67 @@ def pte_free_defer(k, mm, pgtable):
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
              "page_table_alloc": page_table_alloc, "page_table_free": page_table_free,
              "pte_free_now": pte_free_now, "pte_free_defer": pte_free_defer}
+
+
+# ------------------------------------------------------------------------------------------------
+# freeing through the mmu_gather (free_pgtables(); arch-facts.md §5.3, §5.4; kernel-series.md §1.12)
+
+
+def _free_half_rcu(m, t, k, mm, table):
+    """Under context.lock: xor 0x11 (AA off, PP on); list_add_tail if the other half is allocated
+    and the page not Active (the freed half becomes reusable once its PP bit is cleared), else
+    list_del_init."""
+    page = table.page
+    k.release_table(m, t, table, "page_table_free_rcu")
+    page.bits ^= 0x11 << table.slot
+    if page.bits & 0x03 and not page.active:
+        list_add(m, t, page, mm.context["pgtable_list"], tail=True)
+    else:
+        list_del_init(m, t, page)
+
+
+def page_table_free_rcu(k, tlb, pgtable, vmaddr):
+    """arch/s390/mm/pgalloc.c: page_table_free_rcu() (6.6), not for a pgste mm (gmap_unlink() and
+    the 4K 0x03 tag are not modelled): under context.lock clear AA and set PP for the half and
+    relist (at the tail) or unlist the page; then tlb_remove_table() of the pointer tagged with the
+    half (1 << bit)."""
+    from pgconform.kernel.mmu_gather import TaggedTable, tlb_remove_table
+
+    table = pgtable.table
+    page = table.page
+    mm = tlb.mm
+    lock = mm.context["lock"]
+    yield Lock(lock)
+    yield Atomic(f"atomic_xor_bits({page!r}, 0x11 << {table.slot})", _free_half_rcu,
+                 (k, mm, table), touches=(table, page))
+    yield Unlock(lock)
+    yield from tlb_remove_table(k, tlb, TaggedTable(pgtable, 1 << table.slot))
+
+
+def __pte_free_tlb(k, tlb, pgtable, address):
+    """arch/s390/include/asm/tlb.h: pte_free_tlb() (6.6) (s390 defines it whole; the generic
+    freed_tables bookkeeping is the same): page_table_free_rcu(), which keeps the AA/PP bits."""
+    yield from k.impl.page_table_free_rcu(k, tlb, pgtable, address)
+
+
+def _clear_pending_half(m, t, page, half):
+    page.bits ^= half << 4
+    return page.bits
+
+
+def __tlb_remove_table(k, tagged):
+    """arch/s390/mm/pgalloc.c: __tlb_remove_table() (6.6) for a 2K half (tag 0x01/0x02): clear its
+    PP bit; if no AA/PP bit is left, release the page (TestClearPageActive ? call_rcu(pte_free_now)
+    : pte_free_now()).  It does not touch the mm (an RCU callback may outlive it).  Tags 0 (crst)
+    and 3 (pgste) do not occur in the model."""
+    half = tagged.tag & 0x03
+    page = tagged.ptr.table.page
+    mask = yield Atomic(f"atomic_xor_bits({page!r}, {half:#x} << 4)", _clear_pending_half,
+                        (page, half), touches=(page,))
+    if mask != 0:
+        return
+    yield from page_table_release(k, page)
+
+
+FUNCTIONS.update({"__pte_free_tlb": __pte_free_tlb, "page_table_free_rcu": page_table_free_rcu,
+                  "__tlb_remove_table": __tlb_remove_table})

@@ -32,3 +32,32 @@ def pte_free_defer(k, mm, pgtable):
 
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free, "pte_free_now": pte_free_now,
              "pte_free_defer": pte_free_defer}
+
+
+# ------------------------------------------------------------------------------------------------
+# freeing through the mmu_gather (free_pgtables(); SMP, which selects MMU_GATHER_RCU_TABLE_FREE)
+
+
+def pgtable_free_tlb(k, tlb, table, is_page):
+    """arch/sparc/include/asm/pgalloc_64.h: pgtable_free_tlb() (6.6, CONFIG_SMP): tag the pointer
+    with is_page and tlb_remove_table() it."""
+    from pgconform.kernel.mmu_gather import TaggedTable, tlb_remove_table
+
+    yield from tlb_remove_table(k, tlb, TaggedTable(table, int(is_page)))
+
+
+def __pte_free_tlb(k, tlb, pgtable, address):
+    """arch/sparc/include/asm/pgalloc_64.h: __pte_free_tlb() (6.6) = pgtable_free_tlb(tlb, pte,
+    true).  The destructor runs after the grace period, in __pte_free()."""
+    yield from pgtable_free_tlb(k, tlb, pgtable, True)
+
+
+def __tlb_remove_table(k, tagged):
+    """arch/sparc/include/asm/pgalloc_64.h: __tlb_remove_table() (6.6, CONFIG_SMP): untag and
+    pgtable_free(table, is_page): a PTE table page goes through __pte_free() (dtor + free); a
+    kmem_cache table (not a PTE table) does not occur in the model."""
+    if tagged.tag:
+        yield from _generic_pte_free(k, None, tagged.ptr)
+
+
+FUNCTIONS.update({"__pte_free_tlb": __pte_free_tlb, "__tlb_remove_table": __tlb_remove_table})

@@ -1,0 +1,33 @@
+"""powerpc book3s64 with CONFIG_DEBUG_VM: assert_pte_locked(), arch/powerpc/mm/pgtable.c (Linux 6.6;
+patch 04 of the series, 3d140215a6ae, plus the mm fixup that kept the pmd_none() early return).
+
+pte_update() (hash and radix, non-huge) and ptep_set_access_flags() call it on every PTE change
+but set_ptes(): it walks the live page tables to the entry and BUGs unless the table's ptl is held
+by someone.  The model's PTE-update sites call it when ``k.arch.debug_vm``.
+"""
+
+from __future__ import annotations
+
+from pgconform.kernel.objects import pmd_none
+from pgconform.sim.effects import Load, SpinIsLocked
+
+
+def assert_pte_locked(k, mm, addr):
+    """arch/powerpc/mm/pgtable.c: assert_pte_locked() (6.6): the upper levels are folded here (their
+    BUG_ON()s cannot fire); a none pmd returns quietly (khugepaged clears the pmd before it clears
+    the old PTEs through a copy of it); otherwise map the entry with pte_offset_map_nolock(), BUG
+    if that fails, and BUG unless the ptl it names is locked (assert_spin_locked(): by anyone)."""
+    pmdp = mm.pmd_offset(addr, k.geo)
+    if pmd_none((yield Load(pmdp.table, pmdp.idx))):
+        return
+    pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr)
+    m = k.m
+    if pte is None:
+        m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "
+                    "the pmd is not none but pte_offset_map_nolock() maps no table "
+                    "(BUG_ON(!pte))", m.current, pmdp.table)
+    if not (yield SpinIsLocked(ptl)):
+        m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "
+                    f"{ptl!r}, the ptl of {pte.table!r}, is not locked by anyone "
+                    "(assert_spin_locked)", m.current, pte.table)
+    yield from k.impl.pte_unmap(k, pte)

@@ -1,0 +1,28 @@
+"""A10: x86-32 PAE without the writer-side IPI after clearing a PMD (pmdp_get_lockless_sync() a
+no-op, as in v1 of patches 02, 09 and 10).
+
+kernel-series.md §3(a) A10: __pte_offset_map() reads the PMD's low half, then its high half, then
+the low half again, with IRQs off.  Without tlb_remove_table_sync_one() after the clear, a reader
+on a CPU outside mm_cpumask (an rmap walker, khugepaged) can read the low half of the old table,
+the high half after the clear, and the same low half again once a new table with equal low bits
+is linked: a torn value names a random frame, which it then uses as a page table."""
+
+from pgconform.implementation import Implementation
+
+
+def pmdp_get_lockless_sync(k):
+    """The mutation: no IPI after the PMD clear."""
+    return
+    yield
+
+
+MUTANT = Implementation(
+    name="zoo.pae_no_pmdp_get_lockless_sync",
+    overrides={"pmdp_get_lockless_sync": pmdp_get_lockless_sync},
+    description="no pmdp_get_lockless_sync() (tlb_remove_table_sync_one IPI) after clearing a PMD "
+                "on x86-32 PAE",
+    source="kernel-series.md A10; v1 of patches 02/09/10, fixed in v2 'to issue missing "
+           "interrupt if PAE'",
+    expected=("pt.torn-pmd",),
+    arches=("x86_pae",),
+)
