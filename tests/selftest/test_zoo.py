@@ -8,6 +8,7 @@ the medians are far lower (see bench/).
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -44,13 +45,39 @@ def _hunt(impl, arch: str, max_examples: int, budget_s: float | None, scenario: 
         suppress_health_check=list(HealthCheck)))
 
 
+#: the hunt visits the scenarios in turn, this long each, so a mutant whose race needs one world
+#: shape (a COW refill, an alias) is not stuck in another
+SLICE_S = 60
+
+
+#: mutants whose race the random exploration finds only after many minutes (one-step windows):
+#: their hunt runs with PGCONFORM_SLOW_HUNTS=1 (nightly); in every run a deterministic schedule
+#: proves the oracle catches them (tests/selftest/test_pae.py, test_arch_actors.py)
+SLOW_HUNTS = {
+    "zoo.pae_no_pmdp_get_lockless_sync": "test_pae.py::test_torn_read_without_the_sync_is_caught",
+    "zoo.pte_lockptr_from_reread_pmd": "test_arch_actors.py (A14 schedules)",
+}
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_is_caught(name):
+    if name in SLOW_HUNTS and os.environ.get("PGCONFORM_SLOW_HUNTS") != "1":
+        pytest.skip(f"slow random hunt (PGCONFORM_SLOW_HUNTS=1); caught by {SLOW_HUNTS[name]}")
     impl = resolve(name)
     assert impl.expected, f"{name} declares no expected clause"
     arch = impl.arches[0] if impl.arches else "x86_64"  # where the mutant's bug lives
+    deadline = time.monotonic() + BUDGET_S
     with pytest.raises(Violation) as excinfo:
-        _hunt(impl, arch, max_examples=10**6, budget_s=BUDGET_S)
+        while True:
+            for scenario in SCENARIOS:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BudgetExhausted(f"{name} not caught on {arch} within {BUDGET_S} s")
+                try:
+                    _hunt(impl, arch, max_examples=10**6, budget_s=min(SLICE_S, left),
+                          scenario=scenario)
+                except BudgetExhausted:
+                    continue
     assert excinfo.value.clause in impl.expected, (
         f"{name} was caught by [{excinfo.value.clause}], expected one of {impl.expected}:\n"
         f"{excinfo.value}")
