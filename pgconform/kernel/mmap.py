@@ -22,7 +22,16 @@ from pgconform.kernel.memory import zap_page_range_single
 from pgconform.kernel.mmu_gather import pte_free_tlb, tlb_finish_mmu, tlb_gather_mmu
 from pgconform.kernel.objects import TablePmd
 from pgconform.kernel.pgtable import pmd_clear
-from pgconform.sim.effects import Atomic, DowngradeWrite, DownWrite, Load, Lock, Unlock, UpRead, UpWrite
+from pgconform.sim.effects import (
+    Atomic,
+    DowngradeWrite,
+    DownWrite,
+    Load,
+    Lock,
+    Unlock,
+    UpRead,
+    UpWrite,
+)
 
 EINVAL = -22
 

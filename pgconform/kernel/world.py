@@ -18,8 +18,8 @@ from pgconform.kernel.objects import (
     Mm,
     PmdTable,
     PtePtr,
-    PtPage,
     PteTable,
+    PtPage,
     TornPmd,
     Vma,
 )

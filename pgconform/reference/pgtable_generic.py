@@ -11,7 +11,6 @@ from __future__ import annotations
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgtable import flush_tlb_range, pae_compose, set_pmd
 from pgconform.sim.effects import (
-    Atomic,
     CallRcu,
     IpiSync,
     IrqDisable,
@@ -20,7 +19,6 @@ from pgconform.sim.effects import (
     Lock,
     RcuReadLock,
     RcuReadUnlock,
-    Store,
     Unlock,
 )
 

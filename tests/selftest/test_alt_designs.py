@@ -12,14 +12,13 @@ from __future__ import annotations
 import pytest
 
 from pgconform.alt import powerpc_v2, s390_v2
-from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.errors import Violation
-from pgconform.zoo import a1_powerpc_v1, a3_s390_v1, s390_v2_posted
-
 from pgconform.kernel.objects import PteTable
 from pgconform.oracle.state import check_end_state
+from pgconform.reference.khugepaged import SCAN_SUCCEED
+from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Load
+from pgconform.sim.errors import Violation
+from pgconform.zoo import a1_powerpc_v1, a3_s390_v1, s390_v2_posted
 
 D = powerpc_v2.PTE_FREE_DEFERRED
 
