@@ -12,13 +12,11 @@ from __future__ import annotations
 import pytest
 
 from pgconform.alt import powerpc_v2, s390_v2
-from pgconform.kernel.objects import PteTable
-from pgconform.oracle.state import check_end_state
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import Load
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a1_powerpc_v1, a3_s390_v1, s390_v2_posted
+from tests.selftest.test_oracles import finish, pending_pte_table_load, run_to_end, step_until
 
 D = powerpc_v2.PTE_FREE_DEFERRED
 
@@ -38,33 +36,7 @@ S390 = "s390"
 
 
 # ------------------------------------------------------------------------------------------------
-# driving a schedule by hand (as in test_oracles.py)
-
-
-def step_until(m, t, pred, limit=2_000):
-    """Step ``t`` until ``pred(t)`` holds for its pending effect; it must not block or end first."""
-    for _ in range(limit):
-        if pred(t):
-            return
-        assert not t.done, f"{t.name} ended before the point the schedule waits for"
-        assert m.blocker(t) is None, f"{t.name} blocked on {m.blocker(t)!r} before that point"
-        m.step(t)
-    raise AssertionError(f"{t.name} did not reach the point within {limit} steps")
-
-
-def run_to_end(m, t):
-    m.run(t, m.step_bound)
-    assert t.done, f"{t.name} blocked in {t.pending}"
-
-
-def pending_pte_table_load(t):
-    return type(t.pending) is Load and isinstance(t.pending.page, PteTable)
-
-
-def finish(k):
-    """Run everything fairly to completion, every RCU callback, then the end-of-run oracles."""
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
+# driving a schedule by hand (helpers of test_oracles.py)
 
 
 def _tables(k):

@@ -23,6 +23,7 @@ from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
 from pgconform.zoo import a14_ptl_from_reread_pmd
+from tests.selftest.test_oracles import run_to_end, step_until
 
 A14 = a14_ptl_from_reread_pmd.MUTANT
 
@@ -61,21 +62,6 @@ def entry(k, mm, addr):
 def steps_in(k, fname):
     """The effects of the run so far executed inside kernel function ``fname``."""
     return [(eff, res) for _, path, eff, res in k.m.trace if eff is not None and fname in path]
-
-
-def step_until(m, t, pred, limit=2_000):
-    for _ in range(limit):
-        if pred(t):
-            return
-        assert not t.done, f"{t.name} ended before the point the schedule waits for"
-        assert m.blocker(t) is None, f"{t.name} blocked on {m.blocker(t)!r} before that point"
-        m.step(t)
-    raise AssertionError(f"{t.name} did not reach the point within {limit} steps")
-
-
-def run_to_end(m, t):
-    m.run(t, m.step_bound)
-    assert t.done, f"{t.name} blocked in {t.pending}"
 
 
 # ------------------------------------------------------------------------------------------------
