@@ -59,6 +59,10 @@ SERIES_FUNCTIONS: dict[str, str] = {
     "retract_page_tables": "khugepaged",
     "collapse_file": "khugepaged",
     "collapse_pte_mapped_thp": "khugepaged",
+    # mm/khugepaged.c: the callers of collapse_file() and collapse_pte_mapped_thp(), which changed
+    # with the series (patch 11: no deferred list) and so belong to an implementation
+    "khugepaged_scan_mm_slot": "khugepaged_callers",
+    "madvise_collapse": "khugepaged_callers",
 }
 
 

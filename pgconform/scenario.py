@@ -12,7 +12,6 @@ from __future__ import annotations
 import attrs
 
 from pgconform.implementation import Implementation, build_table
-from pgconform.kernel import khugepaged as khugepaged_callers
 from pgconform.kernel.config import ARCHES, Geometry
 from pgconform.kernel.memory import madvise_dontneed, user_access
 from pgconform.kernel.mmap import vm_munmap
@@ -128,35 +127,55 @@ def _populate_table(k: Kernel, mm, addr: int):
 USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy", "munmap"})
 
 
+def _access(k, mm, op):
+    return user_access(k, mm, op.addr, op.kind == "write")
+
+
+def _khugepaged(k, mm, op):
+    if not k.arch.thp:
+        return _no_thp()
+    return k.impl.khugepaged_scan_mm_slot(k, mm, k.geo.haddr(op.addr))
+
+
+def _madv_collapse(k, mm, op):
+    if not k.arch.thp:
+        return _no_thp()
+    return k.impl.madvise_collapse(k, mm, k.geo.haddr(op.addr))
+
+
+def _smaps(k, mm, op):
+    """Another process reads mm's smaps over the PMD range of addr."""
+    haddr = k.geo.haddr(op.addr)
+    return show_smaps(k, mm, haddr, haddr + k.geo.hpage_pmd_nr)
+
+
+def _munmap(k, mm, op):
+    """The process unmaps the whole VMA it knows at addr (the model does not split VMAs); if there
+    is none (already unmapped), a one-page munmap of nothing."""
+    vma = mm.find_vma(op.addr)
+    start, end = (vma.start, vma.end) if vma is not None else (op.addr, op.addr + 1)
+    return vm_munmap(k, mm, start, end)
+
+
+#: how each operation kind starts: kind -> f(k, mm, op) returning the task's generator
+OP_STARTERS = {
+    "read": _access,
+    "write": _access,
+    "dontneed": lambda k, mm, op: madvise_dontneed(k, mm, op.addr, op.addr + max(1, op.arg)),
+    "khugepaged": _khugepaged,
+    "madv_collapse": _madv_collapse,
+    "referenced": lambda k, mm, op: folio_referenced(k, k.files[0], op.addr % FILE_PAGES),
+    "uffd_copy": lambda k, mm, op: mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg),
+    "munmap": _munmap,
+    "smaps": _smaps,
+}
+assert set(OP_STARTERS) == set(OP_LABELS)
+
+
 def start_op(k: Kernel, lane: str, op: Op):
     """Spawn the task performing ``op`` on ``lane``."""
     mm = k.mms[op.mm % len(k.mms)]
-    haddr = k.geo.haddr(op.addr)
-    if op.kind in ("read", "write"):
-        gen = user_access(k, mm, op.addr, op.kind == "write")
-    elif op.kind == "dontneed":
-        gen = madvise_dontneed(k, mm, op.addr, op.addr + max(1, op.arg))
-    elif op.kind in ("khugepaged", "madv_collapse") and not k.arch.thp:
-        gen = _no_thp()
-    elif op.kind == "khugepaged":
-        gen = khugepaged_callers.khugepaged_scan_file_range(k, mm, haddr)
-    elif op.kind == "madv_collapse":
-        gen = khugepaged_callers.madvise_collapse(k, mm, haddr)
-    elif op.kind == "referenced":
-        gen = folio_referenced(k, k.files[0], op.addr % FILE_PAGES)
-    elif op.kind == "smaps":  # another process reads mm's smaps over the PMD range of addr
-        gen = show_smaps(k, mm, haddr, haddr + k.geo.hpage_pmd_nr)
-    elif op.kind == "uffd_copy":
-        gen = mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg)
-    elif op.kind == "munmap":
-        # the process unmaps the whole VMA it knows at addr (the model does not split VMAs); if
-        # there is none (already unmapped), a one-page munmap of nothing
-        vma = mm.find_vma(op.addr)
-        start, end = (vma.start, vma.end) if vma is not None else (op.addr, op.addr + 1)
-        gen = vm_munmap(k, mm, start, end)
-    else:  # pragma: no cover - strategies only produce known kinds
-        raise ValueError(f"unknown operation {op.kind!r}")
-    t = k.m.spawn(lane, gen, str(op))
+    t = k.m.spawn(lane, OP_STARTERS[op.kind](k, mm, op), str(op))
     if op.kind in USER_CONTEXT:
         t.mm = mm
     return t

@@ -42,7 +42,7 @@ def _file_range(k, mm, haddr):
     return vma.file, vma.linear_page_index(haddr)
 
 
-def khugepaged_scan_file_range(k, mm, haddr):
+def khugepaged_scan_mm_slot(k, mm, haddr):
     """mm/khugepaged.c: khugepaged_scan_mm_slot() (6.6, after patch 11) for one PMD range of a file
     VMA: mmap_read_trylock, drop it around the file scan and collapse_file(); on
     SCAN_PTE_MAPPED_HUGEPAGE retake it and collapse_pte_mapped_thp(install_pmd=false) directly."""
