@@ -33,13 +33,15 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.control import current_build_context
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.machines import LANES, PCT_BUDGET, make_machine
+from pgconform.machines import LANES, PCT_BUDGET, SCENARIOS, make_machine
 from pgconform.registry import registered_names, resolve
 from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.pct import run_pct
 
 ARCH = "x86_64"
+#: seconds a mutant hunt spends in one scenario before moving to the next (as the zoo test does)
+SLICE_S = 20
 NOTE = ("in-process, one core, no xdist; the machine may be shared with other work, and every "
         "figure is the median of a single invocation of this script")
 
@@ -196,13 +198,14 @@ def machine_settings(max_examples: int, parent: settings | None = None) -> setti
                     derandomize=False, report_multiple_bugs=False, print_blob=False)
 
 
-def counting_machine(impl, seed_value, deadline: float | None = None):
+def counting_machine(impl, seed_value, deadline: float | None = None, arch: str = ARCH,
+                     scenario: str = "mixed"):
     """A subclass of the conformance machine that counts examples (``teardown()`` calls), notes
     when Hypothesis starts its final replay of a failure, and stops at ``deadline``.
 
     The seed goes on the class with ``hypothesis.seed``, which ``run_state_machine_as_test``
     honours; ``random.seed()`` does not seed Hypothesis (it draws from its own global Random)."""
-    base = make_machine(impl, ARCH)
+    base = make_machine(impl, arch, scenario=scenario)
     state = {"examples": 0, "final": None, "t0": None}
 
     class Counting(base):
@@ -233,9 +236,11 @@ def clause_of(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def run_machine(impl, seed_value, max_examples: int, budget: float | None) -> dict:
+def run_machine(impl, seed_value, max_examples: int, budget: float | None, arch: str = ARCH,
+                scenario: str = "mixed") -> dict:
     t0 = time.perf_counter()
-    cls, state = counting_machine(impl, seed_value, None if budget is None else t0 + budget)
+    cls, state = counting_machine(impl, seed_value, None if budget is None else t0 + budget,
+                                  arch, scenario)
     state["t0"] = t0
     clause = None
     out_of_budget = False
@@ -271,18 +276,38 @@ def bench_examples(n: int, reps: int) -> dict:
             "examples": [r["examples"] for r in runs], "wall_s": [r["wall_s"] for r in runs]}
 
 
+def hunt(impl, seed_value: int, max_examples: int, budget: float, arch: str) -> dict:
+    """Hunt a mutant as tests/selftest/test_zoo.py does: the scenarios in turn, at most
+    :data:`SLICE_S` seconds each, until caught or ``budget`` seconds are spent; the examples and
+    seconds of the slices add up."""
+    spent, examples, order = 0.0, 0, []
+    while True:
+        for scenario in SCENARIOS:
+            left = budget - spent
+            if left <= 0:
+                return {**r, "examples": examples, "seconds": round(spent, 3), "scenarios": order}
+            r = run_machine(impl, seed_value, max_examples, min(SLICE_S, left), arch, scenario)
+            spent += r["seconds"] if r["caught"] else r["wall_s"]
+            examples += r["examples"]
+            order.append(scenario)
+            if r["caught"]:
+                return {**r, "examples": examples, "seconds": round(spent, 3), "scenarios": order}
+
+
 def bench_mutant(name: str, nseeds: int, budget: float, max_examples: int, log) -> dict:
     impl = resolve(name)
     expected = tuple(getattr(impl, "expected", ()) or ())
+    arch = impl.arches[0] if impl.arches else ARCH  # where the mutant's bug lives
     runs = []
     for s in range(nseeds):
         gc.collect()
-        r = run_machine(impl, s, max_examples, budget)
+        r = hunt(impl, s, max_examples, budget, arch)
         r["expected"] = r["caught"] and r["clause"] in expected
         runs.append(r)
         what = (f"caught {r['clause']}{'' if r['expected'] else ' (NOT in .expected)'}"
                 if r["caught"] else "not caught")
-        log(f"  {name} seed {s}: {what} after {r['examples']} examples, {r['seconds']:.1f} s")
+        log(f"  {name} seed {s}: {what} after {r['examples']} examples, {r['seconds']:.1f} s "
+            f"({arch}, {' > '.join(r['scenarios'])})")
     caught = [r for r in runs if r["caught"]]
     return {
         "median_s": round(statistics.median(r["seconds"] for r in caught), 3) if caught else None,
@@ -293,6 +318,7 @@ def bench_mutant(name: str, nseeds: int, budget: float, max_examples: int, log) 
         "expected": list(expected),
         "median_examples": statistics.median(r["examples"] for r in caught) if caught else None,
         "budget_s": budget,
+        "arch": arch,
         "runs": runs,
     }
 
@@ -316,7 +342,9 @@ def markdown(result: dict) -> str:
                     f"max_examples={ex['max_examples']}, generate phase, median of {ex['reps']} |")
     mutants_head = (f"Time to catch each mutant: generate phase only (no shrinking), budget "
                     f"{cfg['budget']:g} s and at most {cfg['max_examples']} examples per seed, "
-                    f"seeds 0..{cfg['seeds'] - 1} via `hypothesis.seed`; median over caught seeds.")
+                    f"seeds 0..{cfg['seeds'] - 1} via `hypothesis.seed`, on the mutant's arch, "
+                    f"the scenarios in turn ({' > '.join(SCENARIOS)}, {SLICE_S} s each, as "
+                    f"tests/selftest/test_zoo.py); median over caught seeds.")
     lines = [
         title, "", note, "",
         "| Measure | Value | How |",
@@ -326,14 +354,14 @@ def markdown(result: dict) -> str:
         "",
         mutants_head,
         "",
-        "| Mutant | Caught | Median s | Median examples | Clauses | In .expected |",
-        "|---|---|---|---|---|---|",
+        "| Mutant | Arch | Caught | Median s | Median examples | Clauses | In .expected |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, mu in result["mutants"].items():
         med = "-" if mu["median_s"] is None else f"{mu['median_s']:.1f}"
         mex = "-" if mu["median_examples"] is None else f"{mu['median_examples']:.0f}"
         ok = "-" if not mu["caught"] else ("yes" if mu["all_expected"] else "NO")
-        lines.append(f"| {name} | {mu['caught']}/{mu['seeds']} | {med} | {mex} | "
+        lines.append(f"| {name} | {mu.get('arch', ARCH)} | {mu['caught']}/{mu['seeds']} | {med} | {mex} | "
                      f"{', '.join(mu['clauses']) or '-'} | {ok} |")
     return "\n".join(lines) + "\n"
 

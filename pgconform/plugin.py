@@ -259,6 +259,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     lines = [f"pgconform: implementation {selection.spec} (from {selection.source})",
              f"pgconform: architectures {', '.join(selected_arches())}"]
+    for clause, why in selection.implementation.known_violations.items():
+        lines.append(f"pgconform: known violation {clause} (counted, not failed): {why}")
     database = config.stash.get(_DATABASE_KEY, None)
     if database is not None:
         lines.append(f"pgconform: example database {database}")

@@ -13,13 +13,31 @@ import attrs
 
 from pgconform.implementation import Implementation, build_table
 from pgconform.kernel.config import ARCHES, Geometry
+from pgconform.kernel.fork import do_fork
+from pgconform.kernel.gup import gup_and_release
 from pgconform.kernel.memory import madvise_dontneed, user_access
-from pgconform.kernel.mmap import vm_munmap
-from pgconform.kernel.objects import VM_UFFD_MISSING
+from pgconform.kernel.mmap import do_exit, vm_munmap
+from pgconform.kernel.mprotect import do_mprotect_pkey
+from pgconform.kernel.mremap import sys_mremap
+from pgconform.kernel.objects import VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP
 from pgconform.kernel.pagewalk import show_smaps
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.rmap import folio_referenced
-from pgconform.kernel.userfaultfd import mfill_atomic_copy
+from pgconform.kernel.secondary_mmu import (
+    device_access,
+    mmu_interval_notifier_insert,
+    secondary_mmus,
+)
+from pgconform.kernel.truncate import shmem_fallocate_punch_hole
+from pgconform.kernel.userfaultfd import (
+    REGISTER_MODES,
+    mfill_atomic_continue,
+    mfill_atomic_copy,
+    mfill_atomic_poison,
+    mwriteprotect_range,
+    userfaultfd_register,
+    userfaultfd_unregister,
+)
 from pgconform.kernel.world import Kernel
 from pgconform.sim.effects import DownRead, UpRead
 from pgconform.sim.machine import Machine
@@ -35,6 +53,9 @@ class VmaSpec:
     pgoff: int
     shared: bool = True
     uffd_missing: bool = False
+    #: also registered in uffd-wp and/or minor mode (dropped where the arch lacks the mode)
+    uffd_wp: bool = False
+    uffd_minor: bool = False
 
 
 @attrs.frozen
@@ -48,6 +69,11 @@ class WorldSpec:
     #: (mm, addr): PTE tables that exist (empty) before anything is faulted in, as after a
     #: MADV_DONTNEED; faults then map even PMD-sized folios by PTE there
     tables: tuple[tuple[int, int], ...] = ()
+    #: (mm, addr, npages): UFFDIO_WRITEPROTECT done before the race starts (markers installed)
+    writeprotect: tuple[tuple[int, int, int], ...] = ()
+    #: every mm has a secondary MMU (an mmu_notifier interval subscriber: kernel/secondary_mmu.py)
+    #: registered from the start; "device" operations use it
+    secondary_mmu: bool = False
 
     @property
     def nmms(self) -> int:
@@ -77,8 +103,28 @@ OP_LABELS = {
     "uffd_copy": lambda o: f"UFFDIO_COPY(mm{o.mm}@{o.addr}, {o.arg})",
     "munmap": lambda o: f"munmap(mm{o.mm}: the VMA at {o.addr})",
     "smaps": lambda o: f"read /proc/mm{o.mm}/smaps @{o.addr}",
+    "uffd_register": lambda o: f"UFFDIO_REGISTER(mm{o.mm}: the VMA at {o.addr}, "
+                               f"{'|'.join(m[8:] for m in sorted(_register_mode(o)))})"
+                               f"{' + UFFDIO_WRITEPROTECT(the VMA)' if _register_wp_all(o) else ''}",
+    "uffd_unregister": lambda o: f"UFFDIO_UNREGISTER(mm{o.mm}: the VMA at {o.addr})",
+    "uffd_writeprotect": lambda o: f"UFFDIO_WRITEPROTECT(mm{o.mm}@{o.addr}+{o.arg}, "
+                                   f"{'WP' if _wp_protect(o) else 'unprotect'})",
+    "uffd_continue": lambda o: f"UFFDIO_CONTINUE(mm{o.mm}@{o.addr})",
+    "mprotect": lambda o: f"mprotect(mm{o.mm}: the VMA at {o.addr}, "
+                          f"{'PROT_READ' if o.arg % 2 else 'PROT_READ|PROT_WRITE'})",
+    "uffd_poison": lambda o: f"UFFDIO_POISON(mm{o.mm}@{o.addr})",
+    "gup_fast": lambda o: f"get_user_pages_fast(mm{o.mm}@{o.addr}, {_gup_nr(o)})",
+    "gup": lambda o: f"get_user_pages(mm{o.mm}@{o.addr}, {_gup_nr(o)})",
+    "device": lambda o: f"device DMA read mm{o.mm}@{o.addr}",
+    "mremap": lambda o: f"mremap(mm{o.mm}: the VMA at {o.addr}, MREMAP_FIXED, free range #{o.arg})",
+    "fork": lambda o: f"fork(mm{o.mm})",
+    "exit": lambda o: f"exit(mm{o.mm})",
+    "punch_hole": lambda o: f"fallocate(shmem, PUNCH_HOLE, {o.addr % FILE_PAGES}, +{o.arg})",
 }
-OP_KINDS = tuple(OP_LABELS)
+#: operations only deterministic tests start: UFFDIO_POISON in a shared VMA loses its marker to
+#: retract_page_tables() in 6.6 (tests/selftest/test_uffd.py), which would fail the reference
+OFF_BY_DEFAULT = frozenset({"uffd_poison"})
+OP_KINDS = tuple(k for k in OP_LABELS if k not in OFF_BY_DEFAULT)
 
 
 def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
@@ -87,6 +133,7 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
     (mm, addr, write) accesses) through the model itself, so the start state is one the kernel
     could reach."""
     k = Kernel(build_table(impl, ARCHES[arch]), ARCHES[arch], Geometry(), machine)
+    k.m.tolerated = impl.known_violations
     f = k.new_file("shmem", FILE_PAGES)
     nr = k.geo.hpage_pmd_nr
     for start in spec.thps if k.arch.thp else ():
@@ -95,19 +142,29 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
         if present and index not in f.pages:
             k.add_to_page_cache(f, index)
     mms = [k.new_mm(f"mm{i}") for i in range(spec.nmms)]
+    if spec.secondary_mmu:
+        for mm in mms:
+            mmu_interval_notifier_insert(k, mm)
     for v in spec.vmas:
         npages = min(v.npages, FILE_PAGES - v.pgoff, k.geo.task_size - v.start)
         if npages <= 0 or mms[v.mm].find_vma(v.start) is not None:
             continue
         if any(w.start < v.start + npages and v.start < w.end for w in mms[v.mm].vmas):
             continue
-        k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared,
-                  flags={VM_UFFD_MISSING} if v.uffd_missing else ())
+        flags = {VM_UFFD_MISSING} if v.uffd_missing else set()
+        if v.uffd_wp and k.arch.uffd_wp:
+            flags.add(VM_UFFD_WP)
+        if v.uffd_minor and k.arch.uffd_minor:
+            flags.add(VM_UFFD_MINOR)
+        k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared, flags=flags)
     for mm_i, addr in spec.tables:
         t = k.m.spawn("init", _populate_table(k, mms[mm_i], addr), "pte_alloc")
         k.m.run(t, k.m.step_bound)
     for mm_i, addr, write in (*spec.prefault, *warm):
         t = k.m.spawn("init", user_access(k, mms[mm_i], addr, write), "prefault")
+        k.m.run(t, k.m.step_bound)
+    for mm_i, addr, npages in spec.writeprotect:
+        t = k.m.spawn("init", mwriteprotect_range(k, mms[mm_i], addr, npages, True), "wp")
         k.m.run(t, k.m.step_bound)
     k.m.tasks.clear()
     k.m.trace.clear()
@@ -124,7 +181,10 @@ def _populate_table(k: Kernel, mm, addr: int):
 
 #: operations run by a process in its own mm (its CPU is in mm_cpumask); the others are kernel
 #: threads or walk other processes' mms (khugepaged, the rmap walk of reclaim)
-USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy", "munmap"})
+USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_copy", "munmap",
+                          "uffd_register", "uffd_unregister", "uffd_writeprotect",
+                          "uffd_continue", "mprotect", "uffd_poison",
+                          "gup_fast", "gup", "mremap", "fork", "exit"})
 
 
 def _access(k, mm, op):
@@ -157,6 +217,71 @@ def _munmap(k, mm, op):
     return vm_munmap(k, mm, start, end)
 
 
+def _gup_nr(op) -> int:
+    """Pages a GUP operation asks for: 1 or 2 (the second may be in the next PMD range)."""
+    return 1 + (op.arg - 1) % 2
+
+
+def _gup(k, mm, op, fast):
+    """The process gets (FOLL_GET) 1 or 2 pages at addr, uses them and puts them."""
+    return gup_and_release(k, mm, op.addr, min(_gup_nr(op), k.geo.task_size - op.addr), fast)
+
+
+def _device(k, mm, op):
+    """mm's device reads addr through its secondary MMU (-ENODEV in a world without one)."""
+    smmus = secondary_mmus(mm)
+    if not smmus:
+        return _no_device()
+    return device_access(k, smmus[0], op.addr)
+
+
+def _no_device():
+    return -19
+    yield
+
+
+def _register_mode(op):
+    """UFFDIO_REGISTER's mode: WP, MINOR, MISSING|WP or MISSING, by the argument."""
+    return REGISTER_MODES[op.arg % len(REGISTER_MODES)]
+
+
+def _register_wp_all(op) -> bool:
+    """A monitor that registers for WP often write-protects the whole VMA at once (a live snapshot,
+    CRIU): arguments above HPAGE_PMD_NR do both."""
+    return VM_UFFD_WP in _register_mode(op) and op.arg > 4
+
+
+def _uffd_register(k, mm, op):
+    """UFFDIO_REGISTER of the VMA at addr, then (see _register_wp_all()) UFFDIO_WRITEPROTECT of
+    the range userspace knows it has (the VMA's, as it was when the operation started)."""
+    mode = _register_mode(op)
+    if not _register_wp_all(op):
+        return userfaultfd_register(k, mm, op.addr, mode)
+    vma = mm.find_vma(op.addr)
+    start, end = (vma.start, vma.end) if vma is not None else (op.addr, op.addr + 1)
+    return _register_then_protect(k, mm, op.addr, mode, start, end)
+
+
+def _register_then_protect(k, mm, addr, mode, start, end):
+    ret = yield from userfaultfd_register(k, mm, addr, mode)
+    if ret != 0:
+        return ret
+    return (yield from mwriteprotect_range(k, mm, start, end - start, True))
+
+
+def _wp_protect(op) -> bool:
+    """UFFDIO_WRITEPROTECT protects ``arg`` pages, except for arguments that are multiples of 3,
+    which unprotect."""
+    return op.arg % 3 != 0
+
+
+def _mprotect(k, mm, op):
+    """mprotect() of the whole VMA at addr: PROT_READ for an odd argument, else read-write."""
+    vma = mm.find_vma(op.addr)
+    start, end = (vma.start, vma.end) if vma is not None else (op.addr, op.addr + 1)
+    return do_mprotect_pkey(k, mm, start, end, op.arg % 2 == 0)
+
+
 #: how each operation kind starts: kind -> f(k, mm, op) returning the task's generator
 OP_STARTERS = {
     "read": _access,
@@ -168,6 +293,21 @@ OP_STARTERS = {
     "uffd_copy": lambda k, mm, op: mfill_atomic_copy(k, mm, op.addr, 1000 + op.arg),
     "munmap": _munmap,
     "smaps": _smaps,
+    "uffd_register": _uffd_register,
+    "uffd_unregister": lambda k, mm, op: userfaultfd_unregister(k, mm, op.addr),
+    "uffd_writeprotect": lambda k, mm, op: mwriteprotect_range(k, mm, op.addr, max(1, op.arg),
+                                                               _wp_protect(op)),
+    "uffd_continue": lambda k, mm, op: mfill_atomic_continue(k, mm, op.addr),
+    "mprotect": _mprotect,
+    "uffd_poison": lambda k, mm, op: mfill_atomic_poison(k, mm, op.addr),
+    "gup_fast": lambda k, mm, op: _gup(k, mm, op, True),
+    "gup": lambda k, mm, op: _gup(k, mm, op, False),
+    "device": _device,
+    "mremap": lambda k, mm, op: sys_mremap(k, mm, op.addr, op.arg),
+    "fork": lambda k, mm, op: do_fork(k, mm),
+    "exit": lambda k, mm, op: do_exit(k, mm),
+    "punch_hole": lambda k, mm, op: shmem_fallocate_punch_hole(k, k.files[0], op.addr % FILE_PAGES,
+                                                               max(1, op.arg)),
 }
 assert set(OP_STARTERS) == set(OP_LABELS)
 
@@ -175,10 +315,20 @@ assert set(OP_STARTERS) == set(OP_LABELS)
 def start_op(k: Kernel, lane: str, op: Op):
     """Spawn the task performing ``op`` on ``lane``."""
     mm = k.mms[op.mm % len(k.mms)]
+    if op.kind in USER_CONTEXT and mm.users == 0:
+        # the process has exited (or is exiting): it runs nothing in its mm any more
+        t = k.m.spawn(lane, _exited(), str(op))
+        return t
     t = k.m.spawn(lane, OP_STARTERS[op.kind](k, mm, op), str(op))
     if op.kind in USER_CONTEXT:
         t.mm = mm
     return t
+
+
+def _exited():
+    """An operation of a process that has exited: -ESRCH, nothing touched."""
+    return -3
+    yield
 
 
 def _no_thp():

@@ -34,7 +34,10 @@ def vma_specs(draw, mm: int, shared=None):
     if shared is None:
         shared = draw(st.booleans().map(lambda b: not b), label="shared")
     uffd = draw(st.booleans(), label="uffd missing registered")
-    return VmaSpec(mm, start, npages, pgoff, shared, uffd)
+    # also registered in write-protect (2) or minor (3) mode, now and then
+    more = draw(st.integers(0, 3), label="uffd wp/minor registered")
+    return VmaSpec(mm, start, npages, pgoff, shared, uffd, uffd_wp=more == 2,
+                   uffd_minor=more == 3)
 
 
 @st.composite
@@ -65,7 +68,14 @@ def worlds(draw, shape: str = "mixed"):
                       if (v.start + i) % GEO.hpage_pmd_nr == 0 and v.start + i < GEO.task_size})
     mask = draw(st.integers(0, 2 ** len(aligned) - 1), label="empty PTE tables") if aligned else 0
     tables = tuple(place for i, place in enumerate(aligned) if mask >> i & 1)
-    return WorldSpec(vmas, cached, thps, prefault, tables)
+    # a device sharing each mm's address space (mmu_notifier subscriber): device operations and
+    # the invalidations it must receive; off in most worlds, since every notifier call costs more
+    secondary = draw(st.integers(0, 2), label="secondary MMU") == 2
+    # uffd-wp VMAs: often write-protected in part or whole before the race (markers in place)
+    wp = tuple((v.mm, v.start, draw(st.integers(1, v.npages), label="write-protected pages"))
+               for v in vmas if v.uffd_wp and draw(st.booleans(), label="write-protect"))
+    return WorldSpec(vmas, cached, thps, prefault, tables, secondary_mmu=secondary,
+                     writeprotect=wp)
 
 
 def hot_places(world: WorldSpec) -> list[tuple[int, int]]:
@@ -99,8 +109,8 @@ def pick_address(world: WorldSpec, hot: tuple[int, int], choice: int) -> int:
     return choice % GEO.task_size
 
 
-#: the raw draws of one operation: kind, mm choice (3 is "the other mm"), address choice (see
-#: pick_address), argument
+#: the raw draws of one operation: kind, mm choice (2 is the newest mm, 3 "the other mm"),
+#: address choice (see pick_address), argument
 op_draws = dict(
     kind=st.sampled_from(OP_KINDS),
     mm=st.integers(0, 3),
@@ -115,5 +125,7 @@ def make_op(world: WorldSpec, hot: tuple[int, int], kinds, kind: str, mm: int, w
     ``hot`` its (mm, PMD range) focus."""
     if kind not in kinds:
         kind = kinds[OP_KINDS.index(kind) % len(kinds)]
-    mm = hot[0] if mm < 3 else (hot[0] + 1) % world.nmms
+    # 2 is "the newest mm": -1 picks k.mms[-1] when the operation starts, a child of fork() if
+    # one was created by then (else the world's last mm)
+    mm = hot[0] if mm < 2 else -1 if mm == 2 else (hot[0] + 1) % world.nmms
     return Op(kind, mm, pick_address(world, hot, where), arg)

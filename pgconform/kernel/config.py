@@ -75,6 +75,10 @@ class ArchConfig:
     debug_vm: bool = False
     #: CONFIG_TRANSPARENT_HUGEPAGE: khugepaged, MADV_COLLAPSE, PMD-sized page-cache folios
     thp: bool = True
+    #: HAVE_ARCH_USERFAULTFD_WP and HAVE_ARCH_USERFAULTFD_MINOR (6.6: x86-64 only among these; arm64
+    #: gets WP in 6.10): UFFDIO_REGISTER_MODE_WP / _MINOR are -EINVAL elsewhere
+    uffd_wp: bool = False
+    uffd_minor: bool = False
     source: str = ""
 
     @property
@@ -93,6 +97,8 @@ X86_64 = ArchConfig(
     pmd_low_high=False,
     rcu_table_free=False,
     tlb_flush_ipi=True,
+    uffd_wp=True,
+    uffd_minor=True,
     source="arch/x86 (6.6): ARCH_ENABLE_SPLIT_PMD_PTLOCK, generic pte_free_defer from "
            "mm/pgtable-generic.c",
 )
@@ -110,7 +116,8 @@ X86_64_NO_SPLIT = attrs.evolve(X86_64, name="x86_64-nosplit", split_pte_ptlocks=
 #: tlb_remove_table_sync_one()): 64-bit PMDs written and read as two 32-bit halves
 #: (arch/x86/include/asm/pgtable-3level.h, include/linux/pgtable.h pmdp_get_lockless(), 6.6).
 X86_PAE = attrs.evolve(
-    X86_64, name="x86_pae", pmd_low_high=True, rcu_table_free=True,
+    X86_64, name="x86_pae", pmd_low_high=True, rcu_table_free=True, uffd_wp=False,
+    uffd_minor=False,
     source="arch/x86/include/asm/pgtable-3level.h (6.6): split 64-bit PMD entries, "
            "CONFIG_GUP_GET_PXX_LOW_HIGH; X86_PAE enables ARCH_ENABLE_SPLIT_PMD_PTLOCK",
 )

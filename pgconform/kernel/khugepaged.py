@@ -4,7 +4,7 @@ through the implementation table."""
 
 from __future__ import annotations
 
-from pgconform.sim.effects import Atomic, DownRead, DownReadTrylock, UpRead
+from pgconform.sim.effects import Atomic, DownRead, DownReadTrylock, DownWrite, UpRead, UpWrite
 
 SCAN_PTE_MAPPED_HUGEPAGE = "SCAN_PTE_MAPPED_HUGEPAGE"
 
@@ -68,6 +68,12 @@ def madvise_collapse(k, mm, haddr):
     """mm/khugepaged.c: madvise_collapse() (6.6) for one PMD range: mmap_lock is dropped around
     hpage_collapse_scan_file(); SCAN_PTE_MAPPED_HUGEPAGE leads to mmap_read_lock() and
     collapse_pte_mapped_thp(install_pmd=true)."""
+    return (yield from madvise_collapse_as(k, mm, haddr))
+
+
+def madvise_collapse_as(k, mm, haddr, write_locked=False):
+    """madvise_collapse() with the mmap_lock mode around collapse_pte_mapped_thp() as a
+    parameter (6.5 takes it for write)."""
     yield DownRead(mm.mmap_lock)
     found = _file_range(k, mm, haddr)
     yield UpRead(mm.mmap_lock)
@@ -76,7 +82,7 @@ def madvise_collapse(k, mm, haddr):
     file, start = found
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, False)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
-        yield DownRead(mm.mmap_lock)
+        yield (DownWrite if write_locked else DownRead)(mm.mmap_lock)
         result = yield from k.impl.collapse_pte_mapped_thp(k, mm, haddr, True)
-        yield UpRead(mm.mmap_lock)
+        yield (UpWrite if write_locked else UpRead)(mm.mmap_lock)
     return result

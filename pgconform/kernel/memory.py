@@ -6,6 +6,14 @@ the PMD is none, and react to a NULL map the kernel's way (return and let the ac
 Private VMAs get anonymous copies on write (do_cow_fault(), wp_page_copy()), which sets up
 ``anon_vma`` first.  A user access is a hardware walk of the live page tables; when it cannot be
 satisfied it faults and retries, as the CPU would.
+
+PTE markers (6.6): a fault on a non-present entry goes do_swap_page() -> handle_pte_marker(): a
+poison marker is SIGBUS, a uffd-wp marker a page-missing fault whose new PTE keeps the uffd-wp
+bit; a write to a uffd-wp PTE of a VM_UFFD_WP VMA is handed to the monitor (do_wp_page() ->
+handle_userfault()).  Zapping keeps uffd-wp markers of file VMAs unless asked to drop them
+(ZAP_FLAG_DROP_MARKER: munmap, exit).  userfaultfd missing and minor faults come from
+shmem_get_folio().  Model restrictions: no swap, migration or device entries; the monitor never
+resolves a fault, so a user access handed to it ends there (kernel/userfaultfd.py).
 """
 
 from __future__ import annotations
@@ -18,10 +26,25 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
-from pgconform.kernel.objects import HugePmd, Pte, pmd_none, pmd_trans_huge, pte_none, pte_present
+from pgconform.kernel.objects import (
+    PTE_MARKER_POISONED,
+    PTE_MARKER_UFFD_WP,
+    VM_UFFD_MINOR,
+    VM_UFFD_MISSING,
+    VM_UFFD_WP,
+    VM_WRITE,
+    HugePmd,
+    Pte,
+    PteMarker,
+    pmd_none,
+    pmd_trans_huge,
+    pte_none,
+    pte_present,
+)
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.oracle.uffd import check_access, marker_replaced
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
 
 VM_FAULT_OK = 0
@@ -29,6 +52,16 @@ VM_FAULT_SIGSEGV = "SIGSEGV"
 VM_FAULT_NOPAGE = "NOPAGE"
 VM_FAULT_FALLBACK = "FALLBACK"
 VM_FAULT_RETRY = "RETRY"
+VM_FAULT_SIGBUS = "SIGBUS"
+VM_FAULT_HWPOISON = "HWPOISON"
+#: handle_userfault(): the fault is delivered to the monitor (the model ends the access there)
+VM_UFFD_RESULT = {VM_UFFD_WP: "UFFD_WP", VM_UFFD_MINOR: "UFFD_MINOR",
+                  VM_UFFD_MISSING: "UFFD_MISSING"}
+#: VM_FAULT_ERROR: the fault results callers such as GUP turn into an error
+VM_FAULT_ERROR = frozenset({VM_FAULT_SIGSEGV, VM_FAULT_SIGBUS, VM_FAULT_HWPOISON})
+#: what a user access returns when its fault is fatal or handed to userfaultfd
+_FINAL = {VM_FAULT_SIGSEGV: "SIGSEGV", VM_FAULT_SIGBUS: "SIGBUS", VM_FAULT_HWPOISON: "SIGBUS",
+          "UFFD_WP": "UFFD_WP", "UFFD_MINOR": "UFFD_MINOR", "UFFD_MISSING": "UFFD_MISSING"}
 
 
 @attrs.define(slots=True)
@@ -43,6 +76,9 @@ class VmFault:
     ptl: object = None
     orig_pte: object = None
     folio: object = None
+    #: FAULT_FLAG_ALLOW_RETRY: a user fault; GUP and HMM faults (the model's) lack it, so
+    #: handle_userfault() fails them with VM_FAULT_SIGBUS instead of waiting for the monitor
+    allow_retry: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,6 +108,8 @@ def _hw_access(m, t, k, mm, vma, addr, write):
         if not pte_present(ent) or (write and not ent.write):
             return False
         folio, idx = ent.folio, ent.idx
+    if mm.uffd.wp or mm.uffd.poisoned:
+        check_access(k, t, mm, vma, addr, write)
     check_mapping_data(k, t, mm, vma, addr, folio, idx)
     if write:
         value = folio.data[idx] + 1
@@ -113,7 +151,9 @@ def check_mapping_data(k, t, mm, vma, addr, folio, idx):
 
 def user_access(k, mm, addr, write=False):
     """A user load or store at ``addr``: the hardware walk, and on failure handle_mm_fault() and
-    retry, until the access succeeds or the fault is fatal."""
+    retry, until the access succeeds ("ok"), the fault is fatal ("SIGSEGV", "SIGBUS") or it is
+    delivered to the userfaultfd monitor ("UFFD_WP", "UFFD_MINOR", "UFFD_MISSING": the model does
+    not resolve it, so the access ends there, without having read or written)."""
     while True:
         vma = mm.find_vma(addr)
         if vma is not None:
@@ -122,8 +162,17 @@ def user_access(k, mm, addr, write=False):
             if ok:
                 return "ok"
         ret = yield from handle_mm_fault(k, mm, addr, write)
-        if ret == VM_FAULT_SIGSEGV:
-            return "SIGSEGV"
+        if ret in _FINAL:
+            return _FINAL[ret]
+
+
+def handle_userfault(k, vmf, reason):
+    """fs/userfaultfd.c: handle_userfault() (6.6): a fault that may not be retried
+    (!FAULT_FLAG_ALLOW_RETRY: GUP, HMM) is VM_FAULT_SIGBUS; else queue it for the monitor and
+    wait.  The model's monitor never answers: the access ends with the reason (user_access())."""
+    if not vmf.allow_retry:
+        return VM_FAULT_SIGBUS
+    return VM_UFFD_RESULT[reason]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,18 +183,18 @@ def handle_mm_fault(k, mm, addr, write):
     """mm/memory.c: handle_mm_fault() (6.6) under lock_mm_and_find_vma() (mmap_lock for read)."""
     yield DownRead(mm.mmap_lock)
     vma = mm.find_vma(addr)
-    if vma is None:
+    if vma is None or (write and VM_WRITE not in vma.flags):  # arch access_error()
         yield UpRead(mm.mmap_lock)
         return VM_FAULT_SIGSEGV
-    ret = yield from __handle_mm_fault(k, vma, addr, write)
+    ret = yield from __handle_mm_fault(k, vma, addr, write, allow_retry=True)
     yield UpRead(mm.mmap_lock)
     return ret
 
 
-def __handle_mm_fault(k, vma, addr, write):
+def __handle_mm_fault(k, vma, addr, write, allow_retry=False):
     """mm/memory.c: __handle_mm_fault() (6.6): a huge PMD is used or split; else handle_pte_fault().
     (create_huge_pmd() falls back for shmem: it has no ->huge_fault.)"""
-    vmf = VmFault(vma, addr, write, vma.mm.pmd_offset(addr, k.geo))
+    vmf = VmFault(vma, addr, write, vma.mm.pmd_offset(addr, k.geo), allow_retry=allow_retry)
     orig_pmd = yield from k.impl.pmdp_get_lockless(k, vmf.pmd)
     if pmd_trans_huge(orig_pmd):
         if write and not orig_pmd.write:
@@ -171,7 +220,9 @@ def handle_pte_fault(k, vmf):
             yield from k.impl.pte_unmap(k, vmf.pte)
             vmf.pte = None
     if vmf.pte is None:
-        return (yield from do_fault(k, vmf))
+        return (yield from do_pte_missing(k, vmf))
+    if not pte_present(vmf.orig_pte):
+        return (yield from do_swap_page(k, vmf))
     yield Lock(vmf.ptl)
     entry = yield Load(vmf.pte.table, vmf.pte.idx)
     if entry != vmf.orig_pte:  # !pte_same(): someone changed it; let the access retry
@@ -191,6 +242,54 @@ def handle_pte_fault(k, vmf):
     return VM_FAULT_OK
 
 
+def do_pte_missing(k, vmf):
+    """mm/memory.c: do_pte_missing() (6.6): file VMAs only here, so do_fault()."""
+    return (yield from do_fault(k, vmf))
+
+
+def do_swap_page(k, vmf):
+    """mm/memory.c: do_swap_page() (6.6) for the non-swap entries of the model: PTE markers
+    (pte_unmap_same() ends the map of handle_pte_fault(); then handle_pte_marker())."""
+    yield from k.impl.pte_unmap(k, vmf.pte)
+    vmf.pte = None
+    if type(vmf.orig_pte) is PteMarker:
+        return (yield from handle_pte_marker(k, vmf))
+    return VM_FAULT_SIGBUS  # no other swap entry exists in the model
+
+
+def handle_pte_marker(k, vmf):
+    """mm/memory.c: handle_pte_marker() (6.6): a poison marker is VM_FAULT_HWPOISON (SIGBUS); a
+    uffd-wp marker goes to pte_marker_handle_uffd_wp(); anything else is SIGBUS."""
+    marker = vmf.orig_pte
+    if marker == PTE_MARKER_POISONED:
+        return VM_FAULT_HWPOISON
+    if marker == PTE_MARKER_UFFD_WP:
+        return (yield from pte_marker_handle_uffd_wp(k, vmf))
+    return VM_FAULT_SIGBUS
+
+
+def pte_marker_handle_uffd_wp(k, vmf):
+    """mm/memory.c: pte_marker_handle_uffd_wp() (6.6): a page-missing fault on a PTE that was
+    write-protected while none; a leftover marker in a VMA no longer registered for WP is cleared
+    (pte_marker_clear())."""
+    if VM_UFFD_WP not in vmf.vma.flags:
+        return (yield from pte_marker_clear(k, vmf))
+    return (yield from do_pte_missing(k, vmf))
+
+
+def pte_marker_clear(k, vmf):
+    """mm/memory.c: pte_marker_clear() (6.6): under pte_offset_map_lock(), clear the entry only if
+    it is still the marker the fault saw (pte_same)."""
+    mm = vmf.vma.mm
+    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    if vmf.pte is None:
+        return VM_FAULT_OK
+    if (yield Load(vmf.pte.table, vmf.pte.idx)) == vmf.orig_pte:
+        yield Store(vmf.pte.table, vmf.pte.idx, None)  # pte_clear()
+    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    return VM_FAULT_OK
+
+
 def do_fault(k, vmf):
     """mm/memory.c: do_fault() (6.6): read, COW (private write) or shared fault."""
     vma = vmf.vma
@@ -201,14 +300,25 @@ def do_fault(k, vmf):
     return (yield from do_read_fault(k, vmf))  # do_shared_fault(): shmem has no ->page_mkwrite
 
 
-def shmem_get_folio(k, vma, index):
-    """mm/shmem.c: shmem_get_folio_gfp() (6.6) for a fault: find the folio (allocating a new one
-    in a hole), lock it, and recheck it is still this file's page at ``index``.  Returns the locked
-    folio with a reference held, and the page of it to map."""
+def shmem_get_folio(k, vma, index, vmf=None, noalloc=False):
+    """mm/shmem.c: shmem_get_folio_gfp() (6.6): find the folio (allocating a new one in a hole,
+    unless ``noalloc``: SGP_NOALLOC, then None), lock it, and recheck it is still this file's page
+    at ``index``.  Returns the locked folio with a reference held.
+
+    For a fault (``vmf`` given) userfaultfd comes first: a page-cache hit
+    in a VM_UFFD_MINOR VMA, or a hole in a VM_UFFD_MISSING one, is handed to the monitor
+    (handle_userfault()): the fault code is returned instead of a folio."""
     f = vma.file
     while True:
         folio = yield PageCacheGet(f, index)
+        if vmf is not None and folio is not None and VM_UFFD_MINOR in vma.flags:
+            folio_put(k, folio)
+            return handle_userfault(k, vmf, VM_UFFD_MINOR)
         if folio is None:
+            if noalloc:
+                return None
+            if vmf is not None and VM_UFFD_MISSING in vma.flags:
+                return handle_userfault(k, vmf, VM_UFFD_MISSING)
             folio = yield Atomic(f"shmem_alloc_and_add_folio({f!r}, {index})", _shmem_add,
                                  (k, f, index), touches=(f,))
             if folio is None:
@@ -234,7 +344,9 @@ def do_read_fault(k, vmf):
     """mm/memory.c: do_read_fault()/do_shared_fault() (6.6): __do_fault() returns a locked folio;
     finish_fault() maps it; the fault's reference becomes the mapping's on success."""
     vma = vmf.vma
-    folio = yield from shmem_get_folio(k, vma, vma.linear_page_index(vmf.address))
+    folio = yield from shmem_get_folio(k, vma, vma.linear_page_index(vmf.address), vmf)
+    if type(folio) is str:
+        return folio
     vmf.folio = folio
     ret = yield from finish_fault(k, vmf)
     yield Unlock(folio.lock)
@@ -259,16 +371,27 @@ def finish_fault(k, vmf):
     if vmf.pte is None:
         return VM_FAULT_NOPAGE
     ret = VM_FAULT_NOPAGE
-    if pte_none((yield Load(vmf.pte.table, vmf.pte.idx))):  # !vmf_pte_changed()
+    if (yield Load(vmf.pte.table, vmf.pte.idx)) == vmf.orig_pte:  # !vmf_pte_changed()
         idx = 0 if folio.anon else vma.linear_page_index(vmf.address) - folio.index
-        write = vma.shared or folio.anon
-        yield Store(vmf.pte.table, vmf.pte.idx, Pte(folio, idx, write=write))  # set_pte_range()
+        # set_pte_range(): the uffd-wp bit of a marker carries over (vmf_orig_pte_uffd_wp()), and
+        # pte_mkuffd_wp() write-protects
+        uffd_wp = vmf.orig_pte == PTE_MARKER_UFFD_WP
+        write = pte_write_allowed(vma, folio) and not uffd_wp
+        yield Store(vmf.pte.table, vmf.pte.idx, Pte(folio, idx, write=write, uffd_wp=uffd_wp))
         mapped_pte(k, mm, vmf.address, folio, idx)
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
         ret = VM_FAULT_OK
     yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return ret
+
+
+def pte_write_allowed(vma, folio) -> bool:
+    """Whether a PTE mapping ``folio`` in ``vma`` is writable when installed or upgraded: the VMA
+    has VM_WRITE, and the page is the VMA's to write (shared, or an anonymous copy).  The model
+    does not write-notify shared mappings (vma_wants_writenotify()): a shared PTE is writable
+    unless uffd-wp protects it."""
+    return VM_WRITE in vma.flags and (vma.shared or folio.anon)
 
 
 def do_set_pmd(k, vmf, folio):
@@ -286,7 +409,7 @@ def do_set_pmd(k, vmf, folio):
     if pmd_none((yield Load(vmf.pmd.table, vmf.pmd.idx))):
         mm.rss[mm_counter_file(folio)] += k.geo.hpage_pmd_nr
         folio.mapcount += 1  # page_add_file_rmap(compound)
-        yield from set_pmd(k, vmf.pmd, HugePmd(folio, write=vma.shared))  # set_pmd_at()
+        yield from set_pmd(k, vmf.pmd, HugePmd(folio, write=pte_write_allowed(vma, folio)))
         ret = VM_FAULT_OK
     yield Unlock(ptl)
     return ret
@@ -297,7 +420,9 @@ def do_cow_fault(k, vmf):
     anonymous page while holding the file folio's lock, finish_fault() maps the copy."""
     vma = vmf.vma
     yield from anon_vma_prepare(k, vma)
-    file_folio = yield from shmem_get_folio(k, vma, vma.linear_page_index(vmf.address))
+    file_folio = yield from shmem_get_folio(k, vma, vma.linear_page_index(vmf.address), vmf)
+    if type(file_folio) is str:
+        return file_folio
     src = file_folio.data[vma.linear_page_index(vmf.address) - file_folio.index]
     anon = k.new_folio(f"anon({vma.mm.name}:{vmf.address})", 1, anon=True, data=[src])
     anon.refcount = 1
@@ -325,20 +450,37 @@ def anon_vma_prepare(k, vma):
 
 
 def do_wp_page(k, vmf, entry):
-    """mm/memory.c: do_wp_page() -> wp_page_copy() (6.6) for a read-only file page in a private
-    VMA: drop ptl, copy into a new anonymous page, retake the lock with pte_offset_map_lock() and
-    replace the entry only if it is still ``orig_pte`` (pte_same)."""
+    """mm/memory.c: do_wp_page() (6.6): a uffd-wp protected PTE in a VM_UFFD_WP VMA goes to the
+    monitor (handle_userfault(VM_UFFD_WP)); a shared page or an anonymous page is made writable
+    in place (wp_page_shared(), wp_page_reuse()); a read-only file page in a private VMA is
+    copied (wp_page_copy()): drop ptl, copy into a new anonymous page, retake the lock with
+    pte_offset_map_lock() and replace the entry only if it is still ``orig_pte`` (pte_same)."""
     vma = vmf.vma
     mm = vma.mm
+    if entry.uffd_wp and VM_UFFD_WP in vma.flags:  # userfaultfd_pte_wp()
+        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        return handle_userfault(k, vmf, VM_UFFD_WP)
+    if vma.shared or (entry.folio.anon and entry.folio.refcount == 1):
+        # wp_page_shared()/wp_page_reuse(): an anonymous page is reused only while nobody else
+        # holds it (wp_can_reuse_anon_folio(): refcount 1); after fork() both mms map it, and
+        # each write copies until one mapping is left
+        if k.arch.debug_vm:  # ptep_set_access_flags()
+            yield from assert_pte_locked(k, mm, vmf.address)
+        yield Store(vmf.pte.table, vmf.pte.idx, attrs.evolve(entry, write=True, young=True))
+        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        return VM_FAULT_OK
     yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     yield from anon_vma_prepare(k, vma)
     old = entry.folio
     anon = k.new_folio(f"anon({mm.name}:{vmf.address})", 1, anon=True,
                        data=[old.data[entry.idx]])
     anon.refcount = 1
+    # the range of the one page being replaced (secondary MMUs drop their translation of it)
+    yield from mmu_notifier_invalidate_range_start(k, mm, vmf.address, vmf.address + 1)
     vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
     if vmf.pte is None:
         folio_put(k, anon)
+        yield from mmu_notifier_invalidate_range_end(k, mm, vmf.address, vmf.address + 1)
         return VM_FAULT_OK
     if (yield Load(vmf.pte.table, vmf.pte.idx)) == vmf.orig_pte:
         if k.arch.debug_vm:  # ptep_clear_flush() -> pte_update()
@@ -355,6 +497,7 @@ def do_wp_page(k, vmf, entry):
     else:
         folio_put(k, anon)
     yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from mmu_notifier_invalidate_range_end(k, mm, vmf.address, vmf.address + 1)
     return VM_FAULT_OK
 
 
@@ -397,9 +540,61 @@ def zap_huge_pmd(k, vma, pmdp):
     return True
 
 
-def zap_pte_range(k, vma, pmdp, addr, end):
+@attrs.frozen(slots=True)
+class ZapDetails:
+    """struct zap_details (6.6): ``even_cows`` zaps private COW pages and poison markers too;
+    ``zap_flags`` ZAP_FLAG_DROP_MARKER drops the uffd-wp markers of file VMAs."""
+
+    even_cows: bool = False
+    zap_flags: int = 0
+
+
+ZAP_FLAG_DROP_MARKER = 1
+ZAP_FLAG_UNMAP = 2
+#: what unmap_vmas() passes for munmap and exit_mmap (mm/memory.c, 6.6)
+UNMAP_DETAILS = ZapDetails(even_cows=True, zap_flags=ZAP_FLAG_DROP_MARKER | ZAP_FLAG_UNMAP)
+
+
+def should_zap_cows(details) -> bool:
+    """mm/memory.c: should_zap_cows() (6.6): by default (no details) zap everything."""
+    return details is None or details.even_cows
+
+
+def zap_drop_file_uffd_wp(details) -> bool:
+    """mm/memory.c: zap_drop_file_uffd_wp() (6.6): only when asked (ZAP_FLAG_DROP_MARKER)."""
+    return details is not None and bool(details.zap_flags & ZAP_FLAG_DROP_MARKER)
+
+
+def pte_install_uffd_wp_if_needed(k, vma, ptep, addr, pteval):
+    """include/linux/mm_inline.h: pte_install_uffd_wp_if_needed() (6.6): once a uffd-wp protected
+    entry of a file VMA registered for WP has been cleared, put a PTE_MARKER_UFFD_WP in its place
+    so the protection survives the unmap.  Returns whether it installed one."""
+    if VM_UFFD_WP not in vma.flags:
+        return False
+    if (pte_present(pteval) and pteval.uffd_wp) or pteval == PTE_MARKER_UFFD_WP:
+        yield Store(ptep.table, ptep.idx, PTE_MARKER_UFFD_WP)
+        return True
+    return False
+
+
+def zap_install_uffd_wp_if_needed(k, vma, ptep, addr, details, pteval):
+    """mm/memory.c: zap_install_uffd_wp_if_needed() (6.6): unless the zap drops markers, keep the
+    uffd-wp protection of a file VMA's entry (the model's VMAs are all file-backed)."""
+    if zap_drop_file_uffd_wp(details):
+        return False
+    return (yield from pte_install_uffd_wp_if_needed(k, vma, ptep, addr, pteval))
+
+
+def zap_pte_range(k, vma, pmdp, addr, end, details=None):
     """mm/memory.c: zap_pte_range() (6.6): under pte_offset_map_lock(), clear every entry of
-    [addr, end); returns ``addr`` unchanged if the table could not be mapped (the caller retries)."""
+    [addr, end); returns ``addr`` unchanged if the table could not be mapped (the caller retries).
+    ``details`` is struct zap_details (None: MADV_DONTNEED's, zap everything but file uffd-wp
+    markers):
+
+    * with ``even_cows`` false, anonymous (COW) pages stay mapped (should_zap_page(): truncation
+      keeps private copies), and so do poison markers (should_zap_cows());
+    * a uffd-wp marker of a file VMA stays unless ZAP_FLAG_DROP_MARKER (munmap, exit);
+    * a present uffd-wp PTE leaves a uffd-wp marker behind (zap_install_uffd_wp_if_needed())."""
     mm = vma.mm
     pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
@@ -409,23 +604,39 @@ def zap_pte_range(k, vma, pmdp, addr, end):
         ent = yield Load(ptep.table, ptep.idx)
         if pte_none(ent):
             continue
+        if type(ent) is PteMarker:
+            if ent == PTE_MARKER_UFFD_WP:
+                if not zap_drop_file_uffd_wp(details):
+                    continue
+            elif not should_zap_cows(details):  # poisoned
+                continue
+            yield Store(ptep.table, ptep.idx, None)  # pte_clear_not_present_full()
+            # the process asked for the range to go (MADV_DONTNEED, munmap) or the page itself
+            # went (a truncated folio): the marker's promise ends with it
+            marker_replaced(mm, a)
+            continue
+        if details is not None and not details.even_cows and ent.folio.anon:
+            continue
         yield Store(ptep.table, ptep.idx, None)  # ptep_get_and_clear_full()
         if k.arch.debug_vm:  # not a full (exit) zap: pte_update()
             yield from assert_pte_locked(k, mm, a)
-        if pte_present(ent):
-            folio = ent.folio
-            mm.rss[mm_counter(folio)] -= 1
-            folio.mapcount -= 1  # page_remove_rmap()
-            folio_put(k, folio)  # tlb_remove_page(): the reference goes after the TLB flush
-            if folio.anon:
-                k.anon_shadow.pop((mm, a), None)
+        folio = ent.folio
+        mm.rss[mm_counter(folio)] -= 1
+        folio.mapcount -= 1  # page_remove_rmap()
+        folio_put(k, folio)  # tlb_remove_page(): the reference goes after the TLB flush
+        if folio.anon:
+            k.anon_shadow.pop((mm, a), None)
+        if ent.uffd_wp and not (yield from zap_install_uffd_wp_if_needed(k, vma, ptep, a,
+                                                                         details, ent)):
+            marker_replaced(mm, a)  # dropped on request (ZAP_FLAG_DROP_MARKER)
     yield from k.impl.pte_unmap_unlock(k, pte, ptl)
     return end
 
 
-def zap_page_range_single(k, vma, start, end):
+def zap_page_range_single(k, vma, start, end, details=None):
     """mm/memory.c: zap_page_range_single() (6.6) -> unmap_single_vma() -> zap_pmd_range(): within
-    an mmu_notifier range; a huge PMD is zapped whole or split; a NULL map retries the pmd."""
+    an mmu_notifier range; a huge PMD is zapped whole or split; a NULL map retries the pmd.
+    ``details`` (struct zap_details, or None) goes down to zap_pte_range()."""
     mm = vma.mm
     geo = k.geo
     yield from mmu_notifier_invalidate_range_start(k, mm, start, end)
@@ -443,7 +654,7 @@ def zap_page_range_single(k, vma, start, end):
         if pmd_none((yield Load(pmdp.table, pmdp.idx))):
             addr = nxt
             continue
-        addr = yield from zap_pte_range(k, vma, pmdp, addr, nxt)
+        addr = yield from zap_pte_range(k, vma, pmdp, addr, nxt, details)
     yield from mmu_notifier_invalidate_range_end(k, mm, start, end)
 
 

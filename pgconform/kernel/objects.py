@@ -28,10 +28,13 @@ class Pte:
     #: arm VIVT: the L_PTE_MT_* memory-type bits rewritten to shared_pte_mask (uncached) by
     #: do_adjust_pte() when the page has a shared alias in the same mm
     uncached: bool = False
+    #: _PAGE_UFFD_WP: write-protected by userfaultfd (pte_mkuffd_wp() also clears the write bit)
+    uffd_wp: bool = False
 
     def __repr__(self) -> str:
         return (f"pte({self.folio!r}+{self.idx}{',W' if self.write else ''}"
-                f"{',young' if self.young else ''}{',uncached' if self.uncached else ''})")
+                f"{',young' if self.young else ''}{',uncached' if self.uncached else ''}"
+                f"{',uffd-wp' if self.uffd_wp else ''})")
 
 
 @attrs.frozen(slots=True)
@@ -39,6 +42,11 @@ class PteMarker:
     """A non-present PTE marker (PTE_MARKER_UFFD_WP, _POISONED, _GUARD)."""
 
     kind: str
+
+
+#: the markers of include/linux/swapops.h (6.6) the model installs
+PTE_MARKER_UFFD_WP = PteMarker("UFFD_WP")
+PTE_MARKER_POISONED = PteMarker("POISONED")
 
 
 @attrs.frozen(slots=True, repr=False)
@@ -134,6 +142,10 @@ class PteTable(Page):
     state: str = ALLOCATED
     mm: object = None
     linked_at: tuple | None = None  # (pmd table, index) while LINKED
+    #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
+    #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
+    #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing
+    dormant_uffd_wp: bool = False
     rcu_head: RcuHead | None = None
     on_call_rcu: object = None      # oracle hook: the table handed to call_rcu
     page: PtPage | None = None      # the shared page this table is carved from
@@ -280,6 +292,9 @@ class AnonVma:
 VM_SHARED = "VM_SHARED"
 VM_UFFD_MISSING = "VM_UFFD_MISSING"
 VM_UFFD_WP = "VM_UFFD_WP"
+VM_UFFD_MINOR = "VM_UFFD_MINOR"
+#: VM_WRITE: new VMAs have it (world.new_vma); mprotect(PROT_READ) takes it away
+VM_WRITE = "VM_WRITE"
 
 
 @attrs.define(slots=True, eq=False, repr=False)
@@ -306,6 +321,24 @@ class Vma:
         return self.name
 
 
+@attrs.define(slots=True, eq=False)
+class UffdPromises:
+    """What userfaultfd promised a process, per address (the oracles of pgconform/oracle/uffd.py).
+
+    ``wp``: addresses a UFFDIO_WRITEPROTECT that returned protected and that nobody has asked to
+    unprotect since (unprotect, unregister, or an explicit UFFDIO_COPY/CONTINUE over the marker).
+    ``poisoned``: addresses where UFFDIO_POISON installed a marker that no legitimate path
+    (MADV_DONTNEED, UFFDIO_COPY/CONTINUE over it) has removed since.  ``inflight`` and ``last``
+    void a protect whose range another UFFDIO_WRITEPROTECT touched while it ran: userspace raced
+    itself, and the outcome is either."""
+
+    #: address -> (vma, vm_start, vm_pgoff) the promise was made in
+    wp: dict = attrs.field(factory=dict)
+    poisoned: dict = attrs.field(factory=dict)
+    inflight: list = attrs.field(factory=list)
+    last: dict = attrs.field(factory=dict)
+
+
 @attrs.define(slots=True, eq=False, repr=False)
 class Mm:
     """struct mm_struct: mmap_lock, page_table_lock, the PMD table, counters."""
@@ -320,6 +353,11 @@ class Mm:
     users: int = 1
     #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
     notifier_ranges: list = attrs.field(factory=list)
+    #: the shadow of what userfaultfd promised this process (pgconform/oracle/uffd.py)
+    uffd: UffdPromises = attrs.field(factory=lambda: UffdPromises())
+    #: mm->notifier_subscriptions: the interval notifiers (secondary MMUs) of this mm, or None
+    #: (kernel/mmu_notifier.py; None keeps a range start/end one step, as mm_has_notifiers())
+    notifier_subscriptions: object = None
     #: arch per-mm state (mm->context): powerpc "pte_frag"; s390 "pgtable_list", "lock"
     context: dict = attrs.field(factory=dict)
 

@@ -8,6 +8,7 @@ waits for it: on x86 PAE only pmdp_get_lockless_sync() keeps its two-half PMD re
 
 from __future__ import annotations
 
+from pgconform.kernel.mmap import mmget_not_zero, mmput
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
 from pgconform.sim.effects import DownRead, Load, Unlock, UpRead
 
@@ -38,7 +39,17 @@ def smaps_pte_range(k, vma, pmdp, addr, end):
 def show_smaps(k, mm, start, end):
     """fs/proc/task_mmu.c: show_smap() (6.6) for the VMAs of [start, end): mmap_read_lock of the
     target mm, walk_page_vma() -> walk_pmd_range(): skip none PMDs, call smaps_pte_range() for the
-    others, and retry a PMD while it answers ACTION_AGAIN.  Returns the present pages seen."""
+    others, and retry a PMD while it answers ACTION_AGAIN.  Returns the present pages seen.
+    m_start() takes an mm_users reference first (mmget_not_zero(): nothing once the process has
+    exited) and m_stop() drops it (mmput())."""
+    if not (yield from mmget_not_zero(k, mm)):
+        return 0
+    seen = yield from _show_smaps(k, mm, start, end)
+    yield from mmput(k, mm)
+    return seen
+
+
+def _show_smaps(k, mm, start, end):
     geo = k.geo
     yield DownRead(mm.mmap_lock)
     seen = 0

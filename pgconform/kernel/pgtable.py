@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.objects import Half, HugePmd, TablePmd, TornPmd
-from pgconform.sim.effects import Effect, IpiSync, Store
+from pgconform.sim.effects import Atomic, Effect, IpiSync, Store
 
 #: PAE: how many page frames share one value of the low half.  Physical frame numbers above it
 #: differ only in the high half from a frame below, which is what makes a torn read possible.
@@ -132,3 +132,41 @@ def list_del_init(m, t, page) -> None:
     if page.on_list is not None:
         page.on_list.remove(page)
         page.on_list = None
+
+
+# ------------------------------------------------------------------------------------------------
+# walking down to the PMD
+
+
+def _walk_pinned(t, k, mm, addr) -> bool:
+    """Whether task ``t`` may walk ``mm``'s page tables at ``addr``: it holds mmap_lock for write
+    (nothing frees tables under it), or it holds mmap_lock and ``mm`` has a VMA covering ``addr``,
+    or it holds the i_mmap_rwsem of a file whose i_mmap has such a VMA (free_pgtables() takes the
+    VMA out of i_mmap under that lock before freeing anything below it), or it has interrupts off
+    (GUP-fast: table freeing waits for an IPI or a grace period)."""
+    sem = mm.mmap_lock
+    if sem.writer is t:
+        return True
+    if t in sem.readers and mm.find_vma(addr) is not None:
+        return True
+    for f in k.files:
+        rw = f.i_mmap_rwsem
+        if (rw.writer is t or t in rw.readers) and any(
+                v.mm is mm and v.start <= addr < v.end for v in f.i_mmap):
+            return True
+    return t.irq > 0
+
+
+def _find_pmd(m, t, k, mm, addr):
+    if not _walk_pinned(t, k, mm, addr):
+        m.violation("pt.walk-without-vma", f"{t.name} walks {mm!r}'s page tables at {addr} without "
+                    "a VMA covering it found under the lock it holds (munmap's free_pgtables() may "
+                    "be freeing them)", t, mm)
+    return mm.pmd_offset(addr, k.geo)
+
+
+def mm_find_pmd(k, mm, addr):
+    """mm/rmap.c: mm_find_pmd() (6.6): the walk pgd -> p4d -> pud down to the pmd entry for
+    ``addr``.  The upper-level tables it reads are freed by free_pgtables() (munmap, exit) once no
+    VMA covers them, so the walker must hold what keeps such a VMA in place."""
+    return (yield Atomic(f"mm_find_pmd({mm!r}, {addr})", _find_pmd, (k, mm, addr), touches=(mm,)))

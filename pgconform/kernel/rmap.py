@@ -12,6 +12,11 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter
+from pgconform.kernel.memory import pte_install_uffd_wp_if_needed
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
@@ -85,6 +90,8 @@ def _unmap_one(k, vma, ptep, addr, ent):
     mm.rss[mm_counter(folio)] -= 1
     folio.mapcount -= 1  # page_remove_rmap()
     folio_put(k, folio)
+    if ent.uffd_wp:  # a uffd-wp file PTE leaves a marker (pte_install_uffd_wp_if_needed())
+        yield from pte_install_uffd_wp_if_needed(k, vma, ptep, addr, ent)
     yield Atomic(f"flush_tlb_page({vma!r}, {addr})", _noop)
 
 
@@ -98,7 +105,14 @@ def try_to_unmap(k, folio):
     f = folio.mapping
     yield DownRead(f.i_mmap_rwsem)
     for vma in list(f.i_mmap):
+        places = vma_addresses(k, vma, folio)
+        if not places:
+            continue
+        # try_to_unmap_one(): an mmu_notifier range over the folio's pages in this VMA
+        start, end = places[0][0], places[-1][0] + 1
+        yield from mmu_notifier_invalidate_range_start(k, vma.mm, start, end)
         yield from page_vma_mapped_walk(k, vma, folio, _unmap_one)
+        yield from mmu_notifier_invalidate_range_end(k, vma.mm, start, end)
     yield UpRead(f.i_mmap_rwsem)
 
 

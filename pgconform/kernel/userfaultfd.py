@@ -1,20 +1,77 @@
-"""userfaultfd's UFFDIO_COPY (mm/userfaultfd.c: mfill_atomic() -> mfill_atomic_pte_copy() and
-shmem_mfill_atomic_pte() -> mfill_atomic_install_pte(); Linux 6.6).
+"""userfaultfd: registration (fs/userfaultfd.c), the mfill ioctls UFFDIO_COPY, UFFDIO_CONTINUE
+and UFFDIO_POISON (mm/userfaultfd.c: mfill_atomic() -> mfill_atomic_pte_*()), and
+UFFDIO_WRITEPROTECT (mwriteprotect_range() -> uffd_wp_range() -> change_protection(),
+kernel/mprotect.py); Linux 6.6.
 
-It installs PTEs without the lock of any folio already in the page cache: an anonymous copy in a
-private VMA (after anon_vma_prepare()), or a new shmem folio in a hole of a shared one.  NULL from
-pte_offset_map_lock() is -EAGAIN, which userspace retries."""
+UFFDIO_COPY installs PTEs without the lock of any folio already in the page cache: an anonymous
+copy in a private VMA (after anon_vma_prepare()), or a new shmem folio in a hole of a shared one.
+UFFDIO_POISON and UFFDIO_WRITEPROTECT install PTE markers under the ptl alone; UFFDIO_CONTINUE maps
+a page-cache page under its folio lock.  NULL from pte_offset_map_lock() is -EAGAIN, which the
+kernel (write-protect) or userspace (mfill) retries.
+
+Model restrictions: UFFDIO_REGISTER and UNREGISTER take the whole VMA at the address (no VMA
+split); one userfaultfd context per mm, so "registered" is any VM_UFFD_* flag; the monitor never
+resolves a fault (the faulting access ends, see kernel/memory.py user_access()); UFFDIO_COPY and
+UFFDIO_CONTINUE have no MODE_WP, UFFDIO_WRITEPROTECT no MODE_DONTWAKE.
+"""
 
 from __future__ import annotations
 
 from pgconform.kernel.arm import update_mmu_cache_range
 from pgconform.kernel.filemap import folio_put
-from pgconform.kernel.memory import anon_vma_prepare, mapped_pte
-from pgconform.kernel.objects import VM_UFFD_MISSING, Pte, pmd_none, pmd_trans_huge, pte_none
+from pgconform.kernel.memory import anon_vma_prepare, mapped_pte, pte_write_allowed, shmem_get_folio
+from pgconform.kernel.mprotect import (
+    MM_CP_TRY_CHANGE_WRITABLE,
+    MM_CP_UFFD_WP,
+    MM_CP_UFFD_WP_RESOLVE,
+    change_protection,
+    vma_wants_manual_pte_write_upgrade,
+)
+from pgconform.kernel.objects import (
+    PTE_MARKER_POISONED,
+    VM_UFFD_MINOR,
+    VM_UFFD_MISSING,
+    VM_UFFD_WP,
+    Pte,
+    PteMarker,
+    pmd_none,
+    pmd_trans_huge,
+    pte_none,
+)
 from pgconform.kernel.pgalloc import __pte_alloc
-from pgconform.sim.effects import Atomic, DownRead, Load, Store, Unlock, UpRead
+from pgconform.oracle.uffd import (
+    fingerprint,
+    forget_wp,
+    marker_replaced,
+    poison_installed,
+    wp_op_end,
+    wp_op_start,
+)
+from pgconform.sim.effects import Atomic, DownRead, DownWrite, Load, Store, Unlock, UpRead, UpWrite
 
-EAGAIN, EEXIST, ENOENT = "EAGAIN", "EEXIST", "ENOENT"
+EAGAIN, EEXIST, ENOENT, EFAULT, EINVAL = "EAGAIN", "EEXIST", "ENOENT", "EFAULT", "EINVAL"
+ESRCH = "ESRCH"
+
+#: __VM_UFFD_FLAGS (include/linux/userfaultfd_k.h, 6.6)
+VM_UFFD_FLAGS = frozenset({VM_UFFD_MISSING, VM_UFFD_WP, VM_UFFD_MINOR})
+#: UFFDIO_REGISTER modes an op argument picks from (arg % 4)
+REGISTER_MODES = (frozenset({VM_UFFD_WP}), frozenset({VM_UFFD_MINOR}),
+                  frozenset({VM_UFFD_MISSING, VM_UFFD_WP}), frozenset({VM_UFFD_MISSING}))
+
+
+def userfaultfd_registered(vma) -> bool:
+    """vma->vm_userfaultfd_ctx.ctx != NULL (find_dst_vma()'s check): one context per mm here."""
+    return bool(vma.flags & VM_UFFD_FLAGS)
+
+
+def mmget_not_zero(mm) -> bool:
+    """The ioctls work on the registered mm through the uffd context: none once it exited."""
+    return mm.users > 0
+
+
+def pte_none_mostly(v) -> bool:
+    """include/linux/swapops.h: pte_none_mostly() (6.6): none, or any PTE marker."""
+    return v is None or type(v) is PteMarker
 
 
 def _shmem_add_new(m, t, k, f, index, value):
@@ -44,15 +101,21 @@ def _new_anon(m, t, k, mm, addr, value):
 
 def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
     """mm/userfaultfd.c: mfill_atomic_install_pte() (6.6): map ``folio`` at ``addr`` if the entry
-    is still none, under pte_offset_map_lock(); -EAGAIN if the table cannot be mapped."""
+    is still none or a marker (pte_none_mostly()), under pte_offset_map_lock(); -EAGAIN if the
+    table cannot be mapped.  The PTE is writable if the VMA is and the page is its own (a
+    page-cache page in a private VMA is mapped read-only)."""
     mm = vma.mm
     pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return EAGAIN
     ret = EEXIST
-    if pte_none((yield Load(pte.table, pte.idx))):
-        yield Store(pte.table, pte.idx, Pte(folio, idx, write=True))
+    old = yield Load(pte.table, pte.idx)
+    # a marker may be overwritten (MISSING|WP: a none PTE write-protected before it was filled)
+    if pte_none_mostly(old):
+        yield Store(pte.table, pte.idx, Pte(folio, idx, write=pte_write_allowed(vma, folio)))
         mapped_pte(k, mm, addr, folio, idx)
+        if old is not None:
+            marker_replaced(mm, addr)  # the monitor resolved the address itself
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vma, addr, pte)
         ret = 0
@@ -70,20 +133,9 @@ def mfill_atomic_copy(k, mm, addr, value):
 
 
 def _mfill_atomic_copy_once(k, mm, addr, value):
-    yield DownRead(mm.mmap_lock)
-    vma = mm.find_vma(addr)
-    if vma is None or VM_UFFD_MISSING not in vma.flags:
-        yield UpRead(mm.mmap_lock)
-        return ENOENT
-    if not vma.shared:
-        yield from anon_vma_prepare(k, vma)
-    pmdp = mm.pmd_offset(addr, k.geo)
-    if pmd_none((yield from k.impl.pmdp_get_lockless(k, pmdp))):
-        yield from __pte_alloc(k, mm, pmdp)
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
-    if pmd_none(pmdval) or pmd_trans_huge(pmdval):
-        yield UpRead(mm.mmap_lock)
-        return EEXIST
+    vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr)
+    if ret is not None:
+        return ret
     if vma.shared:
         index = vma.linear_page_index(addr)
         added = yield Atomic(f"shmem_add_to_page_cache({vma.file!r}, {index})", _shmem_add_new,
@@ -106,3 +158,208 @@ def _mfill_atomic_copy_once(k, mm, addr, value):
             folio_put(k, folio)
     yield UpRead(mm.mmap_lock)
     return ret
+
+
+def _mfill_atomic_prepare(k, mm, addr):
+    """The common head of mfill_atomic() (6.6), under mmap_lock for read: find_dst_vma() (a VMA
+    registered with userfaultfd, any mode), anon_vma_prepare() for a private VMA, then a PTE table
+    for ``addr`` (__pte_alloc() on a none PMD; a huge PMD is -EEXIST).  Returns
+    ``(vma, pmdp, None)``, or ``(None, None, error)`` with mmap_lock released (-ESRCH without
+    it: the mm has exited, mmget_not_zero() in fs/userfaultfd.c)."""
+    if not mmget_not_zero(mm):
+        return None, None, ESRCH
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(addr)
+    if vma is None or not userfaultfd_registered(vma):
+        yield UpRead(mm.mmap_lock)
+        return None, None, ENOENT
+    if not vma.shared:
+        yield from anon_vma_prepare(k, vma)
+    pmdp = mm.pmd_offset(addr, k.geo)
+    if pmd_none((yield from k.impl.pmdp_get_lockless(k, pmdp))):
+        yield from __pte_alloc(k, mm, pmdp)
+    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    if pmd_none(pmdval) or pmd_trans_huge(pmdval):
+        yield UpRead(mm.mmap_lock)
+        return None, None, EEXIST
+    return vma, pmdp, None
+
+
+def _mfill_retry(k, mfill_pte, mm, addr):
+    """One mfill ioctl of one page (mfill_atomic(): the VMA checks, then ``mfill_pte`` under
+    mmap_lock for read), retried by userspace while it returns -EAGAIN."""
+    while True:
+        vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr)
+        if ret is None:
+            ret = yield from mfill_pte(k, vma, pmdp, addr)
+            yield UpRead(mm.mmap_lock)
+        if ret != EAGAIN:
+            return ret
+
+
+# ------------------------------------------------------------------------------------------------
+# UFFDIO_CONTINUE
+
+
+def mfill_atomic_pte_continue(k, vma, pmdp, addr):
+    """mm/userfaultfd.c: mfill_atomic_pte_continue() (6.6): the page-cache folio at the address
+    (shmem_get_folio(SGP_NOALLOC): locked, referenced; none is -EFAULT), mapped by
+    mfill_atomic_install_pte() while its lock is held; the reference becomes the mapping's."""
+    index = vma.linear_page_index(addr)
+    folio = yield from shmem_get_folio(k, vma, index, noalloc=True)
+    if folio is None:
+        return EFAULT
+    ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, index - folio.index)
+    yield Unlock(folio.lock)
+    if ret != 0:
+        folio_put(k, folio)
+    return ret
+
+
+def mfill_atomic_continue(k, mm, addr):
+    """mm/userfaultfd.c: mfill_atomic_continue() (6.6) of one page at ``addr`` (minor mode: map
+    the page cache's page), retried by userspace on -EAGAIN."""
+    return (yield from _mfill_retry(k, mfill_atomic_pte_continue, mm, addr))
+
+
+# ------------------------------------------------------------------------------------------------
+# UFFDIO_POISON
+
+
+def mfill_atomic_pte_poison(k, vma, pmdp, addr):
+    """mm/userfaultfd.c: mfill_atomic_pte_poison() (6.6): under pte_offset_map_lock() (NULL:
+    -EAGAIN), a PTE_MARKER_POISONED in a none entry (any other entry, a marker too, is -EEXIST).
+    No folio lock is involved: nothing but the ptl orders it against retract_page_tables()."""
+    mm = vma.mm
+    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    if pte is None:
+        return EAGAIN
+    ret = EEXIST
+    if pte_none((yield Load(pte.table, pte.idx))):
+        yield Store(pte.table, pte.idx, PTE_MARKER_POISONED)
+        poison_installed(vma, addr)
+        ret = 0
+    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    return ret
+
+
+def mfill_atomic_poison(k, mm, addr):
+    """mm/userfaultfd.c: mfill_atomic_poison() (6.6) of one page at ``addr``, retried by
+    userspace on -EAGAIN."""
+    return (yield from _mfill_retry(k, mfill_atomic_pte_poison, mm, addr))
+
+
+# ------------------------------------------------------------------------------------------------
+# UFFDIO_WRITEPROTECT
+
+
+def uffd_wp_range(k, vma, start, end, enable_wp):
+    """mm/userfaultfd.c: uffd_wp_range() (6.6): change_protection() with MM_CP_UFFD_WP, or
+    MM_CP_UFFD_WP_RESOLVE (plus MM_CP_TRY_CHANGE_WRITABLE where the VMA wants it)."""
+    if enable_wp:
+        cp_flags = MM_CP_UFFD_WP
+    else:
+        cp_flags = MM_CP_UFFD_WP_RESOLVE
+        if vma_wants_manual_pte_write_upgrade(vma):
+            cp_flags |= MM_CP_TRY_CHANGE_WRITABLE
+    return (yield from change_protection(k, vma, start, end, cp_flags))
+
+
+class _WpOp:
+    """The identity of one UFFDIO_WRITEPROTECT call (for the shadow's race bookkeeping)."""
+
+    __slots__ = ()
+
+
+def _wp_start(m, t, mm, token, start, end, protect):
+    wp_op_start(mm, token, start, end, protect)
+
+
+def _wp_end(m, t, mm, token, start, end, protect, fp):
+    wp_op_end(mm, token, start, end, protect, fp)
+
+
+def mwriteprotect_range(k, mm, start, length, enable_wp):
+    """mm/userfaultfd.c: mwriteprotect_range() (6.6) under mmap_lock for read, for the VMA at
+    ``start`` (the range is clipped to it): -ENOENT unless it is registered for WP, else
+    uffd_wp_range().  Returns 0 or the error."""
+    if not mmget_not_zero(mm):
+        return ESRCH
+    end = start + length
+    token = _WpOp()
+    yield Atomic(f"ioctl(UFFDIO_WRITEPROTECT, {start}+{length}, "
+                 f"{'WP' if enable_wp else 'unprotect'})", _wp_start,
+                 (mm, token, start, end, enable_wp), touches=(mm,))
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(start)
+    ret = ENOENT
+    fp = None
+    if vma is not None and VM_UFFD_WP in vma.flags:
+        end = min(end, vma.end)
+        fp = fingerprint(vma)  # while mmap_lock keeps the VMA alive
+        yield from uffd_wp_range(k, vma, start, end, enable_wp)
+        ret = 0
+    yield UpRead(mm.mmap_lock)
+    yield Atomic("return to userspace", _wp_end, (mm, token, start, end, enable_wp, fp),
+                 touches=(mm,))
+    return ret
+
+
+# ------------------------------------------------------------------------------------------------
+# UFFDIO_REGISTER / UFFDIO_UNREGISTER
+
+
+def _set_uffd_flags(m, t, vma, flags, drop_wp):
+    """userfaultfd_set_vm_flags() (vm_flags and vm_page_prot) under mmap_lock for write."""
+    vma.flags = flags
+    if drop_wp:
+        forget_wp(vma.mm, vma.start, vma.end)
+
+
+def _forget_wp(m, t, vma):
+    forget_wp(vma.mm, vma.start, vma.end)
+
+
+def userfaultfd_register(k, mm, addr, mode):
+    """fs/userfaultfd.c: userfaultfd_register() (6.6) of the VMA at ``addr`` in ``mode`` (a set of
+    VM_UFFD_* flags), under mmap_lock for write: -EINVAL for a mode the architecture lacks
+    (HAVE_ARCH_USERFAULTFD_WP/_MINOR); the VMA's uffd flags become ``mode``."""
+    if (VM_UFFD_WP in mode and not k.arch.uffd_wp) or \
+            (VM_UFFD_MINOR in mode and not k.arch.uffd_minor):
+        return EINVAL
+    if not mmget_not_zero(mm):
+        return ESRCH
+    yield DownWrite(mm.mmap_lock)
+    vma = mm.find_vma(addr)
+    if vma is None:
+        yield UpWrite(mm.mmap_lock)
+        return EINVAL
+    new_flags = (vma.flags - VM_UFFD_FLAGS) | mode
+    if new_flags != vma.flags:
+        # re-registering without WP ends the write protection of the range
+        drop_wp = VM_UFFD_WP in vma.flags and VM_UFFD_WP not in mode
+        yield Atomic(f"userfaultfd_set_vm_flags({vma!r}, {'|'.join(sorted(mode))})",
+                     _set_uffd_flags, (vma, new_flags, drop_wp), touches=(vma,))
+    yield UpWrite(mm.mmap_lock)
+    return 0
+
+
+def userfaultfd_unregister(k, mm, addr):
+    """fs/userfaultfd.c: userfaultfd_unregister() (6.6) of the VMA at ``addr``, under mmap_lock
+    for write: a WP-registered VMA is first unprotected (uffd_wp_range(false): markers dropped,
+    uffd-wp bits cleared), then its uffd flags are cleared."""
+    if not mmget_not_zero(mm):
+        return ESRCH
+    yield DownWrite(mm.mmap_lock)
+    vma = mm.find_vma(addr)
+    if vma is None:
+        yield UpWrite(mm.mmap_lock)
+        return EINVAL
+    if userfaultfd_registered(vma):
+        if VM_UFFD_WP in vma.flags:
+            yield Atomic(f"ioctl(UFFDIO_UNREGISTER, {vma!r})", _forget_wp, (vma,), touches=(mm,))
+            yield from uffd_wp_range(k, vma, vma.start, vma.end, False)
+        yield Atomic(f"userfaultfd_set_vm_flags({vma!r}, 0)", _set_uffd_flags,
+                     (vma, vma.flags - VM_UFFD_FLAGS, False), touches=(vma,))
+    yield UpWrite(mm.mmap_lock)
+    return 0

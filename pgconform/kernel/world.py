@@ -11,6 +11,7 @@ from __future__ import annotations
 from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry
 from pgconform.kernel.objects import (
     VM_SHARED,
+    VM_WRITE,
     AnonVma,
     File,
     Folio,
@@ -125,7 +126,8 @@ class Kernel:
     def new_vma(self, mm: Mm, start: int, end: int, f: File, pgoff: int, shared: bool = True,
                 flags=()) -> Vma:
         name = f"{mm.name}.vma[{start}:{end}]"
-        vma = Vma(name, mm, start, end, pgoff, f, frozenset(flags) | ({VM_SHARED} if shared else set()))
+        vma = Vma(name, mm, start, end, pgoff, f,
+                  frozenset(flags) | {VM_WRITE} | ({VM_SHARED} if shared else set()))
         mm.vmas.append(vma)
         f.i_mmap.append(vma)
         return vma

@@ -12,7 +12,8 @@ CLAUSES: dict[str, str] = {
     "pt.double-free": "A page table is freed once.",
     "pt.free-linked": "A page table is freed or deferred only after its PMD entry was cleared.",
     "pt.free-nonempty": "A page table is freed or deferred only when all its entries are none "
-                        "(no PTE, marker or anon page is thrown away with it).",
+                        "(no PTE, marker or anon page is thrown away with it), except file PTEs "
+                        "left in a table freed at once under mmap_lock for write (6.5).",
     "pt.leak": "At the end of a run every page table is linked or freed.",
     "pt.write-detached": "No PTE is written into a table that is no longer linked from a PMD.",
     "pt.write-unlocked": "A PTE is written only by the holder of that table's ptl.",
@@ -23,8 +24,13 @@ CLAUSES: dict[str, str] = {
                             "ptl is locked.",
     "pt.pmd-write-unlocked": "A PMD entry is written only by the holder of pmd_lock(), unless no "
                              "VMA a walker can find (in the mm or a file's i_mmap) covers its "
-                             "range any more (free_pgtables()).",
+                             "range any more (free_pgtables()), or the writer holds mmap_lock "
+                             "and the i_mmap_rwsem of those VMAs' files for write (6.5).",
     "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
+    "pt.walk-without-vma": "A walk down an mm's page tables (mm_find_pmd) is made only with a VMA "
+                           "covering the address found under the lock held (mmap_lock, or "
+                           "i_mmap_rwsem for a VMA in i_mmap), or under mmap_lock for write: "
+                           "only that keeps free_pgtables() off the tables below.",
     "pt.reuse-before-gp": "The storage of a page table unlinked under a live VMA is not freed or "
                           "handed out again until every RCU reader that could have read its PMD "
                           "has left its read-side section.",
@@ -38,6 +44,17 @@ CLAUSES: dict[str, str] = {
     "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
                                 "mmu_notifier invalidate range covering it, unless no VMA a "
                                 "walker can find covers its range any more (free_pgtables()).",
+    "mmu.secondary-stale-table": "A secondary MMU walks a page table through a pointer it cached "
+                                 "(a paging-structure cache) only while that table is still "
+                                 "linked at the PMD it was cached for: the mmu_notifier "
+                                 "invalidation around every PMD clear drops the pointer first.",
+    "mmu.secondary-stale-translation": "A secondary MMU uses a cached translation (address -> "
+                                       "page) only while the CPU page tables still map that page "
+                                       "there, and never after the page was freed.",
+    # GUP
+    "gup.stale-page": "GUP (fast or slow) returns a page only if, at the step that confirms it "
+                      "(GUP-fast's PMD and PTE rechecks, slow GUP's read under the ptl), it came "
+                      "from a page table still linked, is live, and is what the address maps.",
     # RCU
     "rcu.double-call_rcu": "An rcu_head is not queued again while its callback is pending.",
     "rcu.head-storage-in-use": "The storage an rcu_head overlays (pt_list) is not used by a list "
@@ -70,6 +87,20 @@ CLAUSES: dict[str, str] = {
     "data.unmapped-mapping": "No page stays mapped at an address that no VMA covers (munmap "
                              "zaps what it unmaps).",
     "data.mismatch": "Data read through a mapping is what was last written there (file or anon).",
+    # userfaultfd promises (oracle/uffd.py)
+    "data.uffd-wp-write-unnotified": "No store lands at an address the monitor write-protected "
+                                     "(UFFDIO_WRITEPROTECT, not since unprotected) while its VMA "
+                                     "is registered for uffd-wp: it faults to the monitor.",
+    "data.poison-read": "No access reaches memory at an address poisoned with UFFDIO_POISON "
+                        "(until the process zaps or refills it): it gets SIGBUS.",
+    "data.uffd-marker-lost": "At the end of a run every address the monitor write-protected "
+                             "holds a uffd-wp marker or a uffd-wp PTE, and every poisoned "
+                             "address its poison marker, unless a legitimate path removed it.",
+    # VMA lifetime (kernel-series.md §6.3 I10)
+    "vma.free-linked": "A VMA is freed only once no walker can find it: out of its file's i_mmap "
+                       "and out of its mm's VMA tree (or the mm is torn down by exit_mmap()).",
+    "vma.use-after-free": "No task reads or writes a VMA after it was freed (a walker keeps a VMA "
+                          "only while it holds the lock it found it under).",
     # the implementation as code
     "impl.raised": "The implementation does not raise.",
     "impl.bad-yield": "The implementation yields only simulator effects.",

@@ -4,7 +4,16 @@ update is the table lifecycle marker, which exists for them."""
 
 from __future__ import annotations
 
-from pgconform.kernel.objects import ALLOCATED, DEFERRED, DETACHED, LINKED, TablePmd
+from pgconform.kernel.objects import (
+    ALLOCATED,
+    DEFERRED,
+    DETACHED,
+    LINKED,
+    PTE_MARKER_UFFD_WP,
+    VM_UFFD_WP,
+    TablePmd,
+    pte_present,
+)
 
 
 def check_pte_store(m, t, table, idx, value) -> None:
@@ -28,16 +37,39 @@ def pmd_range_reachable(k, mm, idx) -> bool:
     PMDs that are still reachable this way."""
     size = k.geo.ptrs_per_pte
     lo, hi = idx * size, idx * size + size
-    if any(v.start < hi and lo < v.end for v in mm.vmas):
+    if mm_walkable(mm) and any(v.start < hi and lo < v.end for v in mm.vmas):
         return True
     return any(v.mm is mm and v.start < hi and lo < v.end for f in k.files for v in f.i_mmap)
+
+
+def mm_walkable(mm) -> bool:
+    """Whether walkers can reach ``mm``'s VMAs through the mm: not once exit_mmap() owns it
+    (mm_users 0, so mmget_not_zero() fails; mmap_lock held for write, so earlier readers left).
+    exit_mmap() frees page tables below VMAs it never detaches (kernel/mmap.py)."""
+    return mm.users > 0 or mm.mmap_lock.writer is None
+
+
+def pmd_range_excluded(k, t, mm, idx) -> bool:
+    """Whether task ``t`` excludes, by sleeping locks, every other writer and software walker of
+    PMD ``idx`` of ``mm`` except GUP-fast: it holds the mm's mmap_lock for write (faults, madvise,
+    uffd, mremap, page walks) and, for write, the i_mmap_rwsem of the file of every VMA covering
+    the range (rmap walkers, truncate, retract).  That is how 6.5's collapse_and_free_pmd()
+    cleared the PMD without pmd_lock (kernel-series.md §2.2; its anon_vma lock, taken when the
+    VMA has one, is not modelled)."""
+    if mm.mmap_lock.writer is not t:
+        return False
+    size = k.geo.ptrs_per_pte
+    lo, hi = idx * size, idx * size + size
+    return all(v.file is None or v.file.i_mmap_rwsem.writer is t
+               for v in mm.vmas if v.start < hi and lo < v.end)
 
 
 def make_pmd_store_check(k):
     """Store hook of PMD tables, bound to the kernel ``k`` (to resolve frame numbers)."""
 
     def check_pmd_store(m, t, pmdtable, idx, value) -> None:
-        if pmdtable.ptl.owner is not t and pmd_range_reachable(k, pmdtable.mm, idx):
+        if pmdtable.ptl.owner is not t and pmd_range_reachable(k, pmdtable.mm, idx) \
+                and not pmd_range_excluded(k, t, pmdtable.mm, idx):
             m.violation("pt.pmd-write-unlocked",
                         f"{t.name} writes {value!r} into {pmdtable!r}[{idx}] without holding "
                         f"pmd_lock {pmdtable.ptl!r}", t, pmdtable)
@@ -56,9 +88,17 @@ def make_pmd_store_check(k):
                             "table after it is freed", t, table)
             table.state = DETACHED
             table.linked_at = None
-            if mm.find_vma(haddr) is not None:
+            table.dormant_uffd_wp = not any(
+                VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
+                for v in mm.vmas)
+            if mm.find_vma(haddr) is not None and mm_walkable(mm):
                 # lockless walkers (pte_offset_map*, GUP-fast) may hold it: they are RCU readers
                 table.detach_readers = m.reader_snapshot(exclude=t)
+                if pmd_range_excluded(k, t, mm, idx):
+                    # 6.5: with mmap_lock and i_mmap_rwsem held for write only GUP-fast (IRQs
+                    # off, running this mm) can still be walking the table
+                    table.detach_readers = [(r, r.reader_seq)
+                                            for r, _ in m.irq_snapshot(exclude=t, mm=mm)]
         if type(value) is TablePmd:
             table = k.pmd_table(value)
             if table is None or table.freed or table.released or \
@@ -156,9 +196,28 @@ def check_table_release(m, t, table, how: str) -> None:
         m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points at "
                     "it", t, table)
     if not table.is_empty():
-        live = {i: e for i, e in enumerate(table.entries) if e is not None}
-        m.violation("pt.free-nonempty", f"{t.name} frees {table!r} ({how}) with live entries {live}: "
-                    "they are lost with the table", t, table)
+        live = {i: e for i, e in enumerate(table.entries) if e is not None
+                and not (table.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
+        if live and not stale_file_ptes_unreachable(t, table, how, live):
+            m.violation("pt.free-nonempty", f"{t.name} frees {table!r} ({how}) with live entries "
+                        f"{live}: they are lost with the table", t, table)
+
+
+#: the allocators' immediate frees (pte_free() and the arch's own), as against call_rcu (a
+#: deferred table must be empty: lockless readers may still look at it) and the mmu_gather
+IMMEDIATE_FREES = ("pte_free", "pte_fragment_free", "page_table_free")
+
+
+def stale_file_ptes_unreachable(t, table, how, live) -> bool:
+    """6.5's collapse_pte_mapped_thp() freed its table with the file PTEs still in it, having only
+    removed their rmap (and dropped their references and rss in its step 3): harmless, since it
+    holds the mm's mmap_lock and the file's i_mmap_rwsem for write and pte_free()s the table at
+    once, so no walker can find the stale entries (kernel-series.md §2.5).  Allowed only for an
+    immediate free by the holder of the mm's mmap_lock for write, and only for present PTEs of
+    file pages, whose rmap, references and rss the end-of-run accounting (acct.*) still judges;
+    anonymous pages, markers and swap entries in a freed table are always lost."""
+    return (how in IMMEDIATE_FREES and table.mm is not None and table.mm.mmap_lock.writer is t
+            and all(pte_present(e) and not e.folio.anon for e in live.values()))
 
 
 def _readers_left(m, t, table):

@@ -14,6 +14,7 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import (
+    VM_UFFD_MINOR,
     VM_UFFD_MISSING,
     VM_UFFD_WP,
     pmd_none,
@@ -21,6 +22,7 @@ from pgconform.kernel.objects import (
     pte_none,
     pte_present,
 )
+from pgconform.kernel.pgtable import mm_find_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
@@ -47,13 +49,14 @@ def userfaultfd_wp(vma) -> bool:
 
 
 def userfaultfd_armed(vma) -> bool:
-    return bool(vma.flags & {VM_UFFD_MISSING, VM_UFFD_WP})
+    """include/linux/userfaultfd_k.h: userfaultfd_armed() (6.6): any of __VM_UFFD_FLAGS."""
+    return bool(vma.flags & {VM_UFFD_MISSING, VM_UFFD_WP, VM_UFFD_MINOR})
 
 
 def find_pmd_or_thp_or_none(k, mm, addr):
     """mm/khugepaged.c: find_pmd_or_thp_or_none() (6.6): a lockless look at the PMD for ``addr``.
     Returns ``(result, pmdp)``."""
-    pmdp = mm.pmd_offset(addr, k.geo)
+    pmdp = yield from mm_find_pmd(k, mm, addr)
     pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmde):
         return SCAN_PMD_NONE, pmdp
@@ -76,6 +79,18 @@ def retract_page_tables(k, mapping, pgoff):
     ptl, pmdp_collapse_flush() + pmdp_get_lockless_sync(), unlock, notifier end, then
     mm_dec_nr_ptes() and pte_free_defer().  The caller holds the new huge folio's lock, which keeps
     file PTEs out of the range; the rechecks cover what is inserted without it."""
+    yield from retract_page_tables_as(k, mapping, pgoff)
+
+
+def retract_recheck(vma) -> bool:
+    """The recheck under ptl (v2 of patch 09): PTEs that appear without the huge folio's lock
+    come with an anon_vma (COW, UFFDIO_COPY) or a uffd-wp registration (markers)."""
+    return vma.anon_vma is not None or userfaultfd_wp(vma)
+
+
+def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=True):
+    """retract_page_tables() with its recheck under ptl and its PMD notifier calls as parameters,
+    for the versions and mutants that differ there (v1 of patch 09: kernel-series.md A7-A9)."""
     geo = k.geo
     yield from i_mmap_lock_read(mapping)
     for vma in list(mapping.i_mmap):
@@ -93,13 +108,14 @@ def retract_page_tables(k, mapping, pgoff):
         if userfaultfd_wp(vma):
             continue
         end = addr + geo.hpage_pmd_nr
-        yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
+        if notify:
+            yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
         pml = yield from k.impl.pmd_lock(k, mm, pmdp)
         ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
         if ptl is not pml:
             yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
         skipped_uffd = False
-        if vma.anon_vma is not None or userfaultfd_wp(vma):
+        if recheck(vma):
             skipped_uffd = True
         else:
             pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
@@ -107,7 +123,8 @@ def retract_page_tables(k, mapping, pgoff):
         if ptl is not pml:
             yield Unlock(ptl)
         yield Unlock(pml)
-        yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
+        if notify:
+            yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if not skipped_uffd:
             yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
             yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
@@ -171,6 +188,21 @@ def collapse_file(k, mm, addr, file, start, is_khugepaged=True):
     and replace them in the page cache; retract_page_tables(); unlock the new folio, then the old
     ones.  MADV_COLLAPSE (``is_khugepaged`` false) then gets SCAN_PTE_MAPPED_HUGEPAGE so that it
     installs the PMD in its own mm."""
+    return (yield from collapse_file_as(k, mm, addr, file, start, is_khugepaged,
+                                        retract_then_result))
+
+
+def retract_then_result(k, file, start, mm, addr, hpage, is_khugepaged):
+    """The retract step of collapse_file() (6.6, patch 09): retract_page_tables(mapping, start);
+    for MADV_COLLAPSE the result becomes SCAN_PTE_MAPPED_HUGEPAGE (the caller maps its own PMD)."""
+    yield from k.impl.retract_page_tables(k, file, start)
+    return SCAN_SUCCEED if is_khugepaged else SCAN_PTE_MAPPED_HUGEPAGE
+
+
+def collapse_file_as(k, mm, addr, file, start, is_khugepaged, retract):
+    """collapse_file() with its retract step as a parameter: ``retract(k, file, start, mm, addr,
+    hpage, is_khugepaged)`` retracts and returns collapse_file()'s result (6.5 passed the target
+    mm, address and hpage to retract_page_tables() and returned its result: pgconform.versions)."""
     nr = k.geo.hpage_pmd_nr
     hpage = yield Atomic("alloc_charge_hpage() + __folio_set_locked()", _alloc_hpage,
                          (k, file, start))
@@ -205,9 +237,7 @@ def collapse_file(k, mm, addr, file, start, is_khugepaged=True):
     if result == SCAN_SUCCEED:
         yield Atomic(f"copy + xas_store({hpage!r}) over [{start}, {start + nr})",
                      _replace_in_page_cache, (file, start, hpage, old), touches=(file,))
-        yield from k.impl.retract_page_tables(k, file, start)
-        if not is_khugepaged:
-            result = SCAN_PTE_MAPPED_HUGEPAGE
+        result = yield from retract(k, file, start, mm, addr, hpage, is_khugepaged)
         yield Unlock(hpage.lock)
     else:
         if frozen:
@@ -248,6 +278,16 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     taken early for uffd-armed private VMAs; step 2 rechecks and clears the PTEs and their rmap;
     step 3 drops the references; step 4 clears the PMD under pml + ptl and pte_free_defer()s the
     table; step 5 optionally maps the THP by PMD."""
+    return (yield from collapse_pte_mapped_thp_as(k, mm, addr, install_pmd))
+
+
+def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pml=True):
+    """collapse_pte_mapped_thp() with the two points that changed after v1 of patch 10 as
+    parameters: ``vma_first`` (v2: look the VMA up before walking the page tables; without it the
+    6.5 order, kernel-series.md A11) and ``uffd_pml`` (a98460494b16: pml held from step 2 to
+    step 4 in uffd-armed private VMAs, and ptl re-derived with pte_offset_map_nolock(); without it
+    v3 as first merged, which takes pte_offset_map_lock() for step 2 and drops it before step 4,
+    B1)."""
     geo = k.geo
     haddr = geo.haddr(addr)
     end = haddr + geo.hpage_pmd_nr
@@ -255,11 +295,16 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     pml = None
     notified = False
     nr_ptes = 0
+    if not vma_first:
+        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+        if result == SCAN_PMD_MAPPED:
+            return result
     if vma is None or vma.file is None or haddr < vma.start or end > vma.end:
         return SCAN_VMA_CHECK
-    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
-    if result == SCAN_PMD_MAPPED:
-        return result
+    if vma_first:
+        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+        if result == SCAN_PMD_MAPPED:
+            return result
     if userfaultfd_wp(vma):
         return SCAN_PTE_UFFD_WP
     mapping = vma.file
@@ -295,16 +340,20 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     yield from mmu_notifier_invalidate_range_start(k, mm, haddr, end)
     notified = True
     # a98460494b16: an anon PTE can be inserted at any time in a uffd-armed private VMA
-    if userfaultfd_armed(vma) and not vma.shared:
+    if uffd_pml and userfaultfd_armed(vma) and not vma.shared:
         pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-    start_pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, haddr)
+    if uffd_pml:
+        start_pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, haddr)
+    else:
+        start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
     if start_pte is None:
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, None, ptl, pml, notified,
                                   result))
-    if pml is None:
-        yield Lock(ptl)
-    elif ptl is not pml:
-        yield Lock(ptl, 1)
+    if uffd_pml:  # (else pte_offset_map_lock() took ptl)
+        if pml is None:
+            yield Lock(ptl)
+        elif ptl is not pml:
+            yield Lock(ptl, 1)
 
     # step 2: recheck and clear under ptl
     for i in range(geo.hpage_pmd_nr):

@@ -601,6 +601,7 @@ def test_every_raised_clause_is_listed():
 def test_clause_ids_are_well_formed():
     for clause, statement in CLAUSES.items():
         area, _, rest = clause.partition(".")
-        assert area in {"pt", "mmu", "rcu", "irq", "lock", "sched", "acct", "data", "impl"}
+        assert area in {"pt", "mmu", "gup", "rcu", "irq", "lock", "sched", "acct", "data", "impl",
+                        "vma"}
         assert rest and " " not in clause
         assert statement.endswith(".")

@@ -1,0 +1,28 @@
+"""A9: retract_page_tables() without mmu_notifier_invalidate_range_start/end around the PMD clear
+(v1 of patch 09; v2 "bring back mmu_notifier calls for PMD").
+
+kernel-series.md §3(a) A9 (raised by Jann Horn and Jason Gunthorpe): the PTEs were notified when
+they were unmapped, but a secondary MMU (IOMMU SVA with paging-structure caches, a notifier user
+tracking page-table pages) may also cache the PMD -> table step.  pmdp_collapse_flush() flushes the
+CPU TLBs only; after pte_free_defer()'s grace period the table is freed and reused while the device
+still walks through its cached pointer."""
+
+from pgconform.implementation import Implementation
+from pgconform.reference.khugepaged import retract_page_tables_as
+
+
+def retract_page_tables(k, mapping, pgoff):
+    """The mutation: no mmu_notifier range around pml/ptl, the PMD clear and the unlock; the rest
+    as in 6.6 (the anon_vma and uffd-wp recheck under ptl, pmdp_get_lockless_sync(),
+    pte_free_defer())."""
+    yield from retract_page_tables_as(k, mapping, pgoff, notify=False)
+
+
+MUTANT = Implementation(
+    name="zoo.retract_no_pmd_notifier",
+    overrides={"retract_page_tables": retract_page_tables},
+    description="retract_page_tables() clears the PMD without an mmu_notifier invalidate range "
+                "(patch 09 v1)",
+    source="kernel-series.md A9; v2 changelog of patch 09: bring back mmu_notifier calls for PMD",
+    expected=("mmu.pmd-clear-unnotified", "mmu.secondary-stale-table"),
+)

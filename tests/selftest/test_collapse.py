@@ -1,0 +1,126 @@
+"""collapse_pte_mapped_thp() and retract_page_tables() against the actors their v2 and v3 fixes are
+about: UFFDIO_COPY inserting an anonymous PTE without the huge folio's lock (A7, B1) and munmap
+tearing the page tables down while collapse holds only mmap_lock for read (A11).
+
+Each test drives one schedule by hand: the mutant must get its clause, and the reference must come
+through the very same schedule clean, end-of-run checks included.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.registry import resolve
+from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.sim.effects import DownRead, Lock
+from pgconform.sim.errors import Violation
+from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5, finish, in_path, step_until
+
+A7 = resolve("zoo.retract_no_anon_vma_recheck")
+A11 = resolve("zoo.collapse_walk_before_vma_check")
+B1 = resolve("zoo.collapse_pte_mapped_thp_uffd_window")
+
+#: mm0 maps the file privately at [4, 12), registered with userfaultfd (MISSING); file pages 0-3
+#: are one PMD-sized folio in the page cache, mapped by PTEs (an empty table existed before the
+#: read of address 4): MADV_COLLAPSE goes straight to collapse_pte_mapped_thp()
+PRIVATE_UFFD_PTE_MAPPED_THP = WorldSpec(
+    vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),), thps=(0,), tables=((0, 4),),
+    prefault=((0, 4, False),))
+#: the same, shared and not registered: khugepaged's scan finds the PTE-mapped THP
+SHARED_PTE_MAPPED_THP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), thps=(0,), tables=((0, 4),),
+                                  prefault=((0, 4, False),))
+
+
+def pending_pmd_lock_in(fname):
+    def pred(t):
+        return type(t.pending) is Lock and in_path(t, "pmd_lock") and in_path(t, fname)
+
+    return pred
+
+
+def uffd_copy_before_retract_locks(impl):
+    """khugepaged's retract passes its lockless checks (no anon_vma yet) and is about to take
+    pml; UFFDIO_COPY into the private VMA attaches an anon_vma and installs an anonymous PTE in
+    the table; then the retract goes on."""
+    k = build_world(PRIVATE_UFFD, impl)
+    m = k.m
+    collapse = start_op(k, "CPU1", Op("khugepaged", 0, 4))
+    copy = start_op(k, "CPU0", UFFD_COPY_5)
+    step_until(m, collapse, pending_pmd_lock_in("retract_page_tables"))
+    m.run(copy, m.step_bound)
+    assert copy.done and copy.result == 0
+    finish(k)
+    return k
+
+
+def uffd_copy_between_step2_and_step4(impl):
+    """MADV_COLLAPSE of a PTE-mapped THP in a uffd-armed private VMA: collapse_pte_mapped_thp()
+    runs up to its first pmd_lock() (the early one of a98460494b16, or step 4's without it);
+    UFFDIO_COPY into a none entry of the table then runs as far as it can; then collapse goes
+    on."""
+    k = build_world(PRIVATE_UFFD_PTE_MAPPED_THP, impl)
+    m = k.m
+    collapse = start_op(k, "CPU1", Op("madv_collapse", 0, 4))
+    copy = start_op(k, "CPU0", UFFD_COPY_5)
+    step_until(m, collapse, pending_pmd_lock_in("collapse_pte_mapped_thp"))
+    m.run(copy, m.step_bound)
+    finish(k)
+    return k
+
+
+def munmap_before_collapse_relocks(impl):
+    """khugepaged finds the VMA, drops mmap_lock and scans the file (a PTE-mapped THP); the
+    process munmaps the VMA; khugepaged retakes mmap_lock for collapse_pte_mapped_thp()."""
+    k = build_world(SHARED_PTE_MAPPED_THP, impl)
+    m = k.m
+    collapse = start_op(k, "CPU1", Op("khugepaged", 0, 4))
+    unmap = start_op(k, "CPU0", Op("munmap", 0, 4))
+    step_until(m, collapse, lambda t: type(t.pending) is DownRead
+               and in_path(t, "khugepaged_scan_mm_slot"))
+    m.run(unmap, m.step_bound)
+    assert unmap.done
+    finish(k)
+    return k
+
+
+CASES = [
+    (uffd_copy_before_retract_locks, A7),
+    (uffd_copy_between_step2_and_step4, B1),
+    (munmap_before_collapse_relocks, A11),
+]
+
+
+@pytest.mark.parametrize(("schedule", "mutant"), CASES, ids=["A7", "B1", "A11"])
+def test_mutant_is_caught(schedule, mutant):
+    with pytest.raises(Violation) as excinfo:
+        schedule(mutant)
+    assert excinfo.value.clause in mutant.expected, str(excinfo.value)
+
+
+@pytest.mark.parametrize(("schedule", "mutant"), CASES, ids=["A7", "B1", "A11"])
+def test_reference_comes_through(schedule, mutant):
+    k = schedule(REFERENCE)
+    assert not k.m.failed
+
+
+def test_retract_skips_the_mm_that_got_an_anon_vma():
+    """The recheck under ptl: the table (now holding the anonymous page) stays linked."""
+    k = uffd_copy_before_retract_locks(REFERENCE)
+    mm = k.mms[0]
+    assert mm.nr_ptes == 1 and mm.rss["MM_ANONPAGES"] == 1
+
+
+def test_collapse_holds_pml_across_steps_2_to_4_for_uffd():
+    """With a98460494b16 the copy cannot get in: it waits for ptl, finds the PMD changed, and
+    installs its page in a new table after the collapse; the THP is no longer PTE-mapped."""
+    k = uffd_copy_between_step2_and_step4(REFERENCE)
+    mm = k.mms[0]
+    assert mm.rss == {"MM_SHMEMPAGES": 0, "MM_ANONPAGES": 1}
+    assert mm.nr_ptes == 1
+
+
+def test_collapse_after_munmap_is_a_vma_check():
+    k = munmap_before_collapse_relocks(REFERENCE)
+    results = {t.name: t.result for t in k.m.tasks}
+    assert results["CPU1:khugepaged(mm0@4)"] == "SCAN_VMA_CHECK"

@@ -1,0 +1,232 @@
+"""GUP-fast, slow GUP and a secondary MMU: their oracles fire on broken code, and the reference
+comes through the same deterministic schedules clean (end-of-run checks included)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgconform.kernel import gup
+from pgconform.kernel.gup import stack_pmd, try_grab_folio
+from pgconform.kernel.memory import zap_pte_range
+from pgconform.kernel.objects import pte_present
+from pgconform.kernel.secondary_mmu import device_access, secondary_mmus
+from pgconform.oracle.secondary import check_gup_page
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference.khugepaged import SCAN_PAGE_COUNT, SCAN_SUCCEED
+from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.sim.effects import Atomic, DownRead, Lock, UpRead
+from pgconform.sim.errors import Violation
+from pgconform.zoo import a9_retract_no_pmd_notifier
+from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
+
+#: mm0 maps the 8-page shmem file shared at [4, 12) with a device (secondary MMU); file page 0
+#: (address 4) is faulted in, so PMD 1 has a PTE table
+SHARED_DEV = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),),
+                       secondary_mmu=True)
+#: the same mapping private, page 0 read-faulted in (a read-only file PTE a write COWs)
+PRIVATE = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False),), prefault=((0, 4, False),))
+
+
+def smmu_of(k, mm=0):
+    return secondary_mmus(k.mms[mm])[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# A9: the device walks a retracted table through its cached pointer
+
+
+def blind_pmd_clear_oracle(k, mm=0):
+    """Run the PMD store hook of ``mm`` as if an mmu_notifier range covered every PMD write, so
+    that mmu.pmd-clear-unnotified (which catches A9 at the clear) stays silent and the
+    secondary-MMU oracle is judged on its own."""
+    table = k.mms[mm].pmd_table
+    hook = table.check_store
+    ranges = k.mms[mm].notifier_ranges
+
+    def blinded(m, t, page, idx, value):
+        whole = (idx * k.geo.ptrs_per_pte, (idx + 1) * k.geo.ptrs_per_pte)
+        ranges.append(whole)
+        try:
+            hook(m, t, page, idx, value)
+        finally:
+            ranges.remove(whole)
+
+    table.check_store = blinded
+
+
+def device_across_retract(impl, blind=True):
+    """khugepaged collapses PMD 1 and stops before retract_page_tables(): the old pages are
+    unmapped (the table T is empty) and the THP is locked in the page cache.  The device reads 5:
+    its fault walks through T, finds nothing and faults, which waits for the THP's lock.
+    khugepaged retracts T and finishes; T's grace period passes and T is freed; the device's fault
+    maps the THP by PMD, and its driver installs what the walk went through unless the notifier
+    sequence says an invalidation came in between.  Then the device reads 6."""
+    k = build_world(SHARED_DEV, impl)
+    m = k.m
+    if blind:
+        blind_pmd_clear_oracle(k)
+    smmu = smmu_of(k)
+    collapse = start_op(k, "CPU1", Op("khugepaged", 0, 4))
+    step_until(m, collapse, lambda t: in_path(t, "retract_page_tables"))
+    dev = start_op(k, "CPU0", Op("device", 0, 5))
+    m.run(dev, m.step_bound)
+    assert type(dev.pending) is Lock and dev.pending.lock.sleeps, dev.pending  # the THP's lock
+    run_to_end(m, collapse)
+    assert collapse.result == SCAN_SUCCEED
+    for cb in m.ready_callbacks():  # the grace period: pte_free_now() frees T
+        m.run_callback(cb)
+    run_to_end(m, start_op(k, "CPU2", Op("read", 0, 8)))  # a new table for PMD 2 reuses T's frame
+    run_to_end(m, dev)
+    assert dev.result == "ok"
+    m.run(m.spawn("CPU0", device_access(k, smmu, 6), "device DMA read mm0@6"), m.step_bound)
+    finish(k)
+    return k
+
+
+def test_a9_device_walks_the_freed_table():
+    with pytest.raises(Violation) as excinfo:
+        device_across_retract(a9_retract_no_pmd_notifier.MUTANT)
+    v = excinfo.value
+    assert v.clause == "mmu.secondary-stale-table", str(v)
+    assert "freed and reused" in str(v)
+
+
+def test_a9_is_caught_at_the_clear_when_not_blinded():
+    with pytest.raises(Violation) as excinfo:
+        device_across_retract(a9_retract_no_pmd_notifier.MUTANT, blind=False)
+    assert excinfo.value.clause == "mmu.pmd-clear-unnotified", str(excinfo.value)
+
+
+def test_reference_device_across_retract_is_clean():
+    k = device_across_retract(REFERENCE)
+    assert not k.m.failed
+    smmu = smmu_of(k)
+    assert not smmu.pwc  # the PMD is huge now: no table to cache
+    assert set(smmu.tlb) == {5, 6}
+
+
+# ------------------------------------------------------------------------------------------------
+# a cached translation outliving the mapping
+
+
+def dontneed_without_notifier(k, mm, start, end):
+    """A broken MADV_DONTNEED: zap_pte_range() with no mmu_notifier range around it."""
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(start)
+    pmdp = mm.pmd_offset(start, k.geo)
+    yield from zap_pte_range(k, vma, pmdp, start, end)
+    yield UpRead(mm.mmap_lock)
+
+
+def device_across_zap(zap):
+    k = build_world(SHARED_DEV, REFERENCE)
+    m = k.m
+    smmu = smmu_of(k)
+    run_to_end(m, m.spawn("CPU0", device_access(k, smmu, 5), "device DMA read mm0@5"))
+    assert 5 in smmu.tlb
+    run_to_end(m, m.spawn("CPU1", zap(k, k.mms[0], 4, 8), "MADV_DONTNEED mm0@4+4"))
+    run_to_end(m, m.spawn("CPU0", device_access(k, smmu, 5), "device DMA read mm0@5"))
+    finish(k)
+    return k
+
+
+def test_device_uses_a_translation_the_zap_did_not_invalidate():
+    with pytest.raises(Violation) as excinfo:
+        device_across_zap(dontneed_without_notifier)
+    assert excinfo.value.clause == "mmu.secondary-stale-translation", str(excinfo.value)
+
+
+def test_reference_zap_invalidates_the_device():
+    from pgconform.kernel.memory import madvise_dontneed
+
+    k = device_across_zap(madvise_dontneed)
+    assert not k.m.failed
+
+
+# ------------------------------------------------------------------------------------------------
+# GUP-fast
+
+
+def gup_pte_range_no_recheck(k, mm, pmd, pmdp, addr, end, pages):
+    """gup_pte_range() as before the PMD recheck (70cbc3cc78a9) and without the PTE recheck:
+    whatever the PTE read named is returned once grabbed."""
+    ptep = yield from k.impl.pte_offset_map(k, stack_pmd(k, pmd), addr)
+    if ptep is None:
+        return 0
+    pte = yield ptep_load(ptep)
+    ret = 0
+    if pte_present(pte):
+        folio = yield from try_grab_folio(k, pte.folio)
+        if folio is not None:
+            yield Atomic("use the page (no recheck)", _confirm,
+                         (k, mm, addr, ptep.table, folio, pte.idx))
+            pages.append((addr, folio, pte.idx))
+            ret = int(addr + 1 == end)
+    yield from k.impl.pte_unmap(k, ptep)
+    return ret
+
+
+def ptep_load(ptep):
+    from pgconform.sim.effects import Load
+
+    return Load(ptep.table, ptep.idx)
+
+
+def _confirm(m, t, k, mm, addr, table, folio, idx):
+    check_gup_page(k, t, mm, addr, table, folio, idx)
+
+
+def gup_fast_across_cow(arch="powerpc64"):
+    """GUP-fast reads the read-only file PTE at 4 of a private mapping and takes its reference;
+    a write at 4 replaces it with an anonymous copy (COW); GUP-fast goes on.  (On powerpc the
+    PTE change interrupts nobody: no IPI waits for GUP-fast's IRQ-off section.)"""
+    k = build_world(PRIVATE, REFERENCE, arch=arch)
+    m = k.m
+    g = start_op(k, "CPU0", Op("gup_fast", 0, 4, 1))
+    step_until(m, g, lambda t: type(t.pending) is Atomic and "try_grab_folio" in t.pending.label)
+    m.step(g)
+    run_to_end(m, start_op(k, "CPU1", Op("write", 0, 4)))
+    run_to_end(m, g)
+    finish(k)
+    return k, g
+
+
+def test_gup_fast_without_its_rechecks_returns_the_replaced_page(monkeypatch):
+    monkeypatch.setattr(gup, "gup_pte_range", gup_pte_range_no_recheck)
+    with pytest.raises(Violation) as excinfo:
+        gup_fast_across_cow()
+    assert excinfo.value.clause == "gup.stale-page", str(excinfo.value)
+
+
+def test_reference_gup_fast_recheck_falls_back_to_slow_gup():
+    k, g = gup_fast_across_cow()
+    assert not k.m.failed and g.result == 1
+    # the PTE recheck failed, so the page came from follow_page_pte()
+    assert any(in_path_name(path, "follow_page_pte") for _, path, _, _ in k.m.trace)
+
+
+def in_path_name(path, name):
+    return any(name in fn for fn in path)
+
+
+def test_a_gup_reference_makes_collapse_back_off():
+    """A page held by GUP cannot be frozen: collapse_file() fails with SCAN_PAGE_COUNT; and a
+    page frozen by collapse_file() cannot be grabbed: GUP-fast falls back and waits."""
+    k = build_world(SHARED_DEV, REFERENCE)
+    m = k.m
+    g = start_op(k, "CPU0", Op("gup_fast", 0, 4, 1))
+    step_until(m, g, lambda t: type(t.pending) is Atomic and "try_grab_folio" in t.pending.label)
+    m.step(g)
+    collapse = start_op(k, "CPU1", Op("khugepaged", 0, 4))
+    run_to_end(m, collapse)
+    assert collapse.result == SCAN_PAGE_COUNT
+    finish(k)
+
+
+def test_gup_of_every_kind_is_clean_on_the_reference():
+    for op in (Op("gup_fast", 0, 4, 2), Op("gup", 0, 6, 2), Op("gup_fast", 0, 7, 2),
+               Op("device", 0, 5)):
+        k = build_world(SHARED_DEV, REFERENCE)
+        t = start_op(k, "CPU0", op)
+        finish(k)
+        assert t.result in (1, 2, "ok"), (op, t.result)

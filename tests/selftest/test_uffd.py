@@ -1,0 +1,433 @@
+"""userfaultfd write-protect, minor mode and poison, mprotect and PTE markers: the model does what
+6.6 does, each userfaultfd oracle fires on a broken kernel action while the reference comes through
+the same schedule clean, the zoo's A8 is caught by a deterministic schedule, and the finding on
+UFFDIO_POISON against retract_page_tables() is recorded (xfail).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pgconform.kernel.objects import (
+    PTE_MARKER_POISONED,
+    PTE_MARKER_UFFD_WP,
+    VM_UFFD_MINOR,
+    VM_UFFD_WP,
+    VM_WRITE,
+    Pte,
+)
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference.khugepaged import SCAN_SUCCEED
+from pgconform.scenario import (
+    OP_KINDS,
+    OP_LABELS,
+    OP_STARTERS,
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
+from pgconform.sim.effects import DownRead, Load, Store, UpRead
+from pgconform.sim.errors import Violation
+from pgconform.zoo import MUTANTS
+from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
+from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
+
+#: mm0 maps the 8-page shmem file shared at [4, 12), page 0 (address 4) faulted in: PMD 1 points
+#: at a PTE table khugepaged can retract
+SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
+#: the same VMA registered for uffd-wp, addresses 4-7 write-protected (a uffd-wp PTE at 4,
+#: markers at 5-7)
+SHARED_WP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),), prefault=((0, 4, False),),
+                      writeprotect=((0, 4, 4),))
+#: registered in missing mode (UFFDIO_POISON needs a registered VMA), page 0 faulted in
+SHARED_MISSING = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True),),
+                           prefault=((0, 4, False),))
+#: registered in minor mode, nothing mapped
+SHARED_MINOR = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_minor=True),))
+
+KHUGEPAGED = Op("khugepaged", 0, 4)
+REGISTER_WP = Op("uffd_register", 0, 4, 0)
+WRITEPROTECT_PMD1 = Op("uffd_writeprotect", 0, 4, 4)
+UNPROTECT_PMD1 = Op("uffd_writeprotect", 0, 4, 6)  # [4, 10): arg % 3 == 0 unprotects
+POISON_5 = Op("uffd_poison", 0, 5)
+
+
+def run(k, op, lane="CPU0"):
+    """Start ``op`` and run it alone to its end; its result."""
+    t = start_op(k, lane, op)
+    run_to_end(k.m, t)
+    return t.result
+
+
+def entries(k, mm_i=0, pmd=1):
+    mm = k.mms[mm_i]
+    return list(k.pmd_table(mm.pmd_table.entries[pmd]).entries)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+
+
+def test_op_kinds_registered():
+    assert set(OP_STARTERS) == set(OP_LABELS)
+    for kind in ("uffd_register", "uffd_unregister", "uffd_writeprotect", "uffd_continue",
+                 "mprotect"):
+        assert kind in OP_KINDS
+    assert "uffd_poison" in OP_LABELS and "uffd_poison" not in OP_KINDS
+
+
+def test_writeprotect_installs_markers_and_wp_bits():
+    """change_pte_range(): a uffd-wp bit on the present PTE, markers in the none entries; a write
+    goes to the monitor (twice through the fault path for a marker: the read-only page is mapped
+    with the bit carried over, then do_wp_page() hands it over), a read maps the page."""
+    k = build_world(SHARED_WP, REFERENCE)
+    e = entries(k)
+    assert e[0].uffd_wp and not e[0].write
+    assert e[1:] == [PTE_MARKER_UFFD_WP] * 3
+    assert set(k.mms[0].uffd.wp) == {4, 5, 6, 7}
+    assert run(k, Op("write", 0, 5)) == "UFFD_WP"
+    assert entries(k)[1] == Pte(k.files[0].pages[1], 0, write=False, uffd_wp=True)
+    assert run(k, Op("read", 0, 6)) == "ok"
+    assert run(k, Op("write", 0, 4)) == "UFFD_WP"
+    assert run(k, UNPROTECT_PMD1) == 0
+    assert entries(k)[3] is None and entries(k)[1].write and not entries(k)[1].uffd_wp
+    assert run(k, Op("write", 0, 5)) == "ok"
+    finish(k)
+
+
+def test_writeprotect_populates_a_none_pmd():
+    """change_pmd_prepare(): with nothing mapped, UFFDIO_WRITEPROTECT allocates the PTE table so
+    that the none entries can carry markers."""
+    k = build_world(WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),)), REFERENCE)
+    assert k.mms[0].pmd_table.entries[1] is None
+    assert run(k, Op("uffd_writeprotect", 0, 4, 2)) == 0
+    assert entries(k) == [PTE_MARKER_UFFD_WP] * 2 + [None] * 2
+    finish(k)
+
+
+def test_zap_keeps_wp_markers_munmap_drops_them():
+    """MADV_DONTNEED keeps uffd-wp markers of a file VMA (and turns the uffd-wp PTE into one);
+    munmap drops them (ZAP_FLAG_DROP_MARKER) so free_pgtables() frees an empty table."""
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, Op("dontneed", 0, 4, 4)) == "ok"
+    assert entries(k) == [PTE_MARKER_UFFD_WP] * 4
+    assert k.mms[0].rss["MM_SHMEMPAGES"] == 0
+    assert run(k, Op("write", 0, 4)) == "UFFD_WP"
+    assert run(k, Op("munmap", 0, 4)) == 0
+    assert k.mms[0].pmd_table.entries[1] is None
+    finish(k)
+
+
+def test_unregister_unprotects():
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, Op("uffd_unregister", 0, 4)) == 0
+    assert entries(k)[1:] == [None] * 3 and not entries(k)[0].uffd_wp
+    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.mms[0].uffd.wp
+    assert run(k, Op("write", 0, 5)) == "ok"
+    finish(k)
+
+
+def test_leftover_marker_cleared_when_not_registered():
+    """pte_marker_handle_uffd_wp(): a marker left in a VMA re-registered without WP is cleared by
+    the fault (pte_marker_clear()), which then maps the page."""
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, Op("uffd_register", 0, 4, 3)) == 0  # MISSING only
+    assert run(k, Op("write", 0, 5)) == "ok"
+    assert entries(k)[1].write
+    finish(k)
+
+
+def test_uffd_wp_needs_the_arch():
+    """HAVE_ARCH_USERFAULTFD_WP / _MINOR: x86-64 only among the modelled 6.6 architectures."""
+    k = build_world(SHARED, REFERENCE, arch="powerpc64")
+    assert run(k, REGISTER_WP) == "EINVAL"
+    assert run(k, Op("uffd_register", 0, 4, 1)) == "EINVAL"
+    assert run(k, Op("uffd_register", 0, 4, 3)) == 0
+    assert run(k, WRITEPROTECT_PMD1) == "ENOENT"
+    finish(k)
+
+
+def test_minor_fault_and_continue():
+    """A page-cache hit in a MINOR VMA goes to the monitor; UFFDIO_CONTINUE maps the page under
+    its folio lock; then the access succeeds."""
+    k = build_world(SHARED_MINOR, REFERENCE)
+    assert VM_UFFD_MINOR in k.mms[0].vmas[0].flags
+    assert run(k, Op("read", 0, 5)) == "UFFD_MINOR"
+    assert run(k, Op("uffd_continue", 0, 5)) == 0
+    assert entries(k)[1].folio is k.files[0].pages[1]
+    assert run(k, Op("uffd_continue", 0, 5)) == "EEXIST"
+    assert run(k, Op("write", 0, 5)) == "ok"
+    finish(k)
+
+
+def test_mprotect_write():
+    """mprotect(PROT_READ) takes the write bit away (a write is SIGSEGV); read-write restores it
+    (change_pte_range() with MM_CP_TRY_CHANGE_WRITABLE) without a fault."""
+    k = build_world(WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, True),)), REFERENCE)
+    assert entries(k)[0].write
+    assert run(k, Op("mprotect", 0, 4, 1)) == 0
+    assert VM_WRITE not in k.mms[0].vmas[0].flags and not entries(k)[0].write
+    assert run(k, Op("write", 0, 4)) == "SIGSEGV"
+    assert run(k, Op("read", 0, 4)) == "ok"
+    assert run(k, Op("mprotect", 0, 4, 2)) == 0
+    assert entries(k)[0].write
+    assert run(k, Op("write", 0, 4)) == "ok"
+    finish(k)
+
+
+def test_mprotect_keeps_uffd_wp():
+    """A uffd-wp PTE stays write-protected through mprotect(PROT_READ|PROT_WRITE)."""
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, Op("mprotect", 0, 4, 1)) == 0
+    assert run(k, Op("mprotect", 0, 4, 2)) == 0
+    assert entries(k)[0].uffd_wp and not entries(k)[0].write
+    assert entries(k)[1:] == [PTE_MARKER_UFFD_WP] * 3
+    assert run(k, Op("write", 0, 4)) == "UFFD_WP"
+    finish(k)
+
+
+def test_poison():
+    """UFFDIO_POISON: a marker in a none entry (-EEXIST over anything else); an access is SIGBUS;
+    mprotect leaves it alone; MADV_DONTNEED zaps it, and the page can be faulted in again."""
+    k = build_world(SHARED_MISSING, REFERENCE)
+    assert run(k, POISON_5) == 0
+    assert entries(k)[1] == PTE_MARKER_POISONED
+    assert run(k, Op("uffd_poison", 0, 4)) == "EEXIST"
+    assert run(k, Op("read", 0, 5)) == "SIGBUS"
+    assert run(k, Op("mprotect", 0, 4, 1)) == 0
+    assert entries(k)[1] == PTE_MARKER_POISONED
+    assert run(k, Op("write", 0, 5)) == "SIGSEGV"
+    assert run(k, Op("mprotect", 0, 4, 2)) == 0
+    assert run(k, Op("dontneed", 0, 5, 1)) == "ok"
+    assert entries(k)[1] is None and not k.mms[0].uffd.poisoned
+    assert run(k, Op("read", 0, 5)) == "ok"
+    finish(k)
+
+
+def test_copy_over_markers():
+    """mfill_atomic_install_pte() takes pte_none_mostly(): UFFDIO_COPY fills a hole over a uffd-wp
+    marker (MISSING|WP) or a poison marker, and the promise ends there."""
+    world = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True, uffd_wp=True),),
+                      cached=(True,) + (False,) * 7, prefault=((0, 4, False),),
+                      writeprotect=((0, 4, 2),))
+    k = build_world(world, REFERENCE)
+    # a marker over a hole: the page-missing fault (do_pte_missing()) reaches the hole first
+    assert run(k, Op("write", 0, 5)) == "UFFD_MISSING"
+    assert run(k, Op("read", 0, 6)) == "UFFD_MISSING"
+    assert run(k, Op("uffd_copy", 0, 5, 1)) == 0
+    assert run(k, Op("write", 0, 5)) == "ok"
+    assert run(k, Op("uffd_poison", 0, 6)) == 0
+    assert run(k, Op("uffd_copy", 0, 6, 2)) == 0
+    assert run(k, Op("read", 0, 6)) == "ok"
+    finish(k)
+
+
+def test_collapse_file_keeps_wp_as_markers():
+    """collapse_file() unmaps the old pages with try_to_unmap(), which leaves a uffd-wp marker for
+    the uffd-wp PTE; retract_page_tables() skips the uffd-wp VMA."""
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, KHUGEPAGED) == SCAN_SUCCEED
+    assert entries(k) == [PTE_MARKER_UFFD_WP] * 4
+    assert k.mms[0].nr_ptes == 1
+    finish(k)
+
+
+def test_dormant_markers_go_with_a_retracted_table():
+    """Re-registering a uffd-wp range in another mode clears VM_UFFD_WP but leaves the markers
+    (6.6 userfaultfd_register() only replaces the flags; only UNREGISTER unprotects): they are
+    dormant (a fault clears them), retract_page_tables() no longer skips the VMA, and the table
+    goes with them.  Nothing was promised any more: the reference is clean."""
+    k = build_world(SHARED_WP, REFERENCE)
+    assert run(k, Op("uffd_register", 0, 4, 1)) == 0  # MINOR
+    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.mms[0].uffd.wp
+    assert run(k, KHUGEPAGED) == SCAN_SUCCEED
+    assert k.mms[0].pmd_table.entries[1] is None and k.mms[0].nr_ptes == 0
+    assert run(k, Op("uffd_register", 0, 4, 0)) == 0  # WP again: nothing is protected
+    assert run(k, Op("write", 0, 5)) == "ok"
+    finish(k)
+
+
+# ------------------------------------------------------------------------------------------------
+# A8: retract_page_tables() without the userfaultfd_wp() recheck under ptl
+
+
+def register_and_writeprotect_during_retract(impl):
+    """retract_page_tables() has passed its lockless checks (no uffd-wp) and is in
+    mmu_notifier_invalidate_range_start(); the process registers the VMA for uffd-wp (mmap_lock
+    for write: retract holds none) and write-protects the PMD range, installing markers in the
+    table under its ptl; then the retract takes pml and ptl.  A write follows."""
+    k = build_world(SHARED, impl)
+    m = k.m
+    collapse = start_op(k, "CPU1", KHUGEPAGED)
+    step_until(m, collapse, lambda t: in_function("retract_page_tables")(t)
+               and in_function("mmu_notifier_invalidate_range_start")(t))
+    assert run(k, REGISTER_WP) == 0
+    assert run(k, WRITEPROTECT_PMD1) == 0
+    assert entries(k) == [PTE_MARKER_UFFD_WP] * 4
+    run_to_end(m, collapse)
+    assert collapse.result == SCAN_SUCCEED
+    write = run(k, Op("write", 0, 5))
+    finish(k)
+    return k, write
+
+
+def test_a8_is_caught():
+    with pytest.raises(Violation) as excinfo:
+        register_and_writeprotect_during_retract(A8)
+    v = excinfo.value
+    assert v.clause in A8.expected and v.clause == "pt.free-nonempty"
+    assert "UFFD_WP" in v.message
+
+
+def test_a8_schedule_reference_clean():
+    k, write = register_and_writeprotect_during_retract(REFERENCE)
+    assert not k.m.failed and write == "UFFD_WP"
+    assert k.mms[0].nr_ptes == 1  # the retract skipped the table (skipped_uffd)
+
+
+def test_a8_registered():
+    assert MUTANTS["zoo.retract_no_uffd_wp_recheck"].endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
+    assert A8.overrides and set(A8.expected) >= {"pt.free-nonempty"}
+
+
+def test_change_pte_range_retries_after_the_clear():
+    """mprotect() waits for the ptl in pte_offset_map_lock() while retract_page_tables() holds it;
+    the retract clears the PMD; pmd_same() fails, change_pte_range() returns -EAGAIN and
+    change_pmd_range() goes again, finds the PMD none and moves on."""
+    k = build_world(SHARED, REFERENCE)
+    m = k.m
+    collapse = start_op(k, "CPU1", KHUGEPAGED)
+    step_until(m, collapse, in_function("pmdp_collapse_flush"))
+    prot = start_op(k, "CPU0", Op("mprotect", 0, 4, 1))
+    m.run(prot, m.step_bound)
+    assert in_function("pte_offset_map_lock")(prot) and in_function("change_pte_range")(prot)
+    run_to_end(m, collapse)
+    run_to_end(m, prot)
+    assert prot.result == 0 and k.mms[0].pmd_table.entries[1] is None
+    assert run(k, Op("write", 0, 5)) == "SIGSEGV"
+    finish(k)
+
+
+# ------------------------------------------------------------------------------------------------
+# the userfaultfd oracles: a broken kernel action fires each; the legitimate one passes
+
+
+def _clear_entry(k, mm, addr):
+    """Broken: a kernel path that clears the entry at ``addr`` under its ptl, marker or not,
+    without the process asking (as a move or copy of page tables that forgets markers would)."""
+    yield DownRead(mm.mmap_lock)
+    pmdp = mm.pmd_offset(addr, k.geo)
+    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    if (yield Load(pte.table, pte.idx)) is not None:
+        yield Store(pte.table, pte.idx, None)
+    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield UpRead(mm.mmap_lock)
+
+
+def wp_then_action(action, then=None):
+    """SHARED_WP; CPU0 runs ``action`` (the broken clear of address 5, or MADV_DONTNEED of the
+    PMD range); then (optionally) ``then``."""
+    k = build_world(SHARED_WP, REFERENCE)
+    mm = k.mms[0]
+    if action == "broken":
+        t = k.m.spawn("CPU0", _clear_entry(k, mm, 5), "broken clear")
+        run_to_end(k.m, t)
+    else:  # zap_pte_range() keeps the markers of a file VMA
+        assert run(k, Op("dontneed", 0, 4, 4)) == "ok"
+    result = run(k, then) if then is not None else None
+    finish(k)
+    return result
+
+
+def test_uffd_wp_write_unnotified():
+    with pytest.raises(Violation) as excinfo:
+        wp_then_action("broken", Op("write", 0, 5))
+    assert excinfo.value.clause == "data.uffd-wp-write-unnotified"
+    assert wp_then_action("dontneed", Op("write", 0, 5)) == "UFFD_WP"
+
+
+def test_uffd_marker_lost_wp():
+    with pytest.raises(Violation) as excinfo:
+        wp_then_action("broken")
+    assert excinfo.value.clause == "data.uffd-marker-lost"
+    assert "write-protected" in excinfo.value.message
+    wp_then_action("dontneed")
+
+
+def poison_then_action(action, then=None):
+    """SHARED_MISSING, address 5 poisoned; CPU0 runs ``action``; then (optionally) ``then``."""
+    k = build_world(SHARED_MISSING, REFERENCE)
+    assert run(k, POISON_5) == 0
+    if action == "broken":
+        t = k.m.spawn("CPU0", _clear_entry(k, k.mms[0], 5), "broken clear")
+        run_to_end(k.m, t)
+    else:  # change_pte_range() leaves poison markers alone
+        assert run(k, Op("mprotect", 0, 4, 1)) == 0
+    result = run(k, then) if then is not None else None
+    finish(k)
+    return result
+
+
+def test_poison_read():
+    with pytest.raises(Violation) as excinfo:
+        poison_then_action("broken", Op("read", 0, 5))
+    assert excinfo.value.clause == "data.poison-read"
+    assert poison_then_action("mprotect", Op("read", 0, 5)) == "SIGBUS"
+
+
+def test_uffd_marker_lost_poison():
+    with pytest.raises(Violation) as excinfo:
+        poison_then_action("broken")
+    assert excinfo.value.clause == "data.uffd-marker-lost"
+    assert "poison" in excinfo.value.message
+    poison_then_action("mprotect")
+
+
+# ------------------------------------------------------------------------------------------------
+# finding: UFFDIO_POISON in a shared, MISSING-registered VMA against retract_page_tables()
+
+
+def poison_against_retract(impl, when):
+    """Address 5 of the shared MISSING-registered VMA is poisoned, either before khugepaged
+    collapses the range ("before") or while its retract_page_tables() sits between its lockless
+    checks and pmd_lock ("race"); then the process reads address 5.  6.6 rechecks only anon_vma
+    (none: the VMA is shared) and userfaultfd_wp() (not registered for WP) under ptl, and the
+    huge folio's lock does not order UFFDIO_POISON (it takes no folio lock): the table goes to
+    pte_free_defer() with the poison marker in it."""
+    k = build_world(SHARED_MISSING, impl)
+    m = k.m
+    if when == "before":
+        assert run(k, POISON_5) == 0
+        assert run(k, KHUGEPAGED) == SCAN_SUCCEED
+    else:
+        collapse = start_op(k, "CPU1", KHUGEPAGED)
+        step_until(m, collapse, lambda t: in_function("retract_page_tables")(t)
+                   and in_function("mmu_notifier_invalidate_range_start")(t))
+        assert run(k, POISON_5) == 0
+        run_to_end(m, collapse)
+    read = run(k, Op("read", 0, 5))
+    finish(k)
+    return read
+
+
+@pytest.mark.xfail(strict=True, raises=Violation, reason=(
+    "finding: Linux 6.6 retract_page_tables() loses a PTE_MARKER_POISONED installed by "
+    "UFFDIO_POISON in a shared shmem VMA registered without WP: its checks (anon_vma, "
+    "userfaultfd_wp) do not cover poison markers and mfill_atomic_pte_poison() takes no folio "
+    "lock, so the table is freed with the marker and the next access reads the page instead of "
+    "SIGBUS (pt.free-nonempty; then data.poison-read).  Mainline (7.0) rechecks anon_vma, "
+    "userfaultfd_wp and VMA_MAYBE_GUARD only: still open there."))
+@pytest.mark.parametrize("when", ["before", "race"])
+def test_poison_survives_retract(when):
+    assert poison_against_retract(REFERENCE, when) == "SIGBUS"
+
+
+@pytest.mark.parametrize("when", ["before", "race"])
+def test_poison_lost_by_retract_is_free_nonempty(when):
+    """What the xfail above trips on: the first violation is the free of the non-empty table."""
+    with pytest.raises(Violation) as excinfo:
+        poison_against_retract(REFERENCE, when)
+    assert excinfo.value.clause == "pt.free-nonempty"
+    assert "POISONED" in excinfo.value.message
