@@ -38,7 +38,8 @@ SCENARIOS = tuple(SHAPES)
 #: the draws of the initialisation rule, besides the world (whose strategy is the scenario's)
 INIT_DRAWS = dict(kinds=st.integers(1, 2 ** len(OP_KINDS) - 1), hot=st.integers(0, 7),
                   warm=st.lists(st.integers(0, 7), max_size=3),
-                  primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3))
+                  primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3),
+                  partner=st.fixed_dictionaries(op_draws), stage=st.integers(0, 16))
 
 
 class ConformanceMachine(RuleBasedStateMachine):
@@ -56,9 +57,12 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.world = None
         self.kinds = self.op_kinds
 
-    def _init_world(self, world, kinds, hot, warm, primary, freer):
+    def _init_world(self, world, kinds, hot, warm, primary, freer, partner=None, stage=0):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start a
-        first operation, usually one that frees page tables (the protocol under test)."""
+        first operation, usually one that frees page tables (the protocol under test).  With a
+        ``stage``, run it to just before its ``stage``-th lock and start a ``partner`` operation
+        there: a race needs two operations, and its window mostly ends where the first takes a
+        lock (pml, ptl) after a lockless check."""
         self.world = world
         # swarm testing: ``kinds`` is a bitmask of the operation kinds this run uses
         self.kinds = tuple(k for i, k in enumerate(OP_KINDS) if kinds >> i & 1 and
@@ -71,13 +75,16 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.started = []
         if freer < 3:
             primary = dict(primary, kind=FREERS[freer % len(FREERS)])
-        self._start(make_op(world, self.hot, self.op_kinds, **primary))
+        first = self._start(make_op(world, self.hot, self.op_kinds, **primary))
+        if stage and partner is not None:
+            self.k.m.run_to_sync(first, stage, PCT_BUDGET)
+            self._start(make_op(world, self.hot, self.kinds, **partner))
 
     def _start(self, op):
         lane = self._idle_lane()
         self.started.append((lane, op))
         note(f"{lane}: {op}")  # the operation as run (the draws above pass through the swarm)
-        start_op(self.k, lane, op)
+        return start_op(self.k, lane, op)
 
     def _idle_lane(self):
         busy = {t.lane for t in self.k.m.active()}
@@ -99,15 +106,25 @@ class ConformanceMachine(RuleBasedStateMachine):
         runnable = self.k.m.runnable()
         self.k.m.run(runnable[pick % len(runnable)], n)
 
+    @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
+    @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 16))
+    def advance_to_lock(self, pick, n):
+        """Advance one CPU to just before the ``n``-th lock it takes from now: the end of a race
+        window (a lockless check, then pml or ptl), where a preemption matters most."""
+        runnable = self.k.m.runnable()
+        self.k.m.run_to_sync(runnable[pick % len(runnable)], n, PCT_BUDGET)
+
     @precondition(lambda self: self.k is not None and (len(self.k.m.active()) >= 2
                                                        or bool(self.k.m.callbacks)))
     @rule(order=st.permutations(LANES),
-          change=st.lists(st.integers(0, 15) | st.integers(0, 63), max_size=3, unique=True))
-    def schedule(self, order, change):
+          change=st.lists(st.integers(0, 15) | st.integers(0, 63), max_size=3, unique=True),
+          at_locks=st.booleans())
+    def schedule(self, order, change, at_locks):
         """Run everything under PCT: lane priorities ``order`` (first runs first) and preemptions
-        at the ``change``-th preemption points."""
+        at the ``change``-th preemption points (``at_locks``: just before the ``change``-th lock
+        acquisitions)."""
         prio = {lane: len(order) - i for i, lane in enumerate(order)}
-        run_pct(self.k.m, prio, change, PCT_BUDGET)
+        run_pct(self.k.m, prio, change, PCT_BUDGET, at_locks)
 
     @precondition(lambda self: self.k is not None and len(self.started) >= 2)
     @rule()
@@ -151,10 +168,11 @@ def make_machine(implementation: Implementation, arch: str = "x86_64",
     example."""
 
     @initialize(world=worlds(scenario), **INIT_DRAWS)
-    def init_world(self, world, kinds, hot, warm, primary, freer):
+    def init_world(self, world, kinds, hot, warm, primary, freer, partner, stage):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start
-        a first operation, usually one that frees page tables (the protocol under test)."""
-        self._init_world(world, kinds, hot, warm, primary, freer)
+        a first operation, usually one that frees page tables (the protocol under test), and
+        perhaps a partner where the first is about to take a lock."""
+        self._init_world(world, kinds, hot, warm, primary, freer, partner, stage)
 
     cls_name = name or f"Conformance_{arch}_{scenario}"
     cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch,

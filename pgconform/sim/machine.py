@@ -18,9 +18,20 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from pgconform.sim.effects import Effect
+from pgconform.sim.effects import (
+    DownRead,
+    DownReadTrylock,
+    DownWrite,
+    DownWriteTrylock,
+    Effect,
+    Lock,
+    Trylock,
+)
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.sync import RcuHead, RwSemaphore, Spinlock
+
+#: the effects that take a lock: where Machine.run_to_sync() stops
+SYNC_EFFECTS = frozenset({Lock, Trylock, DownRead, DownWrite, DownReadTrylock, DownWriteTrylock})
 
 DEFAULT_STEP_BOUND = 5_000
 
@@ -221,6 +232,21 @@ class Machine:
         """Step ``t`` up to ``n`` times, stopping early when it blocks or finishes."""
         done = 0
         while done < n and not t.done and t.pending.blocked(self, t) is None:
+            self.step(t)
+            done += 1
+        return done
+
+    def run_to_sync(self, t: Task, k: int, limit: int) -> int:
+        """Step ``t`` until its pending effect is the ``k``-th lock acquisition from now (not
+        taken), stopping early when it blocks or finishes; at most ``limit`` steps.  Race windows
+        in this protocol end where a lock is taken (a lockless check, then pml or ptl), so a
+        preemption just there is worth more than one at a random step."""
+        done = 0
+        while done < limit and not t.done and t.pending.blocked(self, t) is None:
+            if type(t.pending) in SYNC_EFFECTS:
+                k -= 1
+                if k <= 0:
+                    break
             self.step(t)
             done += 1
         return done

@@ -14,14 +14,20 @@ change-point indices), so Hypothesis draws it in a few decisions, shrinks it and
 
 from __future__ import annotations
 
+from pgconform.sim.machine import SYNC_EFFECTS
+
 RCU_LANE = "RCU"
 
 
-def run_pct(m, priorities: dict, change_points, budget: int) -> int:
+def run_pct(m, priorities: dict, change_points, budget: int, at_locks: bool = False) -> int:
     """Run up to ``budget`` steps of ``m`` under PCT; returns the number of steps taken.
 
     ``priorities`` maps lane names to numbers (higher runs first; lanes not listed rank lowest);
-    ``change_points`` is a collection of preemption-point indices."""
+    ``change_points`` is a collection of preemption-point indices.  With ``at_locks`` the points
+    are instead the lock acquisitions (SYNC_EFFECTS), and a lane at a change point drops *before*
+    taking the lock: the race windows of this protocol are a lockless check followed by taking
+    pml or ptl, and there are far fewer locks than preemption points, so a window is hit more
+    often."""
     prio = dict(priorities)
     low = min(prio.values(), default=0) - 1
     points = 0
@@ -46,6 +52,16 @@ def run_pct(m, priorities: dict, change_points, budget: int) -> int:
         if best is None:
             break
         eff = best.pending
+        if at_locks:
+            if type(eff) in SYNC_EFFECTS:
+                points += 1
+                if points - 1 in change:
+                    prio[best.lane] = low  # preempted just before it takes the lock
+                    low -= 1
+                    continue
+            m.step(best)
+            steps += 1
+            continue
         m.step(best)
         steps += 1
         if eff.preempt_point:
