@@ -36,10 +36,10 @@ PCT_BUDGET = 400
 SCENARIOS = tuple(SHAPES)
 
 #: the draws of the initialisation rule, besides the world (whose strategy is the scenario's)
-INIT_DRAWS = dict(kinds=st.integers(1, 2 ** len(OP_KINDS) - 1), hot=st.integers(0, 7),
-                  warm=st.lists(st.integers(0, 7), max_size=3),
-                  primary=st.fixed_dictionaries(op_draws), freer=st.integers(0, 3),
-                  partner=st.fixed_dictionaries(op_draws), stage=st.integers(0, 16))
+INIT_DRAWS = {"kinds": st.integers(1, 2 ** len(OP_KINDS) - 1), "hot": st.integers(0, 7),
+              "warm": st.lists(st.integers(0, 7), max_size=3),
+              "primary": st.fixed_dictionaries(op_draws), "freer": st.integers(0, 3),
+              "partner": st.fixed_dictionaries(op_draws), "stage": st.integers(0, 16)}
 
 
 class ConformanceMachine(RuleBasedStateMachine):
