@@ -55,7 +55,6 @@ SLICE_S = 20
 #: proves the oracle catches them (tests/selftest/test_pae.py, test_arch_actors.py)
 SLOW_HUNTS = {
     "zoo.pae_no_pmdp_get_lockless_sync": "test_pae.py::test_torn_read_without_the_sync_is_caught",
-    "zoo.pte_lockptr_from_reread_pmd": "test_arch_actors.py (A14 schedules)",
     # since the actors of issue 4 joined the operation mix, these races take minutes to find at
     # random (bench/: medians); their deterministic schedules run every time
     "zoo.retract_no_anon_vma_recheck": "test_collapse.py::test_mutant_is_caught[A7]",
