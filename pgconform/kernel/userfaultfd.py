@@ -50,7 +50,6 @@ from pgconform.oracle.uffd import (
 from pgconform.sim.effects import Atomic, DownRead, DownWrite, Load, Store, Unlock, UpRead, UpWrite
 
 EAGAIN, EEXIST, ENOENT, EFAULT, EINVAL = "EAGAIN", "EEXIST", "ENOENT", "EFAULT", "EINVAL"
-ESRCH = "ESRCH"
 
 #: __VM_UFFD_FLAGS (include/linux/userfaultfd_k.h, 6.6)
 VM_UFFD_FLAGS = frozenset({VM_UFFD_MISSING, VM_UFFD_WP, VM_UFFD_MINOR})
@@ -62,11 +61,6 @@ REGISTER_MODES = (frozenset({VM_UFFD_WP}), frozenset({VM_UFFD_MINOR}),
 def userfaultfd_registered(vma) -> bool:
     """vma->vm_userfaultfd_ctx.ctx != NULL (find_dst_vma()'s check): one context per mm here."""
     return bool(vma.flags & VM_UFFD_FLAGS)
-
-
-def mmget_not_zero(mm) -> bool:
-    """The ioctls work on the registered mm through the uffd context: none once it exited."""
-    return mm.users > 0
 
 
 def pte_none_mostly(v) -> bool:
@@ -164,10 +158,9 @@ def _mfill_atomic_prepare(k, mm, addr):
     """The common head of mfill_atomic() (6.6), under mmap_lock for read: find_dst_vma() (a VMA
     registered with userfaultfd, any mode), anon_vma_prepare() for a private VMA, then a PTE table
     for ``addr`` (__pte_alloc() on a none PMD; a huge PMD is -EEXIST).  Returns
-    ``(vma, pmdp, None)``, or ``(None, None, error)`` with mmap_lock released (-ESRCH without
-    it: the mm has exited, mmget_not_zero() in fs/userfaultfd.c)."""
-    if not mmget_not_zero(mm):
-        return None, None, ESRCH
+    ``(vma, pmdp, None)``, or ``(None, None, error)`` with mmap_lock released.  (The ioctls'
+    mmget_not_zero() always succeeds in the model: they run as tasks of the process, which exit
+    waits for, and scenario.start_op() answers -ESRCH for a process that has exited.)"""
     yield DownRead(mm.mmap_lock)
     vma = mm.find_vma(addr)
     if vma is None or not userfaultfd_registered(vma):
@@ -283,8 +276,6 @@ def mwriteprotect_range(k, mm, start, length, enable_wp):
     """mm/userfaultfd.c: mwriteprotect_range() (6.6) under mmap_lock for read, for the VMA at
     ``start`` (the range is clipped to it): -ENOENT unless it is registered for WP, else
     uffd_wp_range().  Returns 0 or the error."""
-    if not mmget_not_zero(mm):
-        return ESRCH
     end = start + length
     token = _WpOp()
     yield Atomic(f"ioctl(UFFDIO_WRITEPROTECT, {start}+{length}, "
@@ -327,8 +318,6 @@ def userfaultfd_register(k, mm, addr, mode):
     if (VM_UFFD_WP in mode and not k.arch.uffd_wp) or \
             (VM_UFFD_MINOR in mode and not k.arch.uffd_minor):
         return EINVAL
-    if not mmget_not_zero(mm):
-        return ESRCH
     yield DownWrite(mm.mmap_lock)
     vma = mm.find_vma(addr)
     if vma is None:
@@ -348,8 +337,6 @@ def userfaultfd_unregister(k, mm, addr):
     """fs/userfaultfd.c: userfaultfd_unregister() (6.6) of the VMA at ``addr``, under mmap_lock
     for write: a WP-registered VMA is first unprotected (uffd_wp_range(false): markers dropped,
     uffd-wp bits cleared), then its uffd flags are cleared."""
-    if not mmget_not_zero(mm):
-        return ESRCH
     yield DownWrite(mm.mmap_lock)
     vma = mm.find_vma(addr)
     if vma is None:
