@@ -19,6 +19,42 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """Run a replay string again; exit 1 if it fails (printing the verdict), 0 if it passes, 2 if
+    the string or the implementation cannot be used."""
+    from pgconform.implementation import ImplementationError
+    from pgconform.replay import ReplayError, check_determinism, decode, machine_for, run_steps
+
+    try:
+        run = decode(args.string)
+        cls = machine_for(run, args.impl)
+    except (ReplayError, ImplementationError) as e:
+        print(f"pgconform replay: error: {e}", file=sys.stderr)
+        return 2
+    spec = args.impl or run.spec
+    print(f"pgconform: replaying {len(run.steps)} steps judging {spec} on {run.arch}, "
+          f"scenario {run.scenario}")
+    machine, violation = run_steps(cls, run.steps)
+    if args.check_determinism:
+        odd = check_determinism(run, args.impl)
+        if odd is not None:
+            print(odd.headline())
+            return 1
+    if violation is None:
+        print("no violation: the schedule passes")
+        return 0
+    if args.html:
+        from pgconform.sim.timeline import write_html
+
+        write_html(args.html, machine.k.m, violation, title=f"{spec} on {run.arch}")
+    if args.full and machine.k is not None:
+        from pgconform.sim.trace import render
+
+        violation.diagram = render(machine.k.m, violation, limit=len(machine.k.m.trace))
+    print(violation)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pgconform",
@@ -34,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print the module:attr each name resolves to",
     )
     p_list.set_defaults(func=_cmd_list)
+
+    p_replay = sub.add_parser("replay", help="run a failure again from the replay string it "
+                              "printed; exit status 1 if it fails, 0 if it passes")
+    p_replay.add_argument("string", help="the string after 'replay:' in the failure (pgc1:...)")
+    p_replay.add_argument("--impl", metavar="SPEC", default=None,
+                          help="judge this implementation instead of the one the string names")
+    p_replay.add_argument("--html", metavar="PATH", default=None,
+                          help="also write the failing schedule as an HTML timeline")
+    p_replay.add_argument("--full", action="store_true",
+                          help="show every effect of the run in the diagram, not only those "
+                               "that touch the objects involved")
+    p_replay.add_argument("--check-determinism", action="store_true",
+                          help="run the schedule twice more and report if the runs differ")
+    p_replay.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -131,12 +131,99 @@ def coerce_implementation(obj: Any, name: str) -> Implementation:
     )
 
 
+def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
+    """For the series functions whose result the model uses: what the kernel API returns (as
+    the model represents it) and a test of a result.  An override returning anything else gets an
+    ``impl.bad-return`` verdict where it returns, instead of crashing the model later."""
+    from pgconform.kernel.objects import HugePmd, PmdPtr, PtePtr, PteTable, TablePmd, TornPmd
+    from pgconform.sim.sync import Spinlock
+
+    pmd_types = (type(None), TablePmd, HugePmd, TornPmd)
+
+    def pmd(r):
+        return isinstance(r, pmd_types)
+
+    def pair(first, second):
+        return lambda r: type(r) is tuple and len(r) == 2 and first(r[0]) and second(r[1])
+
+    def pte(r):
+        return r is None or isinstance(r, PtePtr)
+
+    def ptl(r):
+        return isinstance(r, Spinlock)
+
+    def table(r):
+        return r is None or isinstance(r, (PteTable, PtePtr))
+
+    def scan(r):
+        return isinstance(r, str) and r.startswith("SCAN_")
+
+    pmd_value = "a pmd value (None, a table or a huge PMD)"
+    return {
+        "pmdp_get_lockless": (pmd_value, pmd),
+        "pmdp_collapse_flush": (pmd_value, pmd),
+        "__pte_offset_map": ("(pte_t * or None, the pmd value read)", pair(pte, pmd)),
+        "pte_offset_map": ("a pte_t * or None", pte),
+        "pte_offset_map_nolock": ("(pte_t * or None, spinlock_t * or None)",
+                                  pair(pte, lambda r: r is None or ptl(r))),
+        "pte_offset_map_lock": ("(pte_t * or None, spinlock_t * or None)",
+                                pair(pte, lambda r: r is None or ptl(r))),
+        "pmd_lockptr": ("a spinlock_t *", ptl),
+        "pmd_lock": ("a spinlock_t *", ptl),
+        "pte_lockptr": ("a spinlock_t *", ptl),
+        "pte_alloc_one": ("a page table (pgtable_t or its pte_t *) or None", table),
+        "pte_fragment_alloc": ("a page table (its pte_t *) or None", table),
+        "page_table_alloc": ("a page table (its pte_t *) or None", table),
+        "find_pmd_or_thp_or_none": ("(a SCAN_* result, pmd_t * or None)",
+                                    pair(scan, lambda r: r is None or isinstance(r, PmdPtr))),
+        "hpage_collapse_test_exit": ("a bool", lambda r: isinstance(r, bool)),
+        "collapse_file": ("a SCAN_* result", scan),
+        "collapse_pte_mapped_thp": ("a SCAN_* result", scan),
+        "move_normal_pmd": ("a bool", lambda r: isinstance(r, bool)),
+    }
+
+
+def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]:
+    """``fn`` (an implementation's ``name``) as the model calls it: a call it cannot take, a
+    result that is not a generator, or a returned value ``check`` rejects is an
+    ``impl.bad-return`` verdict (ImplementationErrored) raised in the calling task."""
+    from pgconform.sim.errors import ImplementationErrored
+
+    def checked_call(k, *args, **kwargs):
+        try:
+            gen = fn(k, *args, **kwargs)
+        except TypeError as e:
+            if e.__traceback__ is not None and e.__traceback__.tb_next is None:
+                raise ImplementationErrored(
+                    "impl.bad-return", f"{name} cannot be called as the kernel calls it "
+                    f"({len(args) + 1} arguments): {e}") from None
+            raise
+        if not isinstance(gen, types.GeneratorType):
+            raise ImplementationErrored(
+                "impl.bad-return", f"{name} returned {gen!r} when called, not a generator: a "
+                "series function yields simulator effects and returns its result (it needs a "
+                "yield)")
+        result = yield from gen
+        if check is not None and not check[1](result):
+            raise ImplementationErrored(
+                "impl.bad-return", f"{name} returned {result!r} ({type(result).__name__}); "
+                f"the kernel API returns {check[0]}")
+        return result
+
+    checked_call.__wrapped__ = fn  # the implementation's own code (kernel.world)
+    checked_call.__name__ = checked_call.__qualname__ = name
+    return checked_call
+
+
 def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
     """The function table the model calls through: the reference for ``arch`` (the generic
     functions, replaced by the arch's own where it has them, as ``#define pte_free_defer`` does in
-    the kernel), with ``impl``'s overrides on top."""
+    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`."""
     from pgconform.reference import reference_functions
 
     table = reference_functions(arch)
-    table.update(impl.overrides)
+    if impl.overrides:
+        checks = return_checks()
+        table.update({name: checked(name, fn, checks.get(name))
+                      for name, fn in impl.overrides.items()})
     return types.SimpleNamespace(**table)

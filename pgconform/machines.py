@@ -13,14 +13,21 @@ the rule, with the race diagram of the run so far.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 from hypothesis import note, settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from pgconform import replay
 from pgconform.implementation import Implementation
 from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, build_world, start_op
+from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
+from pgconform.sim.watchdog import hang_verdict, watchdog
 from strategies import hot_places, make_op, op_draws, worlds
 from strategies.worlds import SHAPES
 
@@ -42,11 +49,34 @@ INIT_DRAWS = {"kinds": st.integers(1, 2 ** len(OP_KINDS) - 1), "hot": st.integer
               "partner": st.fixed_dictionaries(op_draws), "stage": st.integers(0, 16)}
 
 
+def _note(text: str) -> None:
+    """Hypothesis's note() inside a test; nothing in a replay outside one."""
+    with contextlib.suppress(InvalidArgument):
+        note(text)
+
+
+def judged(fn):
+    """Wrap a rule: log the call (the replay string is the log), run it under the watchdog (an
+    implementation looping without effects is a verdict, not a hung suite), and give a violation
+    the lines that say what was judged and how to replay it."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def rule_call(self, **kwargs):
+        self.log.append((name, kwargs))
+        return self._judge(fn, kwargs)
+
+    return rule_call
+
+
 class ConformanceMachine(RuleBasedStateMachine):
     """Base class; :func:`make_machine` binds ``implementation``, ``arch`` and ``scenario`` and
     adds the initialisation rule drawing the scenario's worlds."""
 
     implementation: Implementation
+    #: how the implementation was chosen (a registered name or module:attr): the replay string
+    #: names it
+    spec: str = "reference"
     arch: str = "x86_64"
     scenario: str = "mixed"
     op_kinds: tuple = OP_KINDS
@@ -56,6 +86,27 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.k = None
         self.world = None
         self.kinds = self.op_kinds
+        self.log: list[tuple[str, dict]] = []
+
+    def _judge(self, fn, kwargs):
+        try:
+            with watchdog():
+                return fn(self, **kwargs)
+        except Violation as v:
+            raise self._failed(v) from None
+        except Hang as h:
+            raise self._failed(hang_verdict(h, self.k)) from None
+
+    def _failed(self, v: Violation) -> Violation:
+        """Record the failure (for the plugin's report and trace picture) and say on it what was
+        judged and the string that replays it."""
+        run = replay.Run(self.spec, self.arch, self.scenario, tuple(self.log))
+        failure = replay.Failure(run, v, self.k.m if self.k is not None else None)
+        replay.last_failure = failure
+        judged = (f"implementation: {self.spec} on {self.arch}, scenario {self.scenario} "
+                  f"({v.outcome}: {v.clause})")
+        v.context = [judged, f"replay: python -m pgconform replay {failure.string}"]
+        return v
 
     def _init_world(self, world, kinds, hot, warm, primary, freer, partner=None, stage=0):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start a
@@ -83,7 +134,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _start(self, op):
         lane = self._idle_lane()
         self.started.append((lane, op))
-        note(f"{lane}: {op}")  # the operation as run (the draws above pass through the swarm)
+        _note(f"{lane}: {op}")  # the operation as run (the draws above pass through the swarm)
         return start_op(self.k, lane, op)
 
     def _idle_lane(self):
@@ -95,6 +146,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.k is not None and self._idle_lane() is not None)
     @rule(**op_draws)
+    @judged
     def start(self, kind, mm, where, arg):
         """Start an operation on the first idle CPU (``where`` picks the address, mostly in the
         run's hot PMD range)."""
@@ -102,12 +154,14 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
     @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 12))
+    @judged
     def advance(self, pick, n):
         runnable = self.k.m.runnable()
         self.k.m.run(runnable[pick % len(runnable)], n)
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
     @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 16))
+    @judged
     def advance_to_lock(self, pick, n):
         """Advance one CPU to just before the ``n``-th lock it takes from now: the end of a race
         window (a lockless check, then pml or ptl), where a preemption matters most."""
@@ -119,6 +173,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(order=st.permutations(LANES),
           change=st.lists(st.integers(0, 15) | st.integers(0, 63), max_size=3, unique=True),
           at_locks=st.booleans())
+    @judged
     def schedule(self, order, change, at_locks):
         """Run everything under PCT: lane priorities ``order`` (first runs first) and preemptions
         at the ``change``-th preemption points (``at_locks``: just before the ``change``-th lock
@@ -128,6 +183,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.k is not None and len(self.started) >= 2)
     @rule()
+    @judged
     def rerun(self):
         """Finish this run (and check it), then race the same operations again from the same
         world: one good world and set of operations gets several schedules."""
@@ -138,6 +194,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.ready_callbacks()))
     @rule(pick=st.integers(0, 3))
+    @judged
     def rcu_callback(self, pick):
         ready = self.k.m.ready_callbacks()
         self.k.m.run_callback(ready[pick % len(ready)])
@@ -145,7 +202,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     @invariant()
     def no_deadlock(self):
         if self.k is not None:
-            self.k.m.check_deadlock()
+            self._judge(lambda self: self.k.m.check_deadlock(), {})
 
     def _finish(self):
         self.k.m.finish()
@@ -153,7 +210,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def teardown(self):
         if self.k is not None and not self.k.m.failed:
-            self._finish()
+            self._judge(ConformanceMachine._finish, {})
 
 
 #: rule steps per example: a race needs a handful (start, start, schedule); short examples leave
@@ -162,12 +219,14 @@ STEPS_PER_EXAMPLE = 20
 
 
 def make_machine(implementation: Implementation, arch: str = "x86_64",
-                 name: str | None = None, scenario: str = "mixed") -> type[ConformanceMachine]:
-    """A machine class judging ``implementation`` on ``arch`` in ``scenario``; its ``TestCase``
-    inherits the loaded Hypothesis profile, with :data:`STEPS_PER_EXAMPLE` rule steps per
-    example."""
+                 name: str | None = None, scenario: str = "mixed",
+                 spec: str | None = None) -> type[ConformanceMachine]:
+    """A machine class judging ``implementation`` (chosen as ``spec``: by default its name) on
+    ``arch`` in ``scenario``; its ``TestCase`` inherits the loaded Hypothesis profile, with
+    :data:`STEPS_PER_EXAMPLE` rule steps per example."""
 
     @initialize(world=worlds(scenario), **INIT_DRAWS)
+    @judged
     def init_world(self, world, kinds, hot, warm, primary, freer, partner, stage):
         """Build the world; focus the run on one (mm, PMD range), fault some of it in, and start
         a first operation, usually one that frees page tables (the protocol under test), and
@@ -176,6 +235,7 @@ def make_machine(implementation: Implementation, arch: str = "x86_64",
 
     cls_name = name or f"Conformance_{arch}_{scenario}"
     cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch,
-                                                 "scenario": scenario, "init_world": init_world})
+                                                 "scenario": scenario, "init_world": init_world,
+                                                 "spec": spec or implementation.name})
     cls.TestCase.settings = settings(stateful_step_count=STEPS_PER_EXAMPLE)
     return cls

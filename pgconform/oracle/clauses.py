@@ -104,4 +104,13 @@ CLAUSES: dict[str, str] = {
     # the implementation as code
     "impl.raised": "The implementation does not raise.",
     "impl.bad-yield": "The implementation yields only simulator effects.",
+    "impl.bad-return": "Each series function of the implementation takes the kernel's "
+                       "arguments, is a generator, and returns what the kernel API returns "
+                       "(its type and shape).",
+    "impl.bad-value": "The implementation returns and stores only values the kernel's data "
+                      "structures can hold (the model does not break on them).",
+    "impl.hang": "Every call into the implementation yields an effect or returns within the "
+                 "watchdog's time (no endless loop that never returns to the simulator).",
+    "impl.nondeterministic": "The implementation behaves the same when a schedule is run again "
+                             "(no state kept across runs, no randomness).",
 }

@@ -86,7 +86,10 @@ class Store(Effect):
         check = page.check_store
         if check is not None:
             check(m, t, page, self.idx, self.value)
-        page.entries[self.idx] = self.value
+        entries = page.entries
+        old = entries[self.idx]
+        entries[self.idx] = self.value
+        return old  # for the trace (the diagram shows what a write replaced); callers ignore it
 
     def objects(self):
         return (self.page,)

@@ -154,10 +154,8 @@ class Machine:
             return
         except Violation as v:
             self._fail(v, t)
-        except Exception as e:
-            if not self._raised_by_implementation(e):
-                raise
-            self._fail(self._errored(t, "impl.raised", f"{type(e).__name__}: {e}"), t)
+        except Exception as e:  # noqa: BLE001 - any exception of kernel code gets a verdict
+            self._fail(self._exception_verdict(t, e), t)
         if not isinstance(eff, Effect):
             self._fail(self._errored(t, "impl.bad-yield", f"yielded {eff!r} "
                                      f"({type(eff).__name__}), which is not a simulator effect"), t)
@@ -216,12 +214,11 @@ class Machine:
         except Violation as v:
             self.trace.append((t, path, eff, "!"))
             self._fail(v, t)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any exception of kernel code gets a verdict
             # an effect built from the implementation's values, or its own Atomic function
-            if not self._raised_by_implementation(e, eff):
-                raise
+            verdict = self._exception_verdict(t, e, eff)
             self.trace.append((t, path, eff, "!"))
-            self._fail(self._errored(t, "impl.raised", f"{eff} raised {type(e).__name__}: {e}"), t)
+            self._fail(verdict, t)
         self.trace.append((t, path, eff, res))
         try:
             self._advance(t, res)
@@ -280,7 +277,29 @@ class Machine:
             tb = tb.tb_next
         return False
 
-    def _errored(self, t: Task, clause: str, message: str) -> ImplementationErrored:
+    def _exception_verdict(self, t: Task | None, e: Exception, eff=None) -> ImplementationErrored:
+        """The verdict on an exception escaping kernel code: ``impl.raised`` if the implementation
+        raised it; ``impl.bad-value`` if the model raised it while an implementation is plugged
+        in (a value it returned or stored that the kernel could not hold); re-raised as a bug of
+        pgconform when the reference alone is running."""
+        where = f"{eff} raised " if eff is not None else ""
+        if self._raised_by_implementation(e, eff):
+            return self._errored(t, "impl.raised", f"{where}{type(e).__name__}: {e}")
+        if not self.implementation_code:
+            raise e
+        tb = e.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        return self._errored(
+            t, "impl.bad-value", f"the model raised {type(e).__name__}: {e} in {code.co_name} "
+            f"({code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}), working on values the "
+            "implementation returned or stored (if the implementation is right, this is a "
+            "pgconform bug: please report it with the replay string)")
+
+    def _errored(self, t: Task | None, clause: str, message: str) -> ImplementationErrored:
+        if t is None:
+            return ImplementationErrored(clause, message)
         path = " > ".join(call_path(t.gen)) if t.gen.gi_frame is not None else t.label
         return ImplementationErrored(clause, f"{t.name} in {path or t.label}: {message}", task=t)
 
@@ -298,6 +317,8 @@ class Machine:
             fn()
         except Violation as v:
             self._fail(v, None)
+        except Exception as e:  # noqa: BLE001 - an oracle breaking on the implementation's values
+            self._fail(self._exception_verdict(None, e), None)
 
     # ---------------------------------------------------------------- locks and lockdep
 

@@ -1,52 +1,174 @@
-"""Render a run's trace as a race diagram: one column per lane (CPU or RCU callbacks), one row per
-effect, each with its kernel call path, the violating effect last."""
+"""Render a run's trace as a race diagram, in the style of a kernel commit message: one column per
+lane (CPU or RCU callbacks), one row per effect that matters, each with the innermost kernel
+functions of its call path and the values read or replaced, the violating effect last.
+
+Only effects that touch the objects the violation concerns (named in its message, its object,
+the violating effect's objects, a PMD value pointing at a table among them, that table's lock)
+are shown, with the synchronisation around them (RCU sections, IRQ-off sections, call_rcu, IPIs,
+spinlocks and rwsems) as room allows; the rest is folded into one line per gap saying how many
+effects of which functions were left out.  Rendering runs only on failure.
+"""
 
 from __future__ import annotations
 
+import re
 import textwrap
+from collections import Counter
 
-MAX_ROWS = 80
-COLUMN = 46
+#: effect rows a diagram shows at most (folded gaps are one line each, not counted)
+MAX_ROWS = 30
+COLUMN = 44
+#: innermost kernel functions of a call path shown per row
+PATH_DEPTH = 2
+
+# an object as the model prints it: pte_table@1.0, pt_page@3.0, table@1 (in pmd(table@1)),
+# pmd_table(mm0), shmem:2, thp(shmem:0-3), vma(mm0@4-12)
+_TOKEN = re.compile(r"[a-z_][a-z_0-9]*@\d+(?:[+.]\d+)*|pmd_table\(\w+\)|\b[a-z]+:\d+(?:-\d+)?")
+#: effects that open or close a section or wait for one: context for any race
+_SYNC = frozenset({"RcuReadLock", "RcuReadUnlock", "IrqDisable", "IrqEnable", "CallRcu",
+                   "SynchronizeRcu", "IpiSync"})
+_LOCKS = frozenset({"Lock", "Trylock", "Unlock", "DownRead", "DownWrite", "DownReadTrylock",
+                    "DownWriteTrylock", "UpRead", "UpWrite", "DowngradeWrite"})
+
+
+def where(path: tuple) -> str:
+    """The innermost kernel functions of a call path: helper frames (generator expressions, the
+    ``*_as`` parameterised variants of the reference, the plug-in call check) left out."""
+    names = [p for p in path if not p.startswith("<") and not p.endswith("_as")
+             and p != "checked_call"]
+    return " > ".join(names[-PATH_DEPTH:])
+
+
+def describe(eff, res) -> str:
+    """One effect as the diagram shows it: what it did, the value read or the value replaced."""
+    what = str(eff)
+    if res == "!":
+        return "*** " + what
+    if type(eff).__name__ == "Store":
+        if res is not None:
+            what += f"  (was {res!r})"
+    elif eff.shows_result and res is not None:
+        what += f" -> {res!r}"
+    return what
 
 
 def _cell(path: tuple, eff, res) -> list[str]:
     if eff is None:  # task start
         return [f"-- {path[0]} --"]
-    where = " > ".join(p for p in path if not p.startswith("<"))
-    what = str(eff)
-    if eff.shows_result and res is not None and res != "!":
-        what += f" -> {res!r}"
-    if res == "!":
-        what = "*** " + what
-    lines = textwrap.wrap(where, COLUMN - 1, break_on_hyphens=False) if where else []
-    lines += textwrap.wrap(what, COLUMN - 1, subsequent_indent="  ", break_on_hyphens=False)
+    w = where(path)
+    lines = textwrap.wrap(w, COLUMN - 1, break_on_hyphens=False) if w else []
+    lines += textwrap.wrap(describe(eff, res), COLUMN - 1, subsequent_indent="  ",
+                           break_on_hyphens=False)
     return lines
 
 
-def render(m, violation=None) -> str:
-    rows = m.trace
+def focus_tokens(violation, trace) -> set[str]:
+    """The names of the objects a violation concerns: those its message names, its object and the
+    violating effect's objects, with the aliases a PTE table goes by (the PMD value linking it,
+    ``table@PFN``)."""
+    objs = []
+    if violation is not None:
+        objs.append(violation.obj)
+    if trace and trace[-1][3] == "!":
+        objs.extend(trace[-1][2].objects())
+    tokens = set(_TOKEN.findall(violation.message)) if violation is not None else set()
+    for obj in objs:
+        if obj is None:
+            continue
+        obj = getattr(obj, "owner", None) if type(obj).__name__ == "RcuHead" else obj
+        tokens.update(_TOKEN.findall(repr(obj)))
+    for tok in list(tokens):
+        m = re.fullmatch(r"pte_table@(\d+)(\+\d+)?\.\d+", tok)
+        if m:
+            tokens.add(f"table@{m.group(1)}{m.group(2) or ''}")
+        m = re.fullmatch(r"pt_page@(\d+)\.\d+", tok)
+        if m:
+            tokens.add(f"table@{m.group(1)}")
+    return tokens
+
+
+def _mentions(text: str, tokens: set[str]) -> bool:
+    return bool(tokens) and any(tok in tokens for tok in _TOKEN.findall(text))
+
+
+def select(trace, tokens: set[str], limit: int = MAX_ROWS) -> list[int]:
+    """Indices of the rows to show: the violating row, the rows touching the focus objects, then
+    synchronisation rows, latest first, up to ``limit``; a task's start row when any of its rows
+    is shown."""
+    last = len(trace) - 1
+    touching, context = [], []
+    for i, (_t, _path, eff, res) in enumerate(trace):
+        if eff is None:
+            continue
+        text = str(eff) if res is None or res == "!" else f"{eff} {res!r}"
+        if i == last or res == "!" or _mentions(text, tokens):
+            touching.append(i)
+        elif type(eff).__name__ in _SYNC or (type(eff).__name__ in _LOCKS
+                                              and not eff.sleeps):
+            context.append(i)
+    chosen = set(touching[-limit:])
+    lanes = {trace[i][0].lane for i in chosen}
+    # context on the lanes involved first, then on any lane; the latest first
+    for pool in ([i for i in context if trace[i][0].lane in lanes], context):
+        for i in reversed(pool):
+            if len(chosen) >= limit:
+                break
+            chosen.add(i)
+    tasks = {trace[i][0] for i in chosen}
+    starts = [i for i, row in enumerate(trace) if row[2] is None and row[0] in tasks]
+    return sorted(chosen.union(starts))
+
+
+def _fold(trace, lo: int, hi: int) -> str:
+    """One line for the rows ``lo..hi-1`` left out: per lane, how many and in which functions."""
+    per_lane: dict[str, Counter] = {}
+    for t, path, eff, _res in trace[lo:hi]:
+        fn = path[0] if eff is None else (where(path).split(" > ")[-1] or t.label)
+        per_lane.setdefault(t.lane, Counter())[fn] += 1
+    parts = []
+    for lane, fns in per_lane.items():
+        n = sum(fns.values())
+        top = ", ".join(f"{fn}" + (f" x{c}" if c > 1 else "") for fn, c in fns.most_common(3))
+        more = ", ..." if len(fns) > 3 else ""
+        parts.append(f"{lane}: {n} effect{'s' if n > 1 else ''} in {top}{more}")
+    return "     ...   (" + "; ".join(parts) + ")"
+
+
+def render(m, violation=None, limit: int = MAX_ROWS) -> str:
+    """The race diagram of ``m``'s trace for ``violation`` (None: the whole trace, trimmed to the
+    last ``limit`` rows)."""
+    trace = m.trace
     lanes: list[str] = []
-    for t, *_ in rows:
+    for t, *_ in trace:
         if t.lane not in lanes:
             lanes.append(t.lane)
     lanes.sort(key=lambda lane: (lane == "RCU", lane))
-    skipped = max(0, len(rows) - MAX_ROWS)
-    shown = rows[skipped:]
-    out = []
-    header = " " * 5 + " | ".join(lane.ljust(COLUMN) for lane in lanes)
-    out.append(header.rstrip())
-    out.append("-" * len(header.rstrip()))
-    if skipped:
-        out.append(f"     ... {skipped} earlier effects not shown")
-    for n, (t, path, eff, res) in enumerate(shown, start=skipped + 1):
+    if violation is None:
+        shown = list(range(max(0, len(trace) - limit), len(trace)))
+    else:
+        shown = select(trace, focus_tokens(violation, trace), limit)
+    header = (" " * 5 + " | ".join(lane.ljust(COLUMN) for lane in lanes)).rstrip()
+    out = [header, "-" * len(header)]
+    prev = -1
+    for i in shown:
+        if i > prev + 1:
+            out.append(_fold(trace, prev + 1, i))
+        prev = i
+        t, path, eff, res = trace[i]
         col = lanes.index(t.lane)
-        cell = _cell(path, eff, res)
-        for i, line in enumerate(cell):
+        for j, line in enumerate(_cell(path, eff, res)):
             cols = [""] * len(lanes)
             cols[col] = line
-            prefix = f"{n:4d} " if i == 0 else " " * 5
+            prefix = f"{i + 1:4d} " if j == 0 else " " * 5
             out.append((prefix + " | ".join(c.ljust(COLUMN) for c in cols)).rstrip())
+    if prev < len(trace) - 1:
+        out.append(_fold(trace, prev + 1, len(trace)))
     if violation is not None:
         out.append("")
         out.append(f"violation: [{violation.clause}] {violation.message}")
     return "\n".join(out)
+
+
+def count_rows(diagram: str) -> int:
+    """How many effect rows a rendered diagram shows (for tests and the report)."""
+    return sum(1 for line in diagram.splitlines() if re.match(r"\s*\d+ ", line))

@@ -612,14 +612,29 @@ def test_exception_below_implementation_frame_is_errored():
     assert excinfo.value.clause == "impl.raised"
 
 
-def test_exception_from_model_code_propagates():
+def test_exception_from_model_code_under_the_reference_propagates():
+    """Only the reference running (no implementation code): the model's exception is a bug of
+    pgconform and must surface as such, not as a verdict."""
     m = Machine()
-    m.implementation_code = {_impl_raises.__code__}
+    m.implementation_code = set()
     t = m.spawn("CPU0", _model_raises(), "model")
     with pytest.raises(KeyError) as excinfo:
         m.step(t)
     assert not isinstance(excinfo.value, Violation)
     assert excinfo.value.args == ("model bug",)
+
+
+def test_exception_from_model_code_with_an_implementation_plugged_is_bad_value():
+    """An implementation plugged in: the model breaking on its values is a verdict on it
+    (errored, saying where the model broke), never a crash of the harness."""
+    m = Machine()
+    m.implementation_code = {_impl_raises.__code__}
+    t = m.spawn("CPU0", _model_raises(), "model")
+    with pytest.raises(ImplementationErrored) as excinfo:
+        m.step(t)
+    assert excinfo.value.clause == "impl.bad-value"
+    assert "KeyError" in excinfo.value.message and "_model_raises" in excinfo.value.message
+    assert excinfo.value.outcome == "errored"
 
 
 def test_without_implementation_code_every_exception_is_errored():
@@ -794,14 +809,14 @@ def test_violation_diagram_exact_text():
     with pytest.raises(Violation) as excinfo:
         m.step(b)
     expected = (
-        "     CPU0                                           | CPU1\n"
-        "----------------------------------------------------------\n"
-        "   1 -- holder --                                   |\n"
-        "   2 locker                                         |\n"
-        "     spin_lock(L)                                   |\n"
-        "   3                                                | -- intruder --\n"
-        "   4                                                | only\n"
-        "                                                    | *** spin_unlock(L)\n"
+        "     CPU0                                         | CPU1\n"
+        "--------------------------------------------------------\n"
+        "   1 -- holder --                                 |\n"
+        "   2 locker                                       |\n"
+        "     spin_lock(L)                                 |\n"
+        "   3                                              | -- intruder --\n"
+        "   4                                              | only\n"
+        "                                                  | *** spin_unlock(L)\n"
         "\n"
         "violation: [lock.unlock-unheld] CPU1:intruder unlocks L, which is held by CPU0:holder"
     )
