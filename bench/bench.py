@@ -281,6 +281,7 @@ def hunt(impl, seed_value: int, max_examples: int, budget: float, arch: str) -> 
     :data:`SLICE_S` seconds each, until caught or ``budget`` seconds are spent; the examples and
     seconds of the slices add up."""
     spent, examples, order = 0.0, 0, []
+    r: dict = {"seed": seed_value, "caught": False, "clause": None}
     while True:
         for scenario in SCENARIOS:
             left = budget - spent

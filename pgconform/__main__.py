@@ -50,7 +50,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.full and machine.k is not None:
         from pgconform.sim.trace import render
 
-        violation.diagram = render(machine.k.m, violation, limit=len(machine.k.m.trace))
+        violation.diagram = render(machine.k.m, violation, full=True)
     print(violation)
     return 1
 
@@ -95,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: a subcommand is required", file=sys.stderr)
         return 2
-    return int(func(args))
+    try:
+        return int(func(args))
+    except BrokenPipeError:  # the output piped into head or less, closed early
+        return 1
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ ENV_VAR = "PGCONFORM_IMPL"
 #: The environment variable to which the ``--arch`` selection is exported (comma-separated), so
 #: that xdist workers collect the same items.
 ARCH_ENV_VAR = "PGCONFORM_ARCH"
+#: The environment variable to which ``--xfails-file`` is exported (its absolute path).
+XFAILS_ENV_VAR = "PGCONFORM_XFAILS"
 #: The ini key naming the implementation.
 INI_KEY = "pgconform_impl"
 #: What is judged when nothing is chosen.
@@ -117,6 +119,18 @@ def selected_arches() -> list[str]:
     return chosen or list(ARCHES)
 
 
+def selected_xfails(arch: str, scenario: str) -> dict:
+    """The known-failures file's entries for one item: clause -> (line, reason)."""
+    from pgconform.oracle.clauses import CLAUSES
+    from pgconform.report import parse_xfails, tolerated_for
+
+    path = os.environ.get(XFAILS_ENV_VAR)
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return tolerated_for(parse_xfails(f.read()), arch, scenario, CLAUSES)
+
+
 def selected_spec() -> str:
     """The spec that was selected, as given (a registered name or ``module:attr``)."""
     return _current().spec
@@ -154,6 +168,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="architecture configuration to judge on (repeatable; default: all of them; "
              "python -m pgconform list shows them)",
     )
+    group.addoption(
+        "--xfails-file",
+        action="store",
+        dest="pgconform_xfails",
+        metavar="PATH",
+        default=None,
+        help="known failures: lines 'CLAUSE [ARCH [SCENARIO]]' (globs; '#' starts a comment, the "
+             "reason). Their violations are counted, not failed, and the run goes on; an item "
+             "that hits one is reported xfailed. Entries that match nothing are warned about.",
+    )
+    group.addoption(
+        "--pgconform-report",
+        action="store",
+        dest="pgconform_report",
+        metavar="PATH",
+        default=None,
+        help="write the conformance report (per clause and architecture: passed, failed, "
+             "errored) to PATH: Markdown if it ends in .md, else JSON",
+    )
+    group.addoption(
+        "--pgconform-trace-dir",
+        action="store",
+        dest="pgconform_trace_dir",
+        metavar="DIR",
+        default=None,
+        help="write each failure's schedule as a self-contained HTML timeline in DIR "
+             "(lanes per CPU, lock holds, RCU sections, grace periods)",
+    )
     parser.addini(
         INI_KEY,
         type="string",
@@ -166,6 +208,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _DATABASE_KEY = pytest.StashKey["str | None"]()
+_RESULTS_KEY = pytest.StashKey[list]()
+_XFAILS_KEY = pytest.StashKey[list]()
 _SELECTION_KEY = pytest.StashKey[Selection]()
 
 
@@ -228,6 +272,51 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.add_cleanup(restore)
     config.stash[_DATABASE_KEY] = _use_own_database(config, spec)
+    _export_xfails(config)
+    config.stash[_RESULTS_KEY] = []
+
+
+def _export_env(config: pytest.Config, name: str, value: str) -> None:
+    """Set an environment variable for this run (and its xdist workers), restored at the end."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+    config.add_cleanup(restore)
+
+
+def _export_xfails(config: pytest.Config) -> None:
+    """Read ``--xfails-file``: a file that does not parse is a usage error; entries that cannot
+    match anything are warned about (by the controller only)."""
+    from pgconform.kernel.config import ARCHES
+    from pgconform.machines import SCENARIOS
+    from pgconform.oracle.clauses import CLAUSES
+    from pgconform.report import XfailsError, parse_xfails, static_warnings
+
+    path = config.getoption("pgconform_xfails")
+    if not path:
+        if XFAILS_ENV_VAR in os.environ and not hasattr(config, "workerinput"):
+            _export_env(config, XFAILS_ENV_VAR, "")
+        return
+    path = os.path.abspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            entries = parse_xfails(f.read())
+    except (OSError, XfailsError) as e:
+        raise pytest.UsageError(f"pgconform: --xfails-file {path}: {e}") from None
+    config.stash[_XFAILS_KEY] = entries
+    _export_env(config, XFAILS_ENV_VAR, path)
+    if hasattr(config, "workerinput"):
+        return
+    arches = selected_arches() if os.environ.get(ARCH_ENV_VAR) else list(ARCHES)
+    for warning in static_warnings(entries, CLAUSES, arches, SCENARIOS):
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(f"pgconform: --xfails-file {path}, {warning}"), 2)
 
 
 def _export_arches(config: pytest.Config) -> None:
@@ -267,3 +356,166 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     else:
         lines.append("pgconform: example database disabled by the Hypothesis profile")
     return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# verdicts of the conformance items: determinism, trace pictures, known failures, the report
+
+
+def _machine_of(item: pytest.Item):
+    """The conformance machine class an item runs, or None for other tests."""
+    from pgconform.machines import ConformanceMachine
+
+    cls = getattr(getattr(item, "obj", None), "_hypothesis_state_machine_class", None)
+    return cls if isinstance(cls, type) and issubclass(cls, ConformanceMachine) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _machine_of(item) is not None:
+        from pgconform import replay
+
+        replay.last_failure = None
+        replay.tolerated_hits.clear()
+
+
+def _judge_failure(item, machine_cls, exc, report) -> dict:
+    """Clause, outcome, message and replay string of a failed item; checks that the failure is
+    deterministic, and writes its picture with ``--pgconform-trace-dir``."""
+    from pgconform import replay
+    from pgconform.sim.errors import Violation
+
+    failure = replay.last_failure
+    verdict = {"outcome": "errored", "clause": None, "message": f"{type(exc).__name__}: {exc}",
+               "replay": "", "diagram_rows": 0}
+    others: list[str] = []
+    if isinstance(exc, BaseExceptionGroup):  # Hypothesis found several distinct failures
+        found = [e for e in exc.exceptions if isinstance(e, Violation)]
+        if found:
+            exc, others = found[0], [e.clause for e in found[1:]]
+    if isinstance(exc, Violation):
+        from pgconform.sim.trace import count_rows
+
+        also = f" (and distinct failures: {', '.join(others)})" if others else ""
+        verdict.update(outcome=exc.outcome, clause=exc.clause, message=exc.message + also,
+                       diagram_rows=count_rows(exc.diagram))
+    if failure is None:
+        return verdict
+    verdict["replay"] = failure.string
+    try:
+        odd = replay.check_determinism(failure.run, expected=failure.violation.clause)
+    except Exception as e:  # noqa: BLE001 - the report must not crash on a broken replay
+        odd = None
+        why = f"the determinism check could not run: {type(e).__name__}: {e}"
+        report.sections.append(("pgconform", why))
+    if odd is not None:
+        verdict.update(outcome="errored", clause=odd.clause, message=odd.message)
+        text = "\n\n".join([odd.headline(), (f"replay: python -m pgconform replay "
+                              f"{failure.string} --check-determinism")])
+        report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
+    trace_dir = item.config.getoption("pgconform_trace_dir")
+    if trace_dir and failure.machine is not None:
+        from pgconform.sim.timeline import write_html
+
+        os.makedirs(trace_dir, exist_ok=True)
+        path = os.path.join(trace_dir, database_dirname(item.nodeid.split("::")[-2]
+                                                         if "::" in item.nodeid else item.name)
+                            + f"-{database_dirname(machine_cls.spec)}.html")
+        write_html(path, failure.machine, failure.violation,
+                   title=f"{machine_cls.spec} on {machine_cls.arch}, scenario "
+                         f"{machine_cls.scenario}")
+        report.sections.append(("pgconform trace", f"timeline written to {path}"))
+    return verdict
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    machine_cls = _machine_of(item)
+    if machine_cls is None:
+        return
+    from pgconform import replay
+    from pgconform.report import ItemResult
+
+    if report.when == "setup" and report.skipped:
+        result = ItemResult(item.nodeid, machine_cls.arch, machine_cls.scenario, "skipped")
+    elif report.when == "call":
+        known = dict(replay.tolerated_hits)
+        verdict = {"outcome": "passed"}
+        if report.failed and call.excinfo is not None:
+            verdict = _judge_failure(item, machine_cls, call.excinfo.value, report)
+        xfails = machine_cls.xfails
+        hit = sorted({xfails[c][0] for c in known if c in xfails})
+        if report.passed and hit:
+            report.outcome = "skipped"
+            report.wasxfail = "pgconform --xfails-file: " + "; ".join(
+                f"{c} x{n} ({xfails[c][1]})" for c, n in sorted(known.items()) if c in xfails)
+        result = ItemResult(item.nodeid, machine_cls.arch, machine_cls.scenario, known=known,
+                            xfails=tuple(hit), **verdict)
+    else:
+        return
+    report.user_properties.append(("pgconform", result.to_json()))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in getattr(report, "user_properties", ()):
+        if key == "pgconform" and _configured:
+            from pgconform.report import ItemResult
+
+            results = _current_results()
+            if results is not None:
+                results.append(ItemResult(**{**value, "xfails": tuple(value["xfails"])}))
+
+
+def _current_results() -> list | None:
+    config = _configs[-1] if _configs else None
+    return config.stash.get(_RESULTS_KEY, None) if config is not None else None
+
+
+_configs: list[pytest.Config] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _configs.append(session.config)
+
+
+def _implementation_info(config: pytest.Config) -> dict:
+    selection = config.stash.get(_SELECTION_KEY, None)
+    if selection is None:
+        return {}
+    return {"spec": selection.spec, "source": selection.source,
+            "name": selection.implementation.name}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS_KEY, None)
+    if not results or hasattr(config, "workerinput"):
+        return
+    from pgconform.report import summary_lines
+
+    info = _implementation_info(config)
+    terminalreporter.write_sep("=", "pgconform conformance summary")
+    header = f"implementation {info.get('spec')} (from {info.get('source')})"
+    for line in summary_lines(results, header, verbose=config.getoption("verbose") > 0):
+        terminalreporter.write_line(line)
+    entries = config.stash.get(_XFAILS_KEY, [])
+    hit = {line for r in results for line in r.xfails}
+    for e in entries:
+        if e.line not in hit:
+            terminalreporter.write_line(
+                f"pgconform: warning: --xfails-file line {e.line} ({e.clause} {e.arch} "
+                f"{e.scenario}) matched no violation in this run: fixed? remove it")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    config = session.config
+    if _configs and _configs[-1] is config:
+        _configs.pop()
+    results = config.stash.get(_RESULTS_KEY, None)
+    path = config.getoption("pgconform_report", None)
+    if path and results is not None and not hasattr(config, "workerinput"):
+        from pgconform.report import write
+
+        write(path, results, _implementation_info(config))

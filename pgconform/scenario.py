@@ -158,17 +158,25 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
             flags.add(VM_UFFD_MINOR)
         k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared, flags=flags)
     for mm_i, addr in spec.tables:
-        t = k.m.spawn("init", _populate_table(k, mms[mm_i], addr), "pte_alloc")
-        k.m.run(t, k.m.step_bound)
+        _set_up(k, _populate_table(k, mms[mm_i], addr), "pte_alloc")
     for mm_i, addr, write in (*spec.prefault, *warm):
-        t = k.m.spawn("init", user_access(k, mms[mm_i], addr, write), "prefault")
-        k.m.run(t, k.m.step_bound)
+        _set_up(k, user_access(k, mms[mm_i], addr, write), "prefault")
     for mm_i, addr, npages in spec.writeprotect:
-        t = k.m.spawn("init", mwriteprotect_range(k, mms[mm_i], addr, npages, True), "wp")
-        k.m.run(t, k.m.step_bound)
+        _set_up(k, mwriteprotect_range(k, mms[mm_i], addr, npages, True), "wp")
     k.m.tasks.clear()
     k.m.trace.clear()
     return k
+
+
+def _set_up(k: Kernel, gen, label: str) -> None:
+    """Run one step of the world's set-up alone to its end: it must finish (an implementation
+    that livelocks or blocks here is judged as in any run, not left half done in the world)."""
+    m = k.m
+    t = m.spawn("init", gen, label)
+    m.run(t, m.step_bound)
+    if not t.done:
+        m.check_deadlock()
+        m.step(t)  # past the step bound: sched.no-progress
 
 
 def _populate_table(k: Kernel, mm, addr: int):

@@ -6,9 +6,11 @@ from __future__ import annotations
 class Violation(AssertionError):
     """A protocol violation: ``clause`` is the stable clause id (see :mod:`pgconform.oracle.clauses`).
 
-    The machine attaches the race diagram (``diagram``) before the exception leaves it, and the
-    conformance machine the lines saying what was judged and how to replay it (``context``), so
-    whoever catches it (Hypothesis, a test) prints the violation together with the interleaving.
+    The machine attaches itself (``machine``) before the exception leaves it, and the conformance
+    machine the run that replays it (``run``), so whoever prints it (Hypothesis, a test) prints the
+    violation with the race diagram (``diagram``) and the lines saying what was judged and how to
+    replay it (``context``).  Both are rendered when first asked for: Hypothesis raises thousands
+    of violations while it shrinks and prints one.
     """
 
     #: "failed" (wrong behaviour) or "errored" (the implementation misbehaved as code)
@@ -20,8 +22,39 @@ class Violation(AssertionError):
         self.message = message
         self.task = task
         self.obj = obj
-        self.diagram = ""
-        self.context: list[str] = []
+        self._diagram: str | None = None
+        self._context: list[str] | None = None
+        self.machine = None  # the simulated machine it was raised in
+        self.run = None      # the conformance machine's run (pgconform.replay.Run), if any
+        self.judged = ""     # what was judged: implementation, arch, scenario
+
+    @property
+    def diagram(self) -> str:
+        if self._diagram is None:
+            if self.machine is None:
+                return ""
+            from pgconform.sim.trace import render
+
+            self._diagram = render(self.machine, self)
+        return self._diagram
+
+    @diagram.setter
+    def diagram(self, text: str) -> None:
+        self._diagram = text
+
+    @property
+    def context(self) -> list[str]:
+        if self._context is None:
+            if self.run is None:
+                return []
+            from pgconform.replay import encode
+
+            self._context = [self.judged, f"replay: python -m pgconform replay {encode(self.run)}"]
+        return self._context
+
+    @context.setter
+    def context(self, lines: list[str]) -> None:
+        self._context = lines
 
     def headline(self) -> str:
         """The violation, the clause's statement and the object it concerns."""

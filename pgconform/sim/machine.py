@@ -305,10 +305,8 @@ class Machine:
 
     def _fail(self, v: Violation, t: Task | None):
         self.failed = True
-        if not v.diagram:
-            from pgconform.sim.trace import render
-
-            v.diagram = render(self, v)
+        if v.machine is None:
+            v.machine = self  # the diagram is rendered from it if the violation is printed
         raise v
 
     def check(self, fn: Callable[[], None]) -> None:

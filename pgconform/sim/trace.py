@@ -20,6 +20,8 @@ MAX_ROWS = 30
 COLUMN = 44
 #: innermost kernel functions of a call path shown per row
 PATH_DEPTH = 2
+#: effects of the violating task shown however little they touch the objects involved
+RECENT = 4
 
 # an object as the model prints it: pte_table@1.0, pt_page@3.0, table@1 (in pmd(table@1)),
 # pmd_table(mm0), shmem:2, thp(shmem:0-3), vma(mm0@4-12)
@@ -91,27 +93,35 @@ def _mentions(text: str, tokens: set[str]) -> bool:
     return bool(tokens) and any(tok in tokens for tok in _TOKEN.findall(text))
 
 
-def select(trace, tokens: set[str], limit: int = MAX_ROWS) -> list[int]:
-    """Indices of the rows to show: the violating row, the rows touching the focus objects, then
-    synchronisation rows, latest first, up to ``limit``; a task's start row when any of its rows
-    is shown."""
+def select(trace, tokens: set[str], limit: int = MAX_ROWS, task=None) -> list[int]:
+    """Indices of the rows to show: the violating row, the last :data:`RECENT` effects of the
+    violating task (``task``, if the violation was not raised at a row), the rows touching the
+    focus objects, then synchronisation rows, latest first, up to ``limit``; a task's start row
+    when any of its rows is shown."""
     last = len(trace) - 1
     touching, context = [], []
+    # the violating task's last few effects: what it did just before
+    culprit = trace[last][0] if trace and trace[last][3] == "!" else task
+    recent = set([i for i, row in enumerate(trace) if row[0] is culprit and row[2] is not None]
+                 [-RECENT:])
     for i, (_t, _path, eff, res) in enumerate(trace):
         if eff is None:
             continue
         text = str(eff) if res is None or res == "!" else f"{eff} {res!r}"
-        if i == last or res == "!" or _mentions(text, tokens):
+        if i == last or res == "!" or i in recent or _mentions(text, tokens):
             touching.append(i)
         elif type(eff).__name__ in _SYNC or (type(eff).__name__ in _LOCKS
                                               and not eff.sleeps):
             context.append(i)
-    chosen = set(touching[-limit:])
+    tasks_touching = {trace[i][0] for i in touching[-limit:]}
+    limit -= len(tasks_touching)  # room for their start rows
+    chosen = set(touching[-max(limit, 1):])
     lanes = {trace[i][0].lane for i in chosen}
     # context on the lanes involved first, then on any lane; the latest first
     for pool in ([i for i in context if trace[i][0].lane in lanes], context):
         for i in reversed(pool):
-            if len(chosen) >= limit:
+            tasks = {trace[j][0] for j in chosen} | {trace[i][0]}
+            if len(chosen) + len(tasks) >= limit + len(tasks_touching):
                 break
             chosen.add(i)
     tasks = {trace[i][0] for i in chosen}
@@ -134,19 +144,26 @@ def _fold(trace, lo: int, hi: int) -> str:
     return "     ...   (" + "; ".join(parts) + ")"
 
 
-def render(m, violation=None, limit: int = MAX_ROWS) -> str:
-    """The race diagram of ``m``'s trace for ``violation`` (None: the whole trace, trimmed to the
-    last ``limit`` rows)."""
+def render(m, violation=None, limit: int = MAX_ROWS, full: bool = False) -> str:
+    """The race diagram of ``m``'s trace for ``violation`` (None: the last ``limit`` rows;
+    ``full``: every row).  A violation raised as a task reached an effect (taking a lock it
+    holds, a lock of a freed table) ends with that effect, marked, in the task's column."""
     trace = m.trace
     lanes: list[str] = []
     for t, *_ in trace:
         if t.lane not in lanes:
             lanes.append(t.lane)
     lanes.sort(key=lambda lane: (lane == "RCU", lane))
-    if violation is None:
+    pending = _pending_row(trace, violation)
+    if pending is not None and pending[0].lane not in lanes:
+        lanes.append(pending[0].lane)
+    if full:
+        shown = list(range(len(trace)))
+    elif violation is None:
         shown = list(range(max(0, len(trace) - limit), len(trace)))
     else:
-        shown = select(trace, focus_tokens(violation, trace), limit)
+        shown = select(trace, focus_tokens(violation, trace), limit - (pending is not None),
+                       task=violation.task)
     header = (" " * 5 + " | ".join(lane.ljust(COLUMN) for lane in lanes)).rstrip()
     out = [header, "-" * len(header)]
     prev = -1
@@ -163,12 +180,34 @@ def render(m, violation=None, limit: int = MAX_ROWS) -> str:
             out.append((prefix + " | ".join(c.ljust(COLUMN) for c in cols)).rstrip())
     if prev < len(trace) - 1:
         out.append(_fold(trace, prev + 1, len(trace)))
+    if pending is not None:
+        t, path, eff = pending
+        col = lanes.index(t.lane)
+        for j, line in enumerate(_cell(path, eff, "!")):
+            cols = [""] * len(lanes)
+            cols[col] = line.replace("*** ", "*** (reaching) ", 1)
+            prefix = "next " if j == 0 else " " * 5
+            out.append((prefix + " | ".join(c.ljust(COLUMN) for c in cols)).rstrip())
     if violation is not None:
         out.append("")
         out.append(f"violation: [{violation.clause}] {violation.message}")
     return "\n".join(out)
 
 
+def _pending_row(trace, violation):
+    """(task, call path, effect) of the effect a violation was raised at as its task reached it
+    (the effect never ran, so the trace does not end with it), or None."""
+    if violation is None or (trace and trace[-1][3] == "!"):
+        return None
+    t = violation.task
+    if t is None or getattr(t, "pending", None) is None or t.done:
+        return None
+    from pgconform.sim.machine import call_path
+
+    path = call_path(t.gen) if t.gen.gi_frame is not None else (t.label,)
+    return t, path, t.pending
+
+
 def count_rows(diagram: str) -> int:
     """How many effect rows a rendered diagram shows (for tests and the report)."""
-    return sum(1 for line in diagram.splitlines() if re.match(r"\s*\d+ ", line))
+    return sum(1 for line in diagram.splitlines() if re.match(r"\s*\d+ |next ", line))

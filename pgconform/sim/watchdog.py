@@ -22,7 +22,7 @@ import threading
 from pgconform.sim.errors import Hang, ImplementationErrored
 
 FIRST_TIMEOUT_S = float(os.environ.get("PGCONFORM_HANG_S", "10"))
-LATER_TIMEOUT_S = 1.0
+LATER_TIMEOUT_S = 0.25
 _hangs_seen = 0
 
 
@@ -69,7 +69,5 @@ def hang_verdict(h: Hang, k) -> ImplementationErrored:
         "simulator", task=task)
     if k is not None:
         k.m.failed = True
-        from pgconform.sim.trace import render
-
-        v.diagram = render(k.m, v)
+        v.machine = k.m
     return v
