@@ -62,6 +62,15 @@ def tally(results: Iterable[ItemResult], clauses: Iterable[str]) -> dict:
     return table
 
 
+def _arches(results: Iterable[ItemResult]) -> list[str]:
+    """The architectures judged, in the order of ``pgconform.kernel.config.ARCHES``."""
+    from pgconform.kernel.config import ARCHES
+
+    order = list(ARCHES)
+    seen = {r.arch for r in results if r.outcome != "skipped"}
+    return sorted(seen, key=lambda a: (order.index(a) if a in order else len(order), a))
+
+
 def _cell(counts: Mapping[str, int] | None) -> str:
     if not counts:
         return "-"
@@ -75,7 +84,7 @@ def summary_lines(results: list[ItemResult], header: str, verbose: bool = False)
     counted in one line instead of listed."""
     from pgconform.oracle.clauses import CLAUSES
 
-    arches = list(dict.fromkeys(r.arch for r in results if r.outcome != "skipped"))
+    arches = _arches(results)
     table = tally(results, CLAUSES)
     width = max(len(c) for c in table) + 2
     cols = [max(len(a), 9) for a in arches]
@@ -91,7 +100,11 @@ def summary_lines(results: list[ItemResult], header: str, verbose: bool = False)
             continue
         cells = [_cell(per_arch.get(a)).ljust(w) for a, w in zip(arches, cols, strict=True)]
         lines.append(clause.ljust(width) + "  ".join(cells).rstrip())
-    if quiet:
+    if quiet == len(table):
+        passed = sum(1 for r in results if r.outcome == "passed")
+        lines[2:] = [f"every clause held on every architecture ({passed} items passed; -v "
+                     "lists the clauses)"]
+    elif quiet:
         lines.append(f"... and {quiet} clauses with no failure on any architecture "
                      "(-v lists them)")
     return lines
@@ -115,7 +128,7 @@ def to_json(results: list[ItemResult], implementation: Mapping[str, str]) -> dic
 def to_markdown(results: list[ItemResult], implementation: Mapping[str, str]) -> str:
     from pgconform.oracle.clauses import CLAUSES
 
-    arches = list(dict.fromkeys(r.arch for r in results if r.outcome != "skipped"))
+    arches = _arches(results)
     table = tally(results, CLAUSES)
     out = [f"# pgconform report: {implementation.get('spec', '?')}", "",
            (f"Implementation `{implementation.get('spec', '?')}` (from "
