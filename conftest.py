@@ -44,7 +44,7 @@ _hypothesis_ci = settings.get_profile("ci")
 settings.register_profile(
     "ci",
     parent=_hypothesis_ci,
-    max_examples=1000,
+    max_examples=500,
     deadline=None,
     print_blob=True,
     suppress_health_check=_suppress(_hypothesis_ci),
@@ -70,3 +70,13 @@ def _profile_name() -> str:
 
 
 settings.load_profile(_profile_name())
+# the benchmark's xdist measure (pgconform/bench.py): a fixed, derandomized workload
+settings.register_profile(
+    "bench",
+    parent=_hypothesis_default,
+    max_examples=int(os.environ.get("PGCONFORM_BENCH_EXAMPLES", "200")),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=_suppress(_hypothesis_default),
+)

@@ -55,6 +55,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pgconform.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pgconform",
@@ -84,10 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--check-determinism", action="store_true",
                           help="run the schedule twice more and report if the runs differ")
     p_replay.set_defaults(func=_cmd_replay)
+
+    p_bench = sub.add_parser("bench", add_help=False,
+                             help="the benchmark (python -m pgconform bench --help): effects/s, "
+                                  "examples/s with 1 and 2 xdist workers, time to catch each "
+                                  "mutant; --json PATH, --quick")
+    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p_bench.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options (bench --help)
+        from pgconform.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)

@@ -372,14 +372,37 @@ def _machine_of(item: pytest.Item):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _machine_of(item) is not None:
-        from pgconform import replay
+    from pgconform import replay
 
-        replay.last_failure = None
-        replay.tolerated_hits.clear()
+    replay.last_failure = None
+    replay.tolerated_hits.clear()
 
 
-def _judge_failure(item, machine_cls, exc, report) -> dict:
+@attrs.frozen
+class _Judged:
+    """What a conformance item judges: a machine's (``machine`` set) or a sweep's."""
+
+    arch: str
+    scenario: str
+    spec: str
+    xfails: dict
+    machine: type | None = None
+
+
+def _judged_by(item: pytest.Item) -> _Judged | None:
+    """What ``item`` judges, for a conformance machine or a sweep item (which sets
+    ``pgconform_item`` on itself when it runs); None for other tests."""
+    cls = _machine_of(item)
+    if cls is not None:
+        return _Judged(cls.arch, cls.scenario, cls.spec, cls.xfails, cls)
+    info = getattr(item, "pgconform_item", None)
+    if info is None:
+        return None
+    arch, scenario = info
+    return _Judged(arch, scenario, selected_spec(), selected_xfails(arch, scenario))
+
+
+def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     """Clause, outcome, message and replay string of a failed item; checks that the failure is
     deterministic, and writes its picture with ``--pgconform-trace-dir``."""
     from pgconform import replay
@@ -399,8 +422,8 @@ def _judge_failure(item, machine_cls, exc, report) -> dict:
         also = f" (and distinct failures: {', '.join(others)})" if others else ""
         verdict.update(outcome=exc.outcome, clause=exc.clause, message=exc.message + also,
                        diagram_rows=count_rows(exc.diagram))
-    if failure is None:
-        return verdict
+    if failure is None or judged.machine is None:
+        return _write_trace(item, judged, getattr(exc, "machine", None), exc, report, verdict)
     verdict["replay"] = failure.string
     try:
         odd = replay.check_determinism(failure.run, expected=failure.violation.clause)
@@ -413,17 +436,21 @@ def _judge_failure(item, machine_cls, exc, report) -> dict:
         text = "\n\n".join([odd.headline(), (f"replay: python -m pgconform replay "
                               f"{failure.string} --check-determinism")])
         report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
+    return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
+
+
+def _write_trace(item, judged: _Judged, machine, violation, report, verdict: dict) -> dict:
+    """With ``--pgconform-trace-dir``, the failure's timeline, named after the item."""
     trace_dir = item.config.getoption("pgconform_trace_dir")
-    if trace_dir and failure.machine is not None:
+    if trace_dir and machine is not None:
         from pgconform.sim.timeline import write_html
 
         os.makedirs(trace_dir, exist_ok=True)
-        path = os.path.join(trace_dir, database_dirname(item.nodeid.split("::")[-2]
-                                                         if "::" in item.nodeid else item.name)
-                            + f"-{database_dirname(machine_cls.spec)}.html")
-        write_html(path, failure.machine, failure.violation,
-                   title=f"{machine_cls.spec} on {machine_cls.arch}, scenario "
-                         f"{machine_cls.scenario}")
+        name = item.nodeid.split("::")[-2] if item.nodeid.count("::") >= 2 else item.name
+        path = os.path.join(trace_dir, f"{database_dirname(name)}-"
+                                       f"{database_dirname(judged.spec)}.html")
+        write_html(path, machine, violation,
+                   title=f"{judged.spec} on {judged.arch}, scenario {judged.scenario}")
         report.sections.append(("pgconform trace", f"timeline written to {path}"))
     return verdict
 
@@ -432,26 +459,26 @@ def _judge_failure(item, machine_cls, exc, report) -> dict:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    machine_cls = _machine_of(item)
-    if machine_cls is None:
+    judged = _judged_by(item)
+    if judged is None:
         return
     from pgconform import replay
     from pgconform.report import ItemResult
 
-    if report.when == "setup" and report.skipped:
-        result = ItemResult(item.nodeid, machine_cls.arch, machine_cls.scenario, "skipped")
+    if report.skipped and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
+        result = ItemResult(item.nodeid, judged.arch, judged.scenario, "skipped")
     elif report.when == "call":
         known = dict(replay.tolerated_hits)
         verdict = {"outcome": "passed"}
         if report.failed and call.excinfo is not None:
-            verdict = _judge_failure(item, machine_cls, call.excinfo.value, report)
-        xfails = machine_cls.xfails
+            verdict = _judge_failure(item, judged, call.excinfo.value, report)
+        xfails = judged.xfails
         hit = sorted({xfails[c][0] for c in known if c in xfails})
         if report.passed and hit:
             report.outcome = "skipped"
             report.wasxfail = "pgconform --xfails-file: " + "; ".join(
                 f"{c} x{n} ({xfails[c][1]})" for c, n in sorted(known.items()) if c in xfails)
-        result = ItemResult(item.nodeid, machine_cls.arch, machine_cls.scenario, known=known,
+        result = ItemResult(item.nodeid, judged.arch, judged.scenario, known=known,
                             xfails=tuple(hit), **verdict)
     else:
         return

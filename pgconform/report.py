@@ -102,8 +102,8 @@ def summary_lines(results: list[ItemResult], header: str, verbose: bool = False)
         lines.append(clause.ljust(width) + "  ".join(cells).rstrip())
     if quiet == len(table):
         passed = sum(1 for r in results if r.outcome == "passed")
-        lines[2:] = [f"every clause held on every architecture ({passed} items passed; -v "
-                     "lists the clauses)"]
+        held = f"every clause held on every architecture ({passed} items passed; -v lists them)"
+        lines[2:] = [held]
     elif quiet:
         lines.append(f"... and {quiet} clauses with no failure on any architecture "
                      "(-v lists them)")

@@ -481,26 +481,12 @@ class Machine:
         desc = (" -> ".join(x.name for x in cycle) + " (cycle)") if cycle else "no runnable task"
         self._fail(Violation("sched.deadlock", f"deadlock: {desc}. {waits}"), None)
 
-    def finish(self, rounds: int | None = None) -> None:
-        """Run every task to completion round-robin (fair), then every RCU callback (rcu_barrier)."""
-        while True:
-            progressed = False
-            for t in list(self.tasks):
-                if not t.done and t.pending.blocked(self, t) is None:
-                    self.step(t)
-                    progressed = True
-            if progressed:
-                continue
-            ready = self.ready_callbacks()
-            if ready:
-                self.run_callback(ready[0])
-                continue
-            if self.active():
-                self.check_deadlock()
-                continue
-            if self.callbacks:  # pragma: no cover - every reader has ended, so all are ready
-                self._fail(Violation("rcu.stall", "RCU callbacks never became ready"), None)
-            return
+    def finish(self) -> None:
+        """Run every task to completion round-robin (fair), then every RCU callback
+        (rcu_barrier): :func:`pgconform.sim.policies.round_robin.run_round_robin`."""
+        from pgconform.sim.policies.round_robin import run_round_robin
+
+        run_round_robin(self)
 
     def trace_rows(self) -> Iterable[tuple]:
         return self.trace

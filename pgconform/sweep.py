@@ -1,0 +1,146 @@
+"""The exhaustive sweep: every pair of operations, in small worlds, under every schedule with at
+most ``bound`` preemptions (:mod:`pgconform.sim.policies.exhaustive`).
+
+A race in this protocol is mostly two operations: one that frees page tables (khugepaged's
+retract, MADV_COLLAPSE) and one that walks, fills or moves them.  So the sweep takes each freer
+against each operation kind of the model, both ways round, in a few small worlds of the three
+scenario shapes, and runs all their interleavings up to the bound: what the random machines find
+by luck, it finds by construction (within the bound), and it says how many schedules it ran.
+Nothing in it names a mutant: the pairs are all the pairs.
+
+``tests/conformance/test_exhaustive.py`` runs it per architecture and world;
+``PGCONFORM_PREEMPTION_BOUND`` raises the bound (1 by default, 2 in the nightly profile).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import attrs
+
+from pgconform.oracle.state import check_end_state
+from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.sim.errors import Violation
+from pgconform.sim.policies.exhaustive import Exploration, explore
+
+#: the operations that free page tables (the protocol under test)
+FREERS = ("khugepaged", "madv_collapse")
+
+#: small worlds, one per scenario shape: the PMD range [4, 8) of mm0 is where operations meet
+WORLDS: dict[str, WorldSpec] = {
+    # a shared mapping of the file, page 4 read in: khugepaged can collapse and retract
+    "shared": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),)),
+    # private and registered with userfaultfd (missing): COW, UFFDIO_COPY, anon_vma appear
+    "private": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),
+                         prefault=((0, 4, False),)),
+    # file pages 0-3 are one PMD-sized folio mapped by PTEs (the table existed before the
+    # read): collapse_pte_mapped_thp() is the path
+    "pte-mapped-thp": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),
+                                thps=(0,), tables=((0, 4),), prefault=((0, 4, False),)),
+    # two mms sharing the file (the retract walks both), one with a table for PMD 2 as well
+    "mixed": WorldSpec(vmas=(VmaSpec(0, 0, 12, 0), VmaSpec(1, 4, 8, 0)),
+                       prefault=((0, 4, False), (1, 5, False), (0, 8, False))),
+}
+
+#: the operation argument values tried (the argument is a value to store, a length, a mode or a
+#: destination, depending on the kind: scenario.OP_LABELS): a small and a large one, and for
+#: UFFDIO_REGISTER every mode with and without write-protecting the whole VMA
+ARGS = (1, 6)
+KIND_ARGS = {"uffd_register": tuple(range(1, 9))}
+
+
+def default_bound() -> int:
+    return int(os.environ.get("PGCONFORM_PREEMPTION_BOUND", "1"))
+
+
+@attrs.frozen
+class Pair:
+    """Two operations started in this order (CPU0, CPU1) in a world."""
+
+    world: str
+    first: Op
+    second: Op
+
+    def __str__(self) -> str:
+        return f"{self.world}: CPU0 {self.first}, CPU1 {self.second}"
+
+
+def pairs(world: str) -> Iterator[Pair]:
+    """Each freer against each operation kind (and each argument), both ways round."""
+    for freer in FREERS:
+        for kind in OP_KINDS:
+            for arg in KIND_ARGS.get(kind, ARGS):
+                a = Op(freer, 0, 4, 1)
+                b = Op(kind, 0, 5, arg)
+                if b == a:
+                    continue
+                yield Pair(world, a, b)
+                yield Pair(world, b, a)
+
+
+def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = None,
+                 tolerated=None) -> Exploration:
+    """Every schedule of ``pair`` with at most ``bound`` preemptions, end-of-run oracles included;
+    violations of the ``tolerated`` clauses (a known-failures file) are counted, not raised."""
+    spec = WORLDS[pair.world]
+    from pgconform import replay
+
+    def setup():
+        k = build_world(spec, impl, arch)
+        if tolerated:
+            k.m.tolerated = {**k.m.tolerated, **tolerated}
+        k.m.tolerated_hits = replay.tolerated_hits
+        tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
+
+        def finish():
+            k.m.finish()
+            k.m.check(lambda: check_end_state(k))
+
+        return k.m, tasks, finish
+
+    return explore(setup, bound=bound, limit=limit)
+
+
+@attrs.define
+class SweepResult:
+    pairs: int = 0
+    schedules: int = 0
+    complete: bool = True
+    violation: Violation | None = None
+    pair: Pair | None = None
+
+
+def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
+          limit_per_pair: int | None = 20000, tolerated=None) -> SweepResult:
+    """Explore every pair of every world; stop at the first violation, which names the pair and
+    the decisions (task indices, -1 for an RCU callback) of its schedule.
+
+    Iterative context bounding: every pair of every world without preemption first, then every
+    pair with at most one, and so on up to ``bound``; a bug that needs fewer preemptions is
+    found before the sweep spends its time on deep schedules.  (Each round re-runs the shallower
+    schedules of a pair: at most twice the work, for the shallow bugs first.)"""
+    bound = default_bound() if bound is None else bound
+    out = SweepResult()
+    # the worlds' pairs interleaved: the first pairs of every world before the last of any
+    todo = [p for group in itertools.zip_longest(*(pairs(w) for w in worlds)) for p in group
+            if p is not None]
+    for b in range(bound + 1):
+        out.pairs = 0
+        for pair in todo:
+            r = explore_pair(impl, arch, pair, b, limit_per_pair, tolerated)
+            out.pairs += 1
+            out.schedules += r.schedules
+            out.complete &= r.complete
+            if r.violation is not None:
+                v = r.violation
+                judged = (f"implementation: {impl.name} on {arch}, exhaustive sweep "
+                          f"({v.outcome}: {v.clause})")
+                where = (f"schedule: {pair}; decisions {list(r.decisions)} (task index per "
+                         f"step, -1 an RCU callback), found among {r.schedules} schedules with "
+                         f"at most {b} preemptions")
+                v.context = [judged, where]
+                out.violation, out.pair = v, pair
+                return out
+    return out

@@ -1,0 +1,28 @@
+"""The exhaustive sweep (pgconform/sweep.py): every freer against every operation kind, both ways
+round, in small worlds of each scenario shape, under every schedule with at most
+``PGCONFORM_PREEMPTION_BOUND`` preemptions (default 1).  One test item per (architecture,
+world); it fails with the first violation, naming the pair and the schedule's decisions.
+
+    pytest -n auto tests/conformance --impl SPEC [--arch NAME ...]
+"""
+
+import pytest
+
+from pgconform.plugin import selected_arches, selected_implementation, selected_xfails
+from pgconform.sweep import WORLDS, default_bound, sweep
+
+_impl = selected_implementation()
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
+@pytest.mark.parametrize("arch", selected_arches())
+def test_sweep(arch, world, request):
+    if _impl.arches and arch not in _impl.arches:
+        pytest.skip(f"{_impl.name} applies to {', '.join(_impl.arches)} only")
+    request.node.pgconform_item = (arch, f"sweep-{world}")
+    tolerated = {c: why for c, (_, why) in selected_xfails(arch, f"sweep-{world}").items()}
+    r = sweep(_impl, arch, worlds=(world,), tolerated=tolerated)
+    request.node.pgconform_sweep = f"{r.pairs} pairs, {r.schedules} schedules, bound " \
+                                   f"{default_bound()}, {'complete' if r.complete else 'limited'}"
+    if r.violation is not None:
+        raise r.violation
