@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "mutant; --json PATH, --quick")
     p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     p_bench.set_defaults(func=_cmd_bench)
+    sub.add_parser("windows", add_help=False,
+                   help="which race windows of the reference a run reaches (coverage.py): "
+                        "python -m pgconform windows --help")
     return parser
 
 
@@ -106,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgconform.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["windows"]:  # so does the race-window report
+        from pgconform.windows import main as windows_main
+
+        return windows_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)

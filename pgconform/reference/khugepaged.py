@@ -102,9 +102,9 @@ def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=Tr
         mm = vma.mm
         result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
         if result != SCAN_SUCCEED:
-            continue
+            continue  # window: retract_page_tables finds no table
         if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
-            continue
+            continue  # window: retract_page_tables finds the mm exiting
         if userfaultfd_wp(vma):
             continue
         end = addr + geo.hpage_pmd_nr
@@ -116,7 +116,7 @@ def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=Tr
             yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
         skipped_uffd = False
         if recheck(vma):
-            skipped_uffd = True
+            skipped_uffd = True  # window: retract_page_tables recheck under ptl fails
         else:
             pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
             yield from k.impl.pmdp_get_lockless_sync(k)
@@ -347,6 +347,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
     else:
         start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
     if start_pte is None:
+        # window: collapse_pte_mapped_thp loses the table between steps
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, None, ptl, pml, notified,
                                   result))
     if uffd_pml:  # (else pte_offset_map_lock() took ptl)
@@ -361,6 +362,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
         ent = yield Load(ptep.table, ptep.idx)
         bad = _not_hpage_subpage(ent, hpage, i)
         if bad:
+            # window: collapse_pte_mapped_thp step 2 recheck fails
             return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
                                       notified, bad))
         if pte_none(ent):

@@ -83,7 +83,7 @@ def __pte_offset_map(k, pmdp, addr):
     yield from k.impl.pmdp_get_lockless_end(k, irqflags)
     if pmd_none(pmdval) or pmd_trans_huge(pmdval):
         yield RcuReadUnlock()
-        return None, pmdval
+        return None, pmdval  # window: __pte_offset_map finds no table
     # __pte_map(): pointer arithmetic on the snapshot's pmd_page()
     return PtePtr(k.pmd_table(pmdval), k.geo.pte_index(addr)), pmdval
 
@@ -128,7 +128,7 @@ def pte_offset_map_lock(k, mm, pmdp, addr):
         yield Lock(ptl)
         if pmdval == (yield from k.impl.pmdp_get_lockless(k, pmdp)):
             return pte, ptl
-        yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+        yield from k.impl.pte_unmap_unlock(k, pte, ptl)  # window: pte_offset_map_lock retries
 
 
 def pmdp_collapse_flush(k, vma, addr, pmdp):

@@ -430,7 +430,10 @@ class SynchronizeRcu(Effect):
     def blocked(self, m, t):
         if t.wait is None:
             t.wait = m.reader_snapshot(exclude=t)
-        return m.still_waiting(t.wait, "reader")
+        waiting = m.still_waiting(t.wait, "reader")
+        if waiting is not None:
+            return waiting  # window: synchronize_rcu waits for a reader
+        return None
 
     def execute(self, m, t):
         t.wait = None
@@ -452,7 +455,10 @@ class IpiSync(Effect):
     def blocked(self, m, t):
         if t.wait is None:
             t.wait = m.irq_snapshot(exclude=t, mm=self.mm)
-        return m.still_waiting(t.wait, "irq")
+        waiting = m.still_waiting(t.wait, "irq")
+        if waiting is not None:
+            return waiting  # window: an IPI waits for a CPU with interrupts off
+        return None
 
     def on_pending(self, m, t):
         if t.irq:

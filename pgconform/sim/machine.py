@@ -440,7 +440,12 @@ class Machine:
         self.callbacks.append(Callback(head, fn, args, self.reader_snapshot(), t.name))
 
     def ready_callbacks(self) -> list[Callback]:
-        return [cb for cb in self.callbacks if self.still_waiting(cb.snapshot, "reader") is None]
+        ready = []
+        for cb in self.callbacks:
+            if self.still_waiting(cb.snapshot, "reader") is not None:
+                continue  # window: a grace period delays an RCU callback (a free)
+            ready.append(cb)
+        return ready
 
     def run_callback(self, cb: Callback, budget: int | None = None) -> Task:
         """Invoke a ready callback on the RCU lane (softirq context) and run it while it can."""

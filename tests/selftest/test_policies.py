@@ -125,3 +125,39 @@ def test_worlds_build():
 
     for spec in WORLDS.values():
         assert build_world(spec, resolve("reference")).mms
+
+
+def test_race_windows_are_marked_and_reported():
+    """The window markers are found, and a schedule known to take one (retract's recheck under
+    the ptl failing: UFFDIO_COPY attached an anon_vma after the lockless check) is reported as
+    reached, the others as missed."""
+    import sys
+
+    import pytest
+
+    from pgconform import windows
+
+    found = windows.windows()
+    names = {w.name for w in found}
+    assert "retract_page_tables recheck under ptl fails" in names
+    assert "pte_offset_map_lock retries" in names
+    assert "a grace period delays an RCU callback (a free)" in names
+    if sys.gettrace() is not None:
+        pytest.skip("a tracer (coverage, a debugger) is already running")
+    import coverage
+
+    from tests.selftest.test_collapse import uffd_copy_before_retract_locks
+
+    cov = coverage.Coverage(branch=True, data_file=None, config_file=False,
+                            include=[str(windows.PACKAGE / s / "*") for s in windows.SOURCES])
+    cov.start()
+    try:
+        uffd_copy_before_retract_locks(resolve("reference"))
+    finally:
+        cov.stop()
+    result = {w.name: ok for w, ok in windows.reached(cov.get_data()).items()}
+    assert result["retract_page_tables recheck under ptl fails"]
+    assert not result["collapse_pte_mapped_thp step 2 recheck fails"]
+    text = windows.report(windows.reached(cov.get_data()))
+    assert "reached  retract_page_tables recheck under ptl fails" in text
+    assert "MISSED   collapse_pte_mapped_thp step 2 recheck fails" in text
