@@ -75,6 +75,9 @@ class ArchConfig:
     debug_vm: bool = False
     #: CONFIG_TRANSPARENT_HUGEPAGE: khugepaged, MADV_COLLAPSE, PMD-sized page-cache folios
     thp: bool = True
+    #: CONFIG_HAVE_FAST_GUP: get_user_pages_fast() walks the page tables locklessly with IRQs
+    #: off (only where page tables are freed after an IPI or a grace period; arm only with LPAE)
+    fast_gup: bool = True
     #: HAVE_ARCH_USERFAULTFD_WP and HAVE_ARCH_USERFAULTFD_MINOR (6.6: x86-64 only among these; arm64
     #: gets WP in 6.10): UFFDIO_REGISTER_MODE_WP / _MINOR are -EINVAL elsewhere
     uffd_wp: bool = False
@@ -164,6 +167,7 @@ SPARC64 = ArchConfig(
 #: and adjust_pte() against faults, zaps, rmap walks and userfaultfd.
 ARM = ArchConfig(
     name="arm", split_pte_ptlocks=False, split_pmd_ptlocks=False, vivt_cache=True, thp=False,
+    fast_gup=False,  # arch/arm/Kconfig: HAVE_FAST_GUP if ARM_LPAE (ARMv7)
     source="arch/arm/mm/fault-armv.c (6.6): adjust_pte() with pte_offset_map_nolock()",
 )
 

@@ -176,7 +176,11 @@ def gup_pmd_range(k, mm, addr, end, pages):
 
 def lockless_pages_from_mm(k, mm, start, end, pages):
     """mm/gup.c: lockless_pages_from_mm() (6.6): local_irq_save(), gup_pgd_range(),
-    local_irq_restore().  Interrupts off make it an RCU reader and hold off TLB-flush IPIs."""
+    local_irq_restore().  Interrupts off make it an RCU reader and hold off TLB-flush IPIs.
+    Without CONFIG_HAVE_FAST_GUP (arm without LPAE) gup_pgd_range() is empty: nothing is got
+    locklessly and get_user_pages_fast() takes the slow path."""
+    if not k.arch.fast_gup:
+        return 0
     yield IrqDisable()
     yield from gup_pmd_range(k, mm, start, end, pages)
     yield IrqEnable()

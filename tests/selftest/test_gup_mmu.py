@@ -230,3 +230,24 @@ def test_gup_of_every_kind_is_clean_on_the_reference():
         t = start_op(k, "CPU0", op)
         finish(k)
         assert t.result in (1, 2, "ok"), (op, t.result)
+
+
+def test_arm_without_lpae_has_no_lockless_gup():
+    """arch/arm/Kconfig (6.6): HAVE_FAST_GUP only with ARM_LPAE; the VIVT arm modelled here frees
+    page tables without a grace period or an IPI, so a lockless walk there would be a
+    use-after-free of the model's making.  get_user_pages_fast() takes the slow path; the
+    schedule where the lockless walk met munmap's free (found by CI) passes."""
+    from pathlib import Path
+
+    from pgconform import replay
+    from pgconform.kernel.config import ARCHES
+    from pgconform.sim.effects import IrqDisable
+
+    assert not ARCHES["arm"].fast_gup and ARCHES["x86_64"].fast_gup
+    string = (Path(__file__).parent / "data" / "arm_gup_fast_replay.txt").read_text()
+    run = replay.decode(string)
+    machine, v = replay.run_steps(replay.machine_for(run), run.steps)
+    assert v is None, v
+    gup = [t for t in machine.k.m.tasks if t.label.startswith("get_user_pages_fast")]
+    assert gup and all(t.done for t in gup)
+    assert not any(type(e) is IrqDisable and t in gup for t, _, e, _ in machine.k.m.trace)
