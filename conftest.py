@@ -52,7 +52,7 @@ settings.register_profile(
 settings.register_profile(
     "nightly",
     parent=_hypothesis_default,
-    max_examples=20000,
+    max_examples=10000,
     deadline=None,
     suppress_health_check=_suppress(_hypothesis_default),
 )
