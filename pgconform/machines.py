@@ -28,7 +28,7 @@ from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, build_world, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
-from pgconform.sim.watchdog import hang_verdict, watchdog
+from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
 from strategies import hot_places, make_op, op_draws, worlds
 from strategies.worlds import SHAPES
 
@@ -83,6 +83,8 @@ class ConformanceMachine(RuleBasedStateMachine):
     op_kinds: tuple = OP_KINDS
     #: clause -> (line, reason): the known-failures file's entries for this arch and scenario
     xfails: ClassVar[dict] = {}
+    #: whether a rule of this machine class hung (the watchdog then waits less: see watchdog)
+    hung: ClassVar[bool] = False
 
     def __init__(self):
         super().__init__()
@@ -102,13 +104,16 @@ class ConformanceMachine(RuleBasedStateMachine):
         return k
 
     def _judge(self, fn, kwargs):
+        cls = type(self)
+        limit = timeout_s(cls.hung)
         try:
-            with watchdog():
+            with watchdog(limit):
                 return fn(self, **kwargs)
         except Violation as v:
             raise self._failed(v) from None
         except Hang as h:
-            raise self._failed(hang_verdict(h, self.k)) from None
+            cls.hung = True
+            raise self._failed(hang_verdict(h, self.k, limit)) from None
 
     def _failed(self, v: Violation) -> Violation:
         """Record the failure (for the plugin's report and trace picture) and give it what it

@@ -6,8 +6,9 @@ function) never returns to the simulator, so the step bound cannot see it: a SIG
 around each rule of a conformance machine, raises :class:`~pgconform.sim.errors.Hang` into it,
 and the machine reports ``impl.hang`` instead of hanging the suite.
 
-The first hang in a process waits :data:`FIRST_TIMEOUT_S`; later ones :data:`LATER_TIMEOUT_S`,
-so that Hypothesis shrinking a hang (which calls the hanging code many times) stays quick.  A rule
+A machine's first hang waits :data:`FIRST_TIMEOUT_S`; its later ones :data:`LATER_TIMEOUT_S`,
+so that Hypothesis shrinking a hang (which calls the hanging code many times) stays quick; other
+machines (items) keep the full time.  A rule
 of the reference takes milliseconds.  ``PGCONFORM_HANG_S`` sets the first timeout.  Without
 SIGALRM (Windows) or off the main thread, the watchdog does nothing.
 """
@@ -23,15 +24,20 @@ from pgconform.sim.errors import Hang, ImplementationErrored
 
 FIRST_TIMEOUT_S = float(os.environ.get("PGCONFORM_HANG_S", "10"))
 LATER_TIMEOUT_S = 0.25
-_hangs_seen = 0
+#: after the first alarm, it fires again every so often: a SIGALRM that lands in a garbage
+#: collector callback is swallowed there ("Exception ignored"), so one shot is not enough
+REPEAT_S = 0.1
 
 
 def _on_alarm(signum, frame):
     raise Hang()
 
 
-def timeout_s() -> float:
-    return FIRST_TIMEOUT_S if not _hangs_seen else min(LATER_TIMEOUT_S, FIRST_TIMEOUT_S)
+def timeout_s(hung_before: bool = False) -> float:
+    """The watchdog's time for a rule: shorter once the same machine (one implementation, arch
+    and scenario) has hung, so that shrinking a hang stays quick; other items keep the full
+    time."""
+    return min(LATER_TIMEOUT_S, FIRST_TIMEOUT_S) if hung_before else FIRST_TIMEOUT_S
 
 
 @contextlib.contextmanager
@@ -41,7 +47,8 @@ def watchdog(seconds: float | None = None):
         yield
         return
     previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds if seconds is not None else timeout_s())
+    signal.setitimer(signal.ITIMER_REAL, seconds if seconds is not None else timeout_s(),
+                     REPEAT_S)
     try:
         yield
     finally:
@@ -49,12 +56,10 @@ def watchdog(seconds: float | None = None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def hang_verdict(h: Hang, k) -> ImplementationErrored:
-    """The ``impl.hang`` verdict for a :class:`Hang` that interrupted kernel ``k``'s machine:
-    where it was (the innermost frame of the implementation, else the innermost frame)."""
-    global _hangs_seen
-    limit = timeout_s()
-    _hangs_seen += 1
+def hang_verdict(h: Hang, k, limit: float) -> ImplementationErrored:
+    """The ``impl.hang`` verdict for a :class:`Hang` that interrupted kernel ``k``'s machine
+    after ``limit`` seconds: where it was (the innermost frame of the implementation, else the
+    innermost frame)."""
     codes = k.m.implementation_code if k is not None else None
     where, tb = None, h.__traceback__
     while tb is not None:

@@ -121,7 +121,6 @@ def test_missing_function_is_a_clear_error():
 def test_hang_of_the_reference_itself_is_reported_not_hung(monkeypatch):
     """The watchdog interrupts any endless loop of kernel code, and says where it was."""
     monkeypatch.setattr(watchdog, "FIRST_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(watchdog, "_hangs_seen", 0)
     from pgconform.sim.errors import Hang
 
     with pytest.raises(Hang), watchdog.watchdog():
@@ -362,3 +361,37 @@ def test_hanging_implementation_gets_a_verdict_through_pytest(suite):
     result = _run(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k", "shared")
     result.assert_outcomes(failed=1)
     assert "[impl.hang]" in result.stdout.str()
+
+
+def test_a_hang_shortens_the_watchdog_of_its_own_machine_only(monkeypatch):
+    """After a hang, only the machine class that hung gets the short timeout: other items (other
+    implementations, arches, scenarios) in the same worker keep the full one."""
+    monkeypatch.setattr(watchdog, "FIRST_TIMEOUT_S", 0.5)
+    hung = make_machine(_miniature("hangs"), "x86_64", scenario="shared")
+    other = make_machine(resolve("reference"), "x86_64", scenario="shared")
+    with pytest.raises(Violation, match="impl.hang"):
+        run_state_machine_as_test(hung, settings=settings(
+            max_examples=2, database=None, deadline=None, derandomize=True,
+            suppress_health_check=list(HealthCheck), phases=[Phase.generate]))
+    assert hung.hung and not other.hung
+    assert watchdog.timeout_s(hung.hung) == watchdog.LATER_TIMEOUT_S
+    assert watchdog.timeout_s(other.hung) == 0.5
+
+
+def test_the_alarm_repeats_if_one_is_swallowed(monkeypatch):
+    """A SIGALRM landing in a gc callback is swallowed there; the timer fires again."""
+    from pgconform.sim.errors import Hang
+
+    swallowed = []
+
+    def once_swallowed(signum, frame):
+        if not swallowed:
+            swallowed.append(True)
+            return  # as if the exception had been raised, and ignored, in a gc callback
+        raise Hang()
+
+    monkeypatch.setattr(watchdog, "_on_alarm", once_swallowed)
+    with pytest.raises(Hang), watchdog.watchdog(0.1):
+        while True:
+            pass
+    assert swallowed
