@@ -12,6 +12,7 @@ callers compose with ``yield from k.impl.NAME(k, ...)``.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -131,6 +132,7 @@ def coerce_implementation(obj: Any, name: str) -> Implementation:
     )
 
 
+@functools.cache
 def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
     """For the series functions whose result the model uses: what the kernel API returns (as
     the model represents it) and a test of a result.  An override returning anything else gets an

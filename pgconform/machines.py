@@ -97,11 +97,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
         in :data:`pgconform.replay.tolerated_hits`, not raised) besides the implementation's
         own known violations."""
-        k = build_world(self.world, self.implementation, self.arch, warm=self.warm)
-        if self.xfails:
-            k.m.tolerated = {**k.m.tolerated, **{c: why for c, (_, why) in self.xfails.items()}}
-        k.m.tolerated_hits = replay.tolerated_hits
-        return k
+        return build_world(self.world, self.implementation, self.arch, warm=self.warm,
+                           tolerated={c: why for c, (_, why) in self.xfails.items()},
+                           hits=replay.tolerated_hits)
 
     def _judge(self, fn, kwargs):
         cls = type(self)

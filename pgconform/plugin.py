@@ -328,18 +328,8 @@ def _export_arches(config: pytest.Config) -> None:
     if unknown:
         raise pytest.UsageError(f"pgconform: unknown --arch {', '.join(unknown)}; known: "
                                 f"{', '.join(ARCHES)}")
-    if not arches:
-        return
-    previous = os.environ.get(ARCH_ENV_VAR)
-    os.environ[ARCH_ENV_VAR] = ",".join(dict.fromkeys(arches))
-
-    def restore() -> None:
-        if previous is None:
-            os.environ.pop(ARCH_ENV_VAR, None)
-        else:
-            os.environ[ARCH_ENV_VAR] = previous
-
-    config.add_cleanup(restore)
+    if arches:
+        _export_env(config, ARCH_ENV_VAR, ",".join(dict.fromkeys(arches)))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

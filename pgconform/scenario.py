@@ -128,12 +128,16 @@ OP_KINDS = tuple(k for k in OP_LABELS if k not in OFF_BY_DEFAULT)
 
 
 def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
-                machine: Machine | None = None, warm=()) -> Kernel:
+                machine: Machine | None = None, warm=(), tolerated=None, hits=None) -> Kernel:
     """A kernel with the world of ``spec``, prefaulted (``spec.prefault`` then ``warm``, more
     (mm, addr, write) accesses) through the model itself, so the start state is one the kernel
-    could reach."""
+    could reach.  Violations of the implementation's known violations and of the ``tolerated``
+    clauses (a known-failures file: clause -> reason) are counted in ``hits`` (a dict shared
+    across runs, if given), not raised."""
     k = Kernel(build_table(impl, ARCHES[arch]), ARCHES[arch], Geometry(), machine)
-    k.m.tolerated = impl.known_violations
+    k.m.tolerated = {**impl.known_violations, **tolerated} if tolerated else impl.known_violations
+    if hits is not None:
+        k.m.tolerated_hits = hits
     f = k.new_file("shmem", FILE_PAGES)
     nr = k.geo.hpage_pmd_nr
     for start in spec.thps if k.arch.thp else ():

@@ -74,8 +74,6 @@ def pairs(world: str) -> Iterator[Pair]:
             for arg in KIND_ARGS.get(kind, ARGS):
                 a = Op(freer, 0, 4, 1)
                 b = Op(kind, 0, 5, arg)
-                if b == a:
-                    continue
                 yield Pair(world, a, b)
                 yield Pair(world, b, a)
 
@@ -88,10 +86,7 @@ def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = No
     from pgconform import replay
 
     def setup():
-        k = build_world(spec, impl, arch)
-        if tolerated:
-            k.m.tolerated = {**k.m.tolerated, **tolerated}
-        k.m.tolerated_hits = replay.tolerated_hits
+        k = build_world(spec, impl, arch, tolerated=tolerated, hits=replay.tolerated_hits)
         tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
 
         def finish():

@@ -50,17 +50,12 @@ class Exploration:
                 f"({what}){': ' + self.violation.clause if self.violation else ''}")
 
 
-def _switch_point(eff) -> bool:
-    """Whether a preemption just before ``eff`` is tried: always (see the module docstring)."""
-    return True
-
-
 def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
     """Run ``tasks`` on ``m`` following ``prefix`` (task indices, or CALLBACK), then the default
-    decisions.  Returns (decisions, branch points): each branch point is (position, alternatives,
-    preemptions used before it)."""
+    decisions.  Returns (decisions, branch points): each branch point is (position, alternatives).
+    A preemption is tried before every effect (see the module docstring)."""
     decisions: list[int] = []
-    branches: list[tuple[int, list[int], int]] = []
+    branches: list[tuple[int, list[int]]] = []
     cur = None
     used = 0
     for _ in range(budget):
@@ -73,18 +68,18 @@ def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
         pos = len(decisions)
         default = cur if cur in runnable else (runnable[0] if runnable else CALLBACK)
         if default == cur:
-            # a preemption: only before an effect that can conflict, within the bound
-            if used < bound and _switch_point(tasks[cur].pending):
+            # a preemption, within the bound
+            if used < bound:
                 alternatives = [i for i in runnable if i != cur] + ([CALLBACK] if ready else [])
                 if alternatives:
-                    branches.append((pos, alternatives, used))
+                    branches.append((pos, alternatives))
         else:
             # the current task blocked or ended: which runs next is a free choice
             alternatives = [i for i in runnable if i != default]
             if ready and default != CALLBACK:
                 alternatives.append(CALLBACK)
             if alternatives:
-                branches.append((pos, alternatives, used))
+                branches.append((pos, alternatives))
         choice = prefix[pos] if pos < len(prefix) else default
         if choice != default and cur in runnable:
             used += 1
@@ -118,7 +113,7 @@ def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None
             result.violation = v
             result.decisions = prefix
             return result
-        for pos, alternatives, _used in reversed(branches):
+        for pos, alternatives in reversed(branches):
             if pos < len(prefix):
                 continue  # explored from an earlier run
             for alt in alternatives:
