@@ -327,7 +327,7 @@ assert set(OP_STARTERS) == set(OP_LABELS)
 def start_op(k: Kernel, lane: str, op: Op):
     """Spawn the task performing ``op`` on ``lane``."""
     mm = k.mms[op.mm % len(k.mms)]
-    if op.kind in USER_CONTEXT and mm.users == 0:
+    if op.kind in USER_CONTEXT and mm.exited:
         # the process has exited (or is exiting): it runs nothing in its mm any more
         t = k.m.spawn(lane, _exited(), str(op))
         return t

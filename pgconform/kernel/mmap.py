@@ -380,7 +380,11 @@ class ExitMm(Effect):
         return others or None
 
     def execute(self, m, t):
-        return _drop_users(m, t, self.mm)
+        mm = self.mm
+        if mm.exited:
+            return -1  # a second exit of the process in the model: it has no reference left
+        mm.exited = True
+        return _drop_users(m, t, mm)
 
     def objects(self):
         return (self.mm,)

@@ -351,6 +351,9 @@ class Mm:
     nr_ptes: int = 0
     rss: dict = attrs.field(factory=lambda: {"MM_SHMEMPAGES": 0, "MM_ANONPAGES": 0})
     users: int = 1
+    #: the process has exited: its own mm_users reference (its threads') is gone; references
+    #: others hold (mmget_not_zero()) may keep the mm alive a while longer
+    exited: bool = False
     #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
     notifier_ranges: list = attrs.field(factory=list)
     #: the shadow of what userfaultfd promised this process (pgconform/oracle/uffd.py)

@@ -251,3 +251,19 @@ def test_arm_without_lpae_has_no_lockless_gup():
     gup = [t for t in machine.k.m.tasks if t.label.startswith("get_user_pages_fast")]
     assert gup and all(t.done for t in gup)
     assert not any(type(e) is IrqDisable and t in gup for t, _, e, _ in machine.k.m.trace)
+
+
+def test_a_second_exit_does_not_drop_a_device_reference():
+    """A process exits once: a second exit op of the same mm must not drop the mm_users reference
+    a device fault holds (mmget_not_zero()), which let exit_mmap() free a table the fault then
+    filled (pt.free-nonempty, found by CI on the reference); no new operation of the process
+    starts once it has exited, however many references others hold."""
+    from pathlib import Path
+
+    from pgconform import replay
+
+    string = (Path(__file__).parent / "data" / "exit_twice_with_device_replay.txt").read_text()
+    run = replay.decode(string)
+    machine, v = replay.run_steps(replay.machine_for(run, "reference"), run.steps)
+    assert v is None, v
+    assert machine.k.mms[0].exited
