@@ -31,6 +31,8 @@ SERIES_FUNCTIONS: dict[str, str] = {
     "pte_offset_map": "pgtable_generic",
     "pte_offset_map_lock": "pgtable_generic",
     "pte_offset_map_nolock": "pgtable_generic",
+    "pte_offset_map_ro_nolock": "pgtable_generic",   # 6.13+
+    "pte_offset_map_rw_nolock": "pgtable_generic",   # 6.13+
     "pte_unmap": "pgtable_generic",
     "pte_unmap_unlock": "pgtable_generic",
     "pmdp_collapse_flush": "pgtable_generic",
@@ -90,21 +92,60 @@ class Implementation:
     arches: tuple[str, ...] = ()
     #: clause -> why: violations this implementation is known to commit (a real bug of the kernel
     #: version it models), which are counted instead of failing the run, so that the rest of its
-    #: behaviour is still judged.  Only for clauses after which the model can go on.
+    #: behaviour is still judged.  Only for clauses after which the model can go on.  A key is a
+    #: clause, or ``clause@function``: only when that kernel function is on the call path of the
+    #: task that commits it (so that the same clause elsewhere still fails).
     known_violations: Mapping[str, str] = attrs.field(factory=dict)
+    #: known-violation key -> the clauses its later symptoms violate, tolerated for the rest of a
+    #: run once the known violation happened in it (a lost PTE's rss count at exit)
+    known_consequences: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: arch name -> known violations on that arch only (an arch's own code with a known bug)
+    arch_known_violations: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    #: arch name -> overrides on that arch only, over ``overrides`` (an arch's own definition,
+    #: as powerpc's and s390's pte_free_defer() in patches 05 and 07)
+    arch_overrides: Mapping[str, Mapping[str, Callable[..., Any]]] = attrs.field(factory=dict)
+    #: the kernel version whose environment the implementation is written for: a key of
+    #: pgconform.kernel.version.VERSIONS (callers, other actors, arch configurations)
+    kernel: str = "6.6"
 
     def __attrs_post_init__(self) -> None:
-        unknown = sorted(set(self.overrides) - set(SERIES_FUNCTIONS))
-        if unknown:
+        from pgconform.kernel.config import ARCHES
+        from pgconform.kernel.version import VERSIONS
+
+        if self.kernel not in VERSIONS:
             raise ImplementationError(
-                f"implementation {self.name!r} overrides {', '.join(unknown)}, which are not series "
-                f"functions; known: {', '.join(sorted(SERIES_FUNCTIONS))}"
-            )
-        for fname, fn in self.overrides.items():
-            if not callable(fn):
+                f"implementation {self.name!r}: kernel {self.kernel!r} is not a modelled kernel "
+                f"version; known: {', '.join(VERSIONS)}")
+        unknown_arches = sorted(set(self.arch_overrides) - set(ARCHES))
+        if unknown_arches:
+            raise ImplementationError(
+                f"implementation {self.name!r}: arch_overrides for {', '.join(unknown_arches)}, "
+                f"which are not modelled arches; known: {', '.join(ARCHES)}")
+        for where, table in (("", self.overrides),
+                             *((f" on {a}", t) for a, t in self.arch_overrides.items())):
+            unknown = sorted(set(table) - set(SERIES_FUNCTIONS))
+            if unknown:
                 raise ImplementationError(
-                    f"implementation {self.name!r}: {fname} is {type(fn).__name__}, not a function"
+                    f"implementation {self.name!r} overrides {', '.join(unknown)}{where}, which "
+                    f"are not series functions; known: {', '.join(sorted(SERIES_FUNCTIONS))}"
                 )
+            for fname, fn in table.items():
+                if not callable(fn):
+                    raise ImplementationError(
+                        f"implementation {self.name!r}: {fname}{where} is {type(fn).__name__}, "
+                        "not a function"
+                    )
+
+    def known_violations_on(self, arch: str) -> dict[str, str]:
+        """The known violations on ``arch``: the common ones, then that arch's own."""
+        return {**self.known_violations, **self.arch_known_violations.get(arch, {})}
+
+    def overrides_on(self, arch: str | None) -> dict[str, Callable[..., Any]]:
+        """The overrides in force on ``arch``: the common ones, then that arch's own."""
+        table = dict(self.overrides)
+        if arch is not None:
+            table.update(self.arch_overrides.get(arch, {}))
+        return table
 
 
 def coerce_implementation(obj: Any, name: str) -> Implementation:
@@ -168,6 +209,12 @@ def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
         "pte_offset_map": ("a pte_t * or None", pte),
         "pte_offset_map_nolock": ("(pte_t * or None, spinlock_t * or None)",
                                   pair(pte, lambda r: r is None or ptl(r))),
+        "pte_offset_map_ro_nolock": ("(pte_t * or None, spinlock_t * or None)",
+                                     pair(pte, lambda r: r is None or ptl(r))),
+        "pte_offset_map_rw_nolock": (
+            "(pte_t * or None, the pmd value read, spinlock_t * or None)",
+            lambda r: type(r) is tuple and len(r) == 3 and pte(r[0]) and pmd(r[1])
+            and (r[2] is None or ptl(r[2]))),
         "pte_offset_map_lock": ("(pte_t * or None, spinlock_t * or None)",
                                 pair(pte, lambda r: r is None or ptl(r))),
         "pmd_lockptr": ("a spinlock_t *", ptl),
@@ -224,8 +271,9 @@ def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
     from pgconform.reference import reference_functions
 
     table = reference_functions(arch)
-    if impl.overrides:
+    overrides = impl.overrides_on(arch.name if arch is not None else None)
+    if overrides:
         checks = return_checks()
         table.update({name: checked(name, fn, checks.get(name))
-                      for name, fn in impl.overrides.items()})
+                      for name, fn in overrides.items()})
     return types.SimpleNamespace(**table)

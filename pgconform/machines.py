@@ -24,8 +24,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from pgconform import replay
 from pgconform.implementation import Implementation
+from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.scenario import OP_KINDS, build_world, start_op
+from pgconform.scenario import OP_KINDS, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
 from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
@@ -138,7 +139,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.warm = [(self.hot[0], self.hot[1] + w % 4, w >= 4) for w in warm]
         self.k = self._build()
         self.started = []
-        if freer < 3:
+        if freer == 2 and self.k.version.pt_reclaim:
+            # 6.14+: MADV_DONTNEED of the whole hot PMD range frees its table too
+            primary = dict(primary, kind="dontneed", where=0, arg=self.k.geo.hpage_pmd_nr)
+        elif freer < 3:
             primary = dict(primary, kind=FREERS[freer % len(FREERS)])
         first = self._start(make_op(world, self.hot, self.op_kinds, **primary))
         if stage and partner is not None:
@@ -249,6 +253,8 @@ def make_machine(implementation: Implementation, arch: str = "x86_64",
 
     cls_name = name or f"Conformance_{arch}_{scenario}"
     cls = type(cls_name, (ConformanceMachine,), {"implementation": implementation, "arch": arch,
+                                                 "op_kinds": op_kinds_for(
+                                                     VERSIONS[implementation.kernel]),
                                                  "scenario": scenario, "init_world": init_world,
                                                  "spec": spec or implementation.name,
                                                  "xfails": dict(xfails or {})})

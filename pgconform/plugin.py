@@ -338,8 +338,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     lines = [f"pgconform: implementation {selection.spec} (from {selection.source})",
              f"pgconform: architectures {', '.join(selected_arches())}"]
-    for clause, why in selection.implementation.known_violations.items():
-        lines.append(f"pgconform: known violation {clause} (counted, not failed): {why}")
+    impl = selection.implementation
+    known = [(key, "", why) for key, why in impl.known_violations.items()]
+    known += [(key, f" on {arch}", why) for arch, table in impl.arch_known_violations.items()
+              for key, why in table.items()]
+    for key, where, why in known:
+        lines.append(f"pgconform: known violation {key}{where} (counted, not failed): {why}")
+        if impl.known_consequences.get(key):
+            lines.append(f"pgconform:   and after it, in the same run: "
+                         f"{', '.join(impl.known_consequences[key])}")
     database = config.stash.get(_DATABASE_KEY, None)
     if database is not None:
         lines.append(f"pgconform: example database {database}")

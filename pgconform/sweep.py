@@ -20,13 +20,23 @@ from collections.abc import Iterator
 
 import attrs
 
+from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.exhaustive import Exploration, explore
 
 #: the operations that free page tables (the protocol under test)
 FREERS = ("khugepaged", "madv_collapse")
+#: ... and from 6.14, MADV_DONTNEED of a whole PMD range (the PTE-table reclaim,
+#: KernelVersion.pt_reclaim): its argument is the length
+RECLAIM_FREER = Op("dontneed", 0, 4, 4)
+
+
+def freers_for(version) -> tuple[Op, ...]:
+    """The freeing operations of the sweep in a kernel version, each at the PMD range [4, 8)."""
+    ops = tuple(Op(kind, 0, 4, 1) for kind in FREERS)
+    return (*ops, RECLAIM_FREER) if version.pt_reclaim else ops
 
 #: small worlds, one per scenario shape: the PMD range [4, 8) of mm0 is where operations meet
 WORLDS: dict[str, WorldSpec] = {
@@ -67,12 +77,12 @@ class Pair:
         return f"{self.world}: CPU0 {self.first}, CPU1 {self.second}"
 
 
-def pairs(world: str) -> Iterator[Pair]:
+def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
+          freers: tuple[Op, ...] = tuple(Op(kind, 0, 4, 1) for kind in FREERS)) -> Iterator[Pair]:
     """Each freer against each operation kind (and each argument), both ways round."""
-    for freer in FREERS:
-        for kind in OP_KINDS:
+    for a in freers:
+        for kind in kinds:
             for arg in KIND_ARGS.get(kind, ARGS):
-                a = Op(freer, 0, 4, 1)
                 b = Op(kind, 0, 5, arg)
                 yield Pair(world, a, b)
                 yield Pair(world, b, a)
@@ -119,8 +129,10 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
     bound = default_bound() if bound is None else bound
     out = SweepResult()
     # the worlds' pairs interleaved: the first pairs of every world before the last of any
-    todo = [p for group in itertools.zip_longest(*(pairs(w) for w in worlds)) for p in group
-            if p is not None]
+    version = VERSIONS[impl.kernel]
+    kinds, freers = op_kinds_for(version), freers_for(version)
+    todo = [p for group in itertools.zip_longest(*(pairs(w, kinds, freers) for w in worlds))
+            for p in group if p is not None]
     for b in range(bound + 1):
         out.pairs = 0
         for pair in todo:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.objects import pmd_none, pte_present
+from pgconform.kernel.pgtable import pte_map_rw_as
 from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
 
 
@@ -61,18 +62,27 @@ def adjust_pte(k, vma, address, pfn):
     """arch/arm/mm/fault-armv.c: adjust_pte() (6.6): walk to the alias's pmd (a none one counts
     nothing), map its PTE with pte_offset_map_nolock() (NULL counts nothing), take the ptl only
     with split PTE ptlocks (do_pte_lock(); otherwise it is mm->page_table_lock, already held by
-    the caller), do_adjust_pte(), unlock and unmap.  No pmd_same() recheck: nothing can change the
-    pmd while mm->page_table_lock is held here.  Returns 1 if the alias PTE was present."""
+    the caller), do_adjust_pte(), unlock and unmap.  No pmd_same() recheck in 6.6: nothing can
+    change the pmd while mm->page_table_lock is held here.  From 6.13 (7.0) the map is
+    pte_offset_map_rw_nolock(), and with split ptlocks the pmd is rechecked against its snapshot
+    under the ptl (pmd_same(), else unlock, unmap and map again).  Returns 1 if the alias PTE was
+    present."""
     mm = vma.mm
     pmdp = mm.pmd_offset(address, k.geo)
-    if pmd_none((yield Load(pmdp.table, pmdp.idx))):  # pmd_none_or_clear_bad()
-        return 0
-    pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, address)
-    if pte is None:
-        return 0
     split = k.arch.split_pte_ptlocks
-    if split:
+    while True:
+        if pmd_none((yield Load(pmdp.table, pmdp.idx))):  # pmd_none_or_clear_bad()
+            return 0
+        pte, pmdval, ptl = yield from pte_map_rw_as(k, mm, pmdp, address)
+        if pte is None:
+            return 0
+        if not split:
+            break
         yield Lock(ptl, 1)  # do_pte_lock(): spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
+        if pmdval is None or pmdval == (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+            break
+        yield Unlock(ptl)  # window: adjust_pte's pmd_same recheck fails
+        yield from k.impl.pte_unmap(k, pte)
     ret = yield from do_adjust_pte(k, vma, address, pfn, pte)
     if split:
         yield Unlock(ptl)  # do_pte_unlock()

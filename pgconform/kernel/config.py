@@ -82,6 +82,9 @@ class ArchConfig:
     #: gets WP in 6.10): UFFDIO_REGISTER_MODE_WP / _MINOR are -EINVAL elsewhere
     uffd_wp: bool = False
     uffd_minor: bool = False
+    #: ARCH_SUPPORTS_PT_RECLAIM (6.14+, x86-64 only in 7.0): MADV_DONTNEED frees the PTE tables it
+    #: empties (only in a kernel version with PT reclaim, KernelVersion.pt_reclaim)
+    pt_reclaim: bool = False
     source: str = ""
 
     @property

@@ -44,6 +44,7 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgalloc import pte_alloc
+from pgconform.kernel.pgtable import pte_map_rw_as
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, IpiSync, Load, Lock, Store, Unlock, UpWrite
 
@@ -80,7 +81,9 @@ def copy_pte_range(k, dst_vma, src_vma, dst_pmd, src_pmd, addr, end):
     dst_pte, dst_ptl = yield from k.impl.pte_offset_map_lock(k, dst_mm, dst_pmd, addr)
     if dst_pte is None:
         return ENOMEM
-    src_pte, src_ptl = yield from k.impl.pte_offset_map_nolock(k, src_mm, src_pmd, addr)
+    # 6.13+: pte_offset_map_rw_nolock(), no recheck: the parent's mmap_lock for write, and
+    # retract_page_tables() leaving alone a VMA with an anon_vma (which COW needs) keep it linked
+    src_pte, _, src_ptl = yield from pte_map_rw_as(k, src_mm, src_pmd, addr)
     if src_pte is None:
         yield from k.impl.pte_unmap_unlock(k, dst_pte, dst_ptl)
         return 0  # the child faults it in later

@@ -22,11 +22,18 @@ import attrs
 
 from pgconform.kernel.arm import update_mmu_cache_range
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter, mm_counter_file
+from pgconform.kernel.mmu_gather import (
+    pt_reclaim_enabled,
+    pte_free_tlb,
+    tlb_finish_mmu,
+    tlb_gather_mmu,
+)
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import (
+    PTE_MARKER_GUARD,
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_MINOR,
@@ -42,10 +49,11 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgalloc import pte_alloc
-from pgconform.kernel.pgtable import set_pmd
+from pgconform.kernel.pgtable import pmd_clear, pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.oracle.guard import check_guard_access, guard_removed
 from pgconform.oracle.uffd import check_access, marker_replaced
-from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
+from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 VM_FAULT_OK = 0
 VM_FAULT_SIGSEGV = "SIGSEGV"
@@ -110,6 +118,8 @@ def _hw_access(m, t, k, mm, vma, addr, write):
         folio, idx = ent.folio, ent.idx
     if mm.uffd.wp or mm.uffd.poisoned:
         check_access(k, t, mm, vma, addr, write)
+    if mm.guards:
+        check_guard_access(k, t, mm, vma, addr, "store" if write else "load")
     check_mapping_data(k, t, mm, vma, addr, folio, idx)
     if write:
         value = folio.data[idx] + 1
@@ -207,12 +217,14 @@ def __handle_mm_fault(k, vma, addr, write, allow_retry=False):
 
 def handle_pte_fault(k, vmf):
     """mm/memory.c: handle_pte_fault() (6.6): pte_offset_map_nolock() and a lockless look at the
-    entry; a none entry goes to do_fault(); a present one is rechecked with pte_same() under ptl."""
+    entry; a none entry goes to do_fault(); a present one is rechecked with pte_same() under ptl.
+    From 6.13 (7.0) the map is pte_offset_map_rw_nolock(), the snapshot unused: the pte_same()
+    on a non-none entry is its recheck (a detached table is empty)."""
     mm = vmf.vma.mm
     if pmd_none((yield Load(vmf.pmd.table, vmf.pmd.idx))):
         vmf.pte = None
     else:
-        vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_nolock(k, mm, vmf.pmd, vmf.address)
+        vmf.pte, _, vmf.ptl = yield from pte_map_rw_as(k, mm, vmf.pmd, vmf.address)
         if vmf.pte is None:
             return VM_FAULT_OK
         vmf.orig_pte = yield Load(vmf.pte.table, vmf.pte.idx)  # ptep_get_lockless()
@@ -258,11 +270,14 @@ def do_swap_page(k, vmf):
 
 
 def handle_pte_marker(k, vmf):
-    """mm/memory.c: handle_pte_marker() (6.6): a poison marker is VM_FAULT_HWPOISON (SIGBUS); a
+    """mm/memory.c: handle_pte_marker() (6.6; 7.0): a poison marker is VM_FAULT_HWPOISON (SIGBUS);
+    a guard marker (7.0: only MADV_GUARD_INSTALL puts one there) is always VM_FAULT_SIGSEGV; a
     uffd-wp marker goes to pte_marker_handle_uffd_wp(); anything else is SIGBUS."""
     marker = vmf.orig_pte
     if marker == PTE_MARKER_POISONED:
         return VM_FAULT_HWPOISON
+    if marker == PTE_MARKER_GUARD:
+        return VM_FAULT_SIGSEGV
     if marker == PTE_MARKER_UFFD_WP:
         return (yield from pte_marker_handle_uffd_wp(k, vmf))
     return VM_FAULT_SIGBUS
@@ -543,16 +558,21 @@ def zap_huge_pmd(k, vma, pmdp):
 @attrs.frozen(slots=True)
 class ZapDetails:
     """struct zap_details (6.6): ``even_cows`` zaps private COW pages and poison markers too;
-    ``zap_flags`` ZAP_FLAG_DROP_MARKER drops the uffd-wp markers of file VMAs."""
+    ``zap_flags`` ZAP_FLAG_DROP_MARKER drops the uffd-wp markers of file VMAs; ``reclaim_pt``
+    (6.14+, MADV_DONTNEED only) frees a PTE table the zap leaves empty (zap_pte_range())."""
 
     even_cows: bool = False
     zap_flags: int = 0
+    reclaim_pt: bool = False
 
 
 ZAP_FLAG_DROP_MARKER = 1
 ZAP_FLAG_UNMAP = 2
 #: what unmap_vmas() passes for munmap and exit_mmap (mm/memory.c, 6.6)
 UNMAP_DETAILS = ZapDetails(even_cows=True, zap_flags=ZAP_FLAG_DROP_MARKER | ZAP_FLAG_UNMAP)
+#: what madvise_dontneed_single_vma() passes from 6.14 (6375e95f381e; .even_cows from 6.15): zap
+#: as with no details (NULL, 6.6) and reclaim the PTE tables left empty
+DONTNEED_DETAILS = ZapDetails(even_cows=True, reclaim_pt=True)
 
 
 def should_zap_cows(details) -> bool:
@@ -585,17 +605,99 @@ def zap_install_uffd_wp_if_needed(k, vma, ptep, addr, details, pteval):
     return (yield from pte_install_uffd_wp_if_needed(k, vma, ptep, addr, pteval))
 
 
-def zap_pte_range(k, vma, pmdp, addr, end, details=None):
-    """mm/memory.c: zap_pte_range() (6.6): under pte_offset_map_lock(), clear every entry of
+# ------------------------------------------------------------------------------------------------
+# reclaim of empty PTE tables (6.14+: Qi Zheng, "synchronously scan and reclaim empty user PTE
+# pages", 6375e95f381e; kernel-series.md §3(c) C2).  6.14 has them in mm/pt_reclaim.c as
+# try_get_and_clear_pmd(), try_to_free_pte() and free_pte(); 7.0 has them in mm/memory.c.
+
+
+def pte_table_reclaim_possible(k, start, end, details) -> bool:
+    """mm/memory.c: pte_table_reclaim_possible() (7.0; 6.14: reclaim_pt_is_enabled()):
+    CONFIG_PT_RECLAIM, the caller asked (details->reclaim_pt: MADV_DONTNEED) and the zap covers
+    the whole table (end - start >= PMD_SIZE)."""
+    return (details is not None and details.reclaim_pt and pt_reclaim_enabled(k)
+            and end - start >= k.geo.ptrs_per_pte)
+
+
+def zap_empty_pte_table(k, mm, pmdp, ptl):
+    """mm/memory.c: zap_empty_pte_table() (7.0; 6.14: try_get_and_clear_pmd() in mm/pt_reclaim.c):
+    the fast path, called with the table's ptl still held since the zap that emptied it: take pml
+    too, by trylock (pml is the outer lock: spinning on it under ptl could deadlock), unless it is
+    the ptl itself; snapshot the PMD and clear it.  No entry is looked at again: nobody can have
+    filled one while ptl was held.  Returns the old PMD value, or None if pml was busy (the caller
+    goes the slow way).  (6.14 trylocked pml even when it is the ptl already held, so without
+    split ptlocks the fast path always failed; 7.0 skips the trylock then.)"""
+    pml = yield from k.impl.pmd_lockptr(k, mm, pmdp)
+    if pml is not ptl and not (yield Trylock(pml)):
+        return None  # window: zap_empty_pte_table finds pml busy
+    pmdval = yield Load(pmdp.table, pmdp.idx)  # pmdp_get()
+    yield from pmd_clear(k, pmdp)
+    if pml is not ptl:
+        yield Unlock(pml)
+    return pmdval
+
+
+def zap_pte_table_if_empty(k, mm, pmdp, addr):
+    """mm/memory.c: zap_pte_table_if_empty() (7.0; 6.14: try_to_free_pte() in mm/pt_reclaim.c): the
+    slow path, after the ptl was dropped: pmd_lock(), pte_offset_map_rw_nolock() (its snapshot is
+    the live value: every changer of a table PMD holds pml, so no pmd_same() is needed),
+    spin_lock_nested() the ptl if distinct, check that every entry is still none (a fault may have
+    refilled the table meanwhile), pte_unmap() and pmd_clear().  Returns the old PMD value, or
+    None if the PMD no longer names a table or the table is not empty."""
+    pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+    start_pte, pmdval, ptl = yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
+    if start_pte is None:
+        yield Unlock(pml)  # window: zap_pte_table_if_empty finds no table
+        return None
+    if ptl is not pml:
+        yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
+    table = start_pte.table
+    for i in range(k.geo.ptrs_per_pte):
+        if not pte_none((yield Load(table, i))):  # ptep_get()
+            # window: zap_pte_table_if_empty finds the table refilled
+            yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+            if ptl is not pml:
+                yield Unlock(pml)
+            return None
+    yield from k.impl.pte_unmap(k, start_pte)
+    yield from pmd_clear(k, pmdp)
+    if ptl is not pml:
+        yield Unlock(ptl)
+    yield Unlock(pml)
+    return pmdval
+
+
+def _dec_nr_ptes(m, t, mm):
+    mm.nr_ptes -= 1
+
+
+def free_pte(k, mm, addr, tlb, pmdval):
+    """mm/pt_reclaim.c: free_pte() (6.14; inline in 7.0's zap_pte_range()): pte_free_tlb() of the
+    table ``pmdval`` named, through the caller's gather (freed after a grace period: PT_RECLAIM
+    implies MMU_GATHER_RCU_TABLE_FREE), and mm_dec_nr_ptes().  7.0 passes the zap's end as
+    ``addr`` (6.14 its start): only the range the gather flushes differs."""
+    yield from pte_free_tlb(k, tlb, k.pmd_pgtable(pmdval), addr)
+    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+
+
+def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
+    """mm/memory.c: zap_pte_range() (6.6; 7.0): under pte_offset_map_lock(), clear every entry of
     [addr, end); returns ``addr`` unchanged if the table could not be mapped (the caller retries).
-    ``details`` is struct zap_details (None: MADV_DONTNEED's, zap everything but file uffd-wp
-    markers):
+    ``details`` is struct zap_details (None: MADV_DONTNEED's in 6.6, zap everything but file
+    uffd-wp markers):
 
     * with ``even_cows`` false, anonymous (COW) pages stay mapped (should_zap_page(): truncation
       keeps private copies), and so do poison markers (should_zap_cows());
     * a uffd-wp marker of a file VMA stays unless ZAP_FLAG_DROP_MARKER (munmap, exit);
-    * a present uffd-wp PTE leaves a uffd-wp marker behind (zap_install_uffd_wp_if_needed())."""
+    * a present uffd-wp PTE leaves a uffd-wp marker behind (zap_install_uffd_wp_if_needed()).
+
+    With ``details.reclaim_pt`` (MADV_DONTNEED, 6.14+) and CONFIG_PT_RECLAIM, a zap of the whole
+    table that left nothing behind (!any_skipped) also frees the table through ``tlb`` (the
+    caller's mmu_gather): detached still under ptl by zap_empty_pte_table(), or, if pml was busy,
+    after the unlock by zap_pte_table_if_empty().  The model's loop never drops ptl midway (no
+    need_resched() or full batch: the kernel's other reasons to go the slow way)."""
     mm = vma.mm
+    can_reclaim_pt = tlb is not None and pte_table_reclaim_possible(k, addr, end, details)
     pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return addr
@@ -608,12 +710,21 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None):
             if ent == PTE_MARKER_UFFD_WP:
                 if not zap_drop_file_uffd_wp(details):
                     continue
+            elif ent == PTE_MARKER_GUARD:
+                # 7.0 zap_nonpresent_ptes(): an ordinary zap (MADV_DONTNEED, hole punch, guard
+                # install's own zap) keeps guard markers; only one that drops markers
+                # (zap_drop_markers(): munmap, exit, unmap_mapping_folio()) clears them
+                if not zap_drop_file_uffd_wp(details):
+                    continue
             elif not should_zap_cows(details):  # poisoned
                 continue
             yield Store(ptep.table, ptep.idx, None)  # pte_clear_not_present_full()
             # the process asked for the range to go (MADV_DONTNEED, munmap) or the page itself
             # went (a truncated folio): the marker's promise ends with it
-            marker_replaced(mm, a)
+            if ent == PTE_MARKER_GUARD:
+                guard_removed(mm, a)
+            else:
+                marker_replaced(mm, a)
             continue
         if details is not None and not details.even_cows and ent.folio.anon:
             continue
@@ -629,16 +740,36 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None):
         if ent.uffd_wp and not (yield from zap_install_uffd_wp_if_needed(k, vma, ptep, a,
                                                                          details, ent)):
             marker_replaced(mm, a)  # dropped on request (ZAP_FLAG_DROP_MARKER)
+    pmdval = None
+    if can_reclaim_pt:
+        # any_skipped: an entry the loop kept (a COW page, a marker) or put back (a uffd-wp
+        # marker); with ptl held throughout, those are exactly the entries still non-none
+        if any(e is not None for e in pte.table.entries):
+            can_reclaim_pt = False
+        else:
+            pmdval = yield from zap_empty_pte_table(k, mm, pmdp, ptl)
     yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    if can_reclaim_pt:
+        if pmdval is None:
+            pmdval = yield from zap_pte_table_if_empty(k, mm, pmdp, addr)
+        if pmdval is not None:
+            yield from free_pte(k, mm, end, tlb, pmdval)
     return end
 
 
 def zap_page_range_single(k, vma, start, end, details=None):
-    """mm/memory.c: zap_page_range_single() (6.6) -> unmap_single_vma() -> zap_pmd_range(): within
-    an mmu_notifier range; a huge PMD is zapped whole or split; a NULL map retries the pmd.
-    ``details`` (struct zap_details, or None) goes down to zap_pte_range()."""
+    """mm/memory.c: zap_page_range_single() (6.6; 6.14) -> unmap_single_vma() -> zap_pmd_range():
+    within an mmu_notifier range; a huge PMD is zapped whole or split; a NULL map retries the pmd.
+    ``details`` (struct zap_details, or None) goes down to zap_pte_range().
+
+    The model drops folio references in the zap itself, so only a zap that may reclaim tables
+    (``details.reclaim_pt``) has the kernel's mmu_gather: tlb_gather_mmu() first, tlb_finish_mmu()
+    after the notifier range ends (the TLB flush, then the table batch to call_rcu())."""
     mm = vma.mm
     geo = k.geo
+    tlb = None
+    if details is not None and details.reclaim_pt:
+        tlb = yield from tlb_gather_mmu(k, mm)
     yield from mmu_notifier_invalidate_range_start(k, mm, start, end)
     addr = start
     while addr < end:
@@ -654,16 +785,23 @@ def zap_page_range_single(k, vma, start, end, details=None):
         if pmd_none((yield Load(pmdp.table, pmdp.idx))):
             addr = nxt
             continue
-        addr = yield from zap_pte_range(k, vma, pmdp, addr, nxt, details)
+        addr = yield from zap_pte_range(k, vma, pmdp, addr, nxt, details, tlb)
     yield from mmu_notifier_invalidate_range_end(k, mm, start, end)
+    if tlb is not None:
+        yield from tlb_finish_mmu(k, tlb)
 
 
 def madvise_dontneed(k, mm, start, end):
-    """mm/madvise.c: madvise_dontneed_single_vma() (6.6) under mmap_lock for read."""
+    """mm/madvise.c: madvise_dontneed_single_vma() (6.6) under mmap_lock for read; from 6.14
+    (6375e95f381e) it passes a struct zap_details with .reclaim_pt, so the zap frees the PTE tables
+    it empties where CONFIG_PT_RECLAIM is set (in 6.6 it passes NULL).  (7.0 takes the per-VMA lock
+    instead where it can, and one mmu_gather for the whole call; the model keeps mmap_lock.)"""
     yield DownRead(mm.mmap_lock)
     vma = mm.find_vma(start)
     if vma is not None:
-        yield from zap_page_range_single(k, vma, max(start, vma.start), min(end, vma.end))
+        details = DONTNEED_DETAILS if k.version.pt_reclaim else None
+        yield from zap_page_range_single(k, vma, max(start, vma.start), min(end, vma.end),
+                                         details)
     yield UpRead(mm.mmap_lock)
     return "ok" if vma is not None else "ENOMEM"
 

@@ -13,8 +13,13 @@ Page tables that free_pgtables() takes out go to the gather through the arch's `
 
 Neither protects rcu_read_lock()-only walkers (pte_offset_map*): those cannot reach a table that
 free_pgtables() frees, because its VMA was detached from the mm and unlinked from i_mmap first.
-The tlb_remove_table_one() fallback (no memory for a batch page) is not modelled: the batch is
-always allocated, and never fills up in worlds this small.
+
+From 6.14 MADV_DONTNEED frees the PTE tables it empties through the same gather while the VMA stays
+(CONFIG_PT_RECLAIM, kernel/memory.py zap_pte_range()), so pte_offset_map*() users can hold them:
+PT_RECLAIM needs MMU_GATHER_RCU_TABLE_FREE (x86-64 selects it from 6.14, 718b13861d22), and the
+fallback for a gather that gets no batch page, tlb_remove_table_one(), then call_rcu()s the table
+itself instead of 6.6's IPI and immediate free.  The batch page is always allocated in the model
+(:func:`_alloc_batch`; a test may make it fail) and never fills up in worlds this small.
 """
 
 from __future__ import annotations
@@ -66,21 +71,63 @@ def __tlb_adjust_range(tlb, address, size):
     tlb.end = max(tlb.end, address + size)
 
 
-def _batch_add(tlb, table):
-    if tlb.batch is None:
-        tlb.batch = MmuTableBatch()
-        tlb.batch.rcu_head = RcuHead(tlb.batch)
-    tlb.batch.tables.append(table)
+def pt_reclaim_enabled(k) -> bool:
+    """IS_ENABLED(CONFIG_PT_RECLAIM): a kernel version with PT reclaim (6.14+) on an arch that
+    supports it (ARCH_SUPPORTS_PT_RECLAIM in 6.14; in 7.0 MMU_GATHER_RCU_TABLE_FREE without
+    HAVE_ARCH_TLB_REMOVE_TABLE)."""
+    return k.version.pt_reclaim and k.arch.pt_reclaim
+
+
+def _alloc_batch():
+    """__get_free_page(GFP_NOWAIT | __GFP_NOWARN) for the gather's batch page; None when it fails.
+    The model always gets one (a test may replace this to take tlb_remove_table_one())."""
+    batch = MmuTableBatch()
+    batch.rcu_head = RcuHead(batch)
+    return batch
 
 
 def tlb_remove_table(k, tlb, table):
-    """mm/mmu_gather.c: tlb_remove_table() (6.6) with MMU_GATHER_RCU_TABLE_FREE: queue ``table``
-    (the arch's pointer, possibly tagged) on the gather's batch for tlb_table_flush().  Without
+    """mm/mmu_gather.c: tlb_remove_table() (6.6; 7.0) with MMU_GATHER_RCU_TABLE_FREE: queue
+    ``table`` (the arch's pointer, possibly tagged) on the gather's batch for tlb_table_flush();
+    with no batch page, tlb_table_invalidate() and tlb_remove_table_one().  Without
     MMU_GATHER_TABLE_FREE it is tlb_remove_page() (include/asm-generic/tlb.h)."""
     if not k.arch.rcu_table_free:
         yield from tlb_remove_page(k, tlb, table)
         return
-    _batch_add(tlb, table)  # the gather is the caller's own (on its stack): no shared state
+    if tlb.batch is None:  # the gather is the caller's own (on its stack): no shared state
+        tlb.batch = _alloc_batch()
+        if tlb.batch is None:
+            yield from tlb_table_invalidate(k, tlb)
+            yield from tlb_remove_table_one(k, table)
+            return
+    tlb.batch.tables.append(table)
+
+
+def tlb_table_invalidate(k, tlb):
+    """mm/mmu_gather.c: tlb_table_invalidate() (6.6): tlb_needs_table_invalidate() (true for the
+    model's arches) -> tlb_flush_mmu_tlbonly(): flush what the gather has collected, reset it."""
+    yield from tlb_flush(k, tlb)
+    tlb.start, tlb.end = k.geo.task_size, 0  # __tlb_reset_range()
+
+
+def __tlb_remove_table_one_rcu(k, table):
+    """mm/mmu_gather.c: __tlb_remove_table_one_rcu() (7.0, CONFIG_PT_RECLAIM): the RCU callback,
+    the arch's __tlb_remove_table() of the ptdesc the rcu_head is in."""
+    yield from k.impl.__tlb_remove_table(k, table)
+
+
+def tlb_remove_table_one(k, table):
+    """mm/mmu_gather.c: tlb_remove_table_one() (6.6; 7.0): a table without a batch.  With
+    CONFIG_PT_RECLAIM, __tlb_remove_table_one() is call_rcu(&ptdesc->pt_rcu_head): a grace period
+    covers rcu_read_lock() walkers of a table MADV_DONTNEED reclaimed (and GUP-fast, whose IRQs-off
+    section is a reader too).  Otherwise tlb_remove_table_sync_one(), an IPI that waits only for
+    IRQs-off walkers, then __tlb_remove_table() at once: enough for free_pgtables()' tables only."""
+    if pt_reclaim_enabled(k):
+        # pgtable_t is the ptdesc on the arches that select PT_RECLAIM
+        yield CallRcu(table.rcu_head, __tlb_remove_table_one_rcu, (k, table))
+        return
+    yield IpiSync()  # tlb_remove_table_sync_one()
+    yield from k.impl.__tlb_remove_table(k, table)
 
 
 def tlb_remove_page(k, tlb, page):

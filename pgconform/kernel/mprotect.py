@@ -27,6 +27,7 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import (
+    PTE_MARKER_GUARD,
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_WP,
@@ -105,9 +106,9 @@ def _new_pte(vma, ent, cp_flags):
 
 def change_pte_range(k, vma, pmdp, addr, end, cp_flags):
     """mm/mprotect.c: change_pte_range() (6.6): under pte_offset_map_lock() (NULL: -EAGAIN), update
-    every present PTE; leave poison markers alone; with MM_CP_UFFD_WP_RESOLVE drop uffd-wp
-    markers; with MM_CP_UFFD_WP put a PTE_MARKER_UFFD_WP in every none entry of a file VMA.
-    Returns the number of entries changed, or -EAGAIN."""
+    every present PTE; leave poison (and, 7.0, guard) markers alone; with MM_CP_UFFD_WP_RESOLVE
+    drop uffd-wp markers; with MM_CP_UFFD_WP put a PTE_MARKER_UFFD_WP in every none entry of a
+    file VMA.  Returns the number of entries changed, or -EAGAIN."""
     mm = vma.mm
     pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
@@ -126,8 +127,8 @@ def change_pte_range(k, vma, pmdp, addr, end, cp_flags):
                 yield Store(ptep.table, ptep.idx, new)
             pages += 1
         elif type(old) is PteMarker:
-            if old == PTE_MARKER_POISONED:
-                continue  # any access SIGBUSes anyway
+            if old == PTE_MARKER_POISONED or old == PTE_MARKER_GUARD:
+                continue  # any access SIGBUSes (guard, 7.0: SIGSEGVs) anyway
             if uffd_wp_resolve:
                 yield Store(ptep.table, ptep.idx, None)  # pte_clear()
                 pages += 1

@@ -56,7 +56,7 @@ from pgconform.kernel.objects import (
     table_pmd,
 )
 from pgconform.kernel.pgalloc import pgtable_table, pte_alloc
-from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, set_pmd
+from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Lock, Store, Unlock, UpWrite
 
@@ -109,7 +109,9 @@ def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, ne
     if old_pte is None:
         err = EAGAIN
     else:
-        new_pte, new_ptl = yield from k.impl.pte_offset_map_nolock(k, mm, new_pmd, new_addr)
+        # 6.13+: pte_offset_map_rw_nolock(), no recheck (mmap_lock for write; the new table
+        # has no entries for retract_page_tables() to find)
+        new_pte, _, new_ptl = yield from pte_map_rw_as(k, mm, new_pmd, new_addr)
         if new_pte is None:
             yield from k.impl.pte_unmap_unlock(k, old_pte, old_ptl)
             err = EAGAIN

@@ -47,6 +47,9 @@ class PteMarker:
 #: the markers of include/linux/swapops.h (6.6) the model installs
 PTE_MARKER_UFFD_WP = PteMarker("UFFD_WP")
 PTE_MARKER_POISONED = PteMarker("POISONED")
+#: PTE_MARKER_GUARD (6.13+; on file-backed VMAs from 6.15): MADV_GUARD_INSTALL's marker, any access
+#: to it is SIGSEGV (kernel/madvise_guard.py; only in a kernel version with guard regions)
+PTE_MARKER_GUARD = PteMarker("GUARD")
 
 
 @attrs.frozen(slots=True, repr=False)
@@ -295,6 +298,9 @@ VM_UFFD_WP = "VM_UFFD_WP"
 VM_UFFD_MINOR = "VM_UFFD_MINOR"
 #: VM_WRITE: new VMAs have it (world.new_vma); mprotect(PROT_READ) takes it away
 VM_WRITE = "VM_WRITE"
+#: VMA_MAYBE_GUARD_BIT (7.0): set atomically by MADV_GUARD_INSTALL (under the mmap read lock)
+#: before it installs guard markers; retract_page_tables() leaves such VMAs alone
+VMA_MAYBE_GUARD = "VMA_MAYBE_GUARD"
 
 
 @attrs.define(slots=True, eq=False, repr=False)
@@ -358,6 +364,10 @@ class Mm:
     notifier_ranges: list = attrs.field(factory=list)
     #: the shadow of what userfaultfd promised this process (pgconform/oracle/uffd.py)
     uffd: UffdPromises = attrs.field(factory=lambda: UffdPromises())
+    #: the shadow of what MADV_GUARD_INSTALL promised this process (pgconform/oracle/guard.py):
+    #: address -> (vma, vm_start, vm_pgoff) of each guard marker installed and not legitimately
+    #: removed since (MADV_GUARD_REMOVE, or a zap that drops markers: munmap, exit)
+    guards: dict = attrs.field(factory=dict)
     #: mm->notifier_subscriptions: the interval notifiers (secondary MMUs) of this mm, or None
     #: (kernel/mmu_notifier.py; None keeps a range start/end one step, as mm_has_notifiers())
     notifier_subscriptions: object = None

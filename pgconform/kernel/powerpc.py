@@ -9,6 +9,7 @@ by someone.  The model's PTE-update sites call it when ``k.arch.debug_vm``.
 from __future__ import annotations
 
 from pgconform.kernel.objects import pmd_none
+from pgconform.kernel.pgtable import pte_map_ro_as
 from pgconform.sim.effects import Load, SpinIsLocked
 
 
@@ -20,7 +21,7 @@ def assert_pte_locked(k, mm, addr):
     pmdp = mm.pmd_offset(addr, k.geo)
     if pmd_none((yield Load(pmdp.table, pmdp.idx))):
         return
-    pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr)
+    pte, ptl = yield from pte_map_ro_as(k, mm, pmdp, addr)  # 6.13+: _ro_nolock
     m = k.m
     if pte is None:
         m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "

@@ -18,6 +18,7 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
+from pgconform.kernel.pgtable import pte_map_rw_as
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
@@ -57,10 +58,12 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
                 continue
             if pmd_none(pmde):
                 break
-            pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, places[0][0])
+            # map_pte(): 6.13+ pte_offset_map_rw_nolock(), and pmd_same() once locked
+            pte, pmdval, ptl = yield from pte_map_rw_as(k, mm, pmdp, places[0][0])
             if pte is None:
                 continue
             locked = False
+            stale = False
             for addr, i in places:
                 ptep = pte + (geo.pte_index(addr) - pte.idx)
                 ent = yield Load(ptep.table, ptep.idx)
@@ -70,6 +73,10 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
                         continue
                     yield Lock(ptl)
                     locked = True
+                    if pmdval is not None and pmdval != (
+                            yield from k.impl.pmdp_get_lockless(k, pmdp)):
+                        stale = True  # window: map_pte's pmd_same recheck fails
+                        break
                     ent = yield Load(ptep.table, ptep.idx)
                 # check_pte(): under ptl, the entry still maps this page of the folio
                 if pte_present(ent) and ent.folio is folio and ent.idx == i:
@@ -77,7 +84,8 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
             if locked:
                 yield Unlock(ptl)
             yield from k.impl.pte_unmap(k, pte)
-            break
+            if not stale:
+                break
 
 
 def _unmap_one(k, vma, ptep, addr, ent):

@@ -28,6 +28,7 @@ from pgconform.kernel.mprotect import (
     vma_wants_manual_pte_write_upgrade,
 )
 from pgconform.kernel.objects import (
+    PTE_MARKER_GUARD,
     PTE_MARKER_POISONED,
     VM_UFFD_MINOR,
     VM_UFFD_MISSING,
@@ -64,8 +65,10 @@ def userfaultfd_registered(vma) -> bool:
 
 
 def pte_none_mostly(v) -> bool:
-    """include/linux/swapops.h: pte_none_mostly() (6.6): none, or any PTE marker."""
-    return v is None or type(v) is PteMarker
+    """include/linux/swapops.h: pte_none_mostly() (6.6): none, or any PTE marker.  7.0 has
+    ``pte_none() || is_uffd_pte_marker()`` there instead: a guard marker (the only marker 6.6
+    does not have) is not overwritten."""
+    return v is None or (type(v) is PteMarker and v != PTE_MARKER_GUARD)
 
 
 def _shmem_add_new(m, t, k, f, index, value):

@@ -1,7 +1,8 @@
 """The kernel context ``k`` every modelled function receives, and the builders of a world.
 
 ``k.impl`` is the function table of the implementation under test (reference plus overrides),
-``k.arch`` the architecture configuration, ``k.geo`` the geometry, ``k.m`` the simulated machine and
+``k.version`` the kernel version around it (kernel/version.py), ``k.arch`` the architecture
+configuration in that version, ``k.geo`` the geometry, ``k.m`` the simulated machine and
 ``k.mem`` its physical memory.  ``k.tables`` and ``k.folios`` list everything ever allocated, so the
 end-of-run oracles can account for all of it.
 """
@@ -21,9 +22,11 @@ from pgconform.kernel.objects import (
     PtePtr,
     PteTable,
     PtPage,
+    TablePmd,
     TornPmd,
     Vma,
 )
+from pgconform.kernel.version import V6_6, KernelVersion
 from pgconform.oracle.pagetable import (
     check_pte_store,
     check_storage_free,
@@ -56,9 +59,11 @@ def implementation_code(table) -> set:
 
 class Kernel:
     def __init__(self, impl, arch: ArchConfig = X86_64, geo: Geometry | None = None,
-                 machine: Machine | None = None):
+                 machine: Machine | None = None, version: KernelVersion = V6_6):
         self.impl = impl
         self.arch = arch
+        #: the kernel version of the environment (callers, other actors): kernel/version.py
+        self.version = version
         self.geo = geo or Geometry()
         self.m = machine or Machine()
         self.m.implementation_code = implementation_code(impl)
@@ -245,8 +250,13 @@ class Kernel:
     def pmd_table(self, pmdval) -> PteTable | None:
         """The PTE table a table PMD value names (pmd_page_vaddr()): the frame's table, or the
         table at that position of a shared page."""
-        if type(pmdval) is TornPmd:
-            check_torn_read(self.m, self.m.current, pmdval)
+        if type(pmdval) is not TablePmd:
+            if type(pmdval) is TornPmd:
+                check_torn_read(self.m, self.m.current, pmdval)
+            else:
+                t = self.m.current
+                self.m.violation("pt.not-a-table", f"{t.name if t else 'the run'} uses {pmdval!r} "
+                                 "as a page table: pmd_page() of it is garbage", t, None)
         occ = self.mem.frames[pmdval.pfn]
         if type(occ) is PtPage:
             return occ.slots[pmdval.frag]

@@ -27,6 +27,8 @@ CLAUSES: dict[str, str] = {
                              "range any more (free_pgtables()), or the writer holds mmap_lock "
                              "and the i_mmap_rwsem of those VMAs' files for write (6.5).",
     "pt.populate-dead": "pmd_populate() only links a live, unlinked page table.",
+    "pt.not-a-table": "A PMD value used as a page table (pmd_page(), pmd_pgtable()) names one: "
+                      "it is not none or huge.",
     "pt.walk-without-vma": "A walk down an mm's page tables (mm_find_pmd) is made only with a VMA "
                            "covering the address found under the lock held (mmap_lock, or "
                            "i_mmap_rwsem for a VMA in i_mmap), or under mmap_lock for write: "
@@ -96,6 +98,12 @@ CLAUSES: dict[str, str] = {
     "data.uffd-marker-lost": "At the end of a run every address the monitor write-protected "
                              "holds a uffd-wp marker or a uffd-wp PTE, and every poisoned "
                              "address its poison marker, unless a legitimate path removed it.",
+    # guard regions (7.0: oracle/guard.py)
+    "data.guard-marker-lost": "No access (CPU or GUP) reaches memory at an address guarded "
+                              "with MADV_GUARD_INSTALL: it gets SIGSEGV; and at the end of a run "
+                              "every guarded address holds its guard marker, unless "
+                              "MADV_GUARD_REMOVE or a zap that drops markers (munmap, exit) "
+                              "removed it.",
     # VMA lifetime (kernel-series.md §6.3 I10)
     "vma.free-linked": "A VMA is freed only once no walker can find it: out of its file's i_mmap "
                        "and out of its mm's VMA tree (or the mm is torn down by exit_mmap()).",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pgconform.kernel.filemap import mm_counter
 from pgconform.kernel.memory import check_mapping_data
 from pgconform.kernel.objects import HugePmd, TablePmd, pte_present
+from pgconform.oracle.guard import check_end as check_guard_promises
 from pgconform.oracle.pagetable import check_no_leaks
 from pgconform.oracle.uffd import check_end as check_uffd_promises
 
@@ -67,6 +68,7 @@ def check_end_state(k) -> None:
                         f"{want + in_cache} ({want} mappings, {int(in_cache)} page cache)", None,
                         folio)
     check_uffd_promises(k)
+    check_guard_promises(k)
     mapped_anon = {(mm, addr) for mm, addr, folio, _, _ in mappings(k) if folio.anon}
     for (mm, addr), value in k.anon_shadow.items():
         if (mm, addr) not in mapped_anon:

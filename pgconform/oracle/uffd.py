@@ -11,6 +11,9 @@ updates them at the step where the promise is made or legitimately withdrawn:
 * UFFDIO_POISON adds an address when its marker is stored; MADV_DONTNEED (a zap that clears
   poison markers) and UFFDIO_COPY/CONTINUE installing a page over a marker withdraw it, as the
   6.6 kernel allows (pte_none_mostly()).
+* 7.0: UFFDIO_WRITEPROTECT leaves a guard marker alone (it protects the address a fortiori);
+  MADV_GUARD_REMOVE clearing it withdraws the write-protect promise there, as a zap of a poison
+  marker does (the process removed the only marker at the address).
 
 A promise binds only while the VMA it was made in still covers the address at the same place
 (munmap and mremap end it), and a write-protect promise only while that VMA is still registered
@@ -20,6 +23,7 @@ VM_UFFD_WP.
 from __future__ import annotations
 
 from pgconform.kernel.objects import (
+    PTE_MARKER_GUARD,
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_WP,
@@ -130,7 +134,9 @@ def _entry(k, mm, addr):
 
 def check_end(k) -> None:
     """End of run: every promised marker is still in the page tables (a PTE_MARKER_UFFD_WP or a
-    present PTE with the uffd-wp bit; a PTE_MARKER_POISONED)."""
+    present PTE with the uffd-wp bit; a PTE_MARKER_POISONED).  A guard marker (7.0) keeps a
+    write-protected address protected too: no store can land there at all (change_pte_range()
+    leaves guard markers alone, so UFFDIO_WRITEPROTECT over a guard region installs nothing)."""
     for mm in k.mms:
         u = mm.uffd
         for addr in sorted(u.wp):
@@ -138,7 +144,8 @@ def check_end(k) -> None:
             if vma is None or VM_UFFD_WP not in vma.flags:
                 continue
             ent = _entry(k, mm, addr)
-            if ent == PTE_MARKER_UFFD_WP or (pte_present(ent) and ent.uffd_wp):
+            if ent == PTE_MARKER_UFFD_WP or (pte_present(ent) and ent.uffd_wp) or \
+                    ent == PTE_MARKER_GUARD:
                 continue
             what = "a huge PMD" if type(ent) is HugePmd else repr(ent)
             k.m.violation("data.uffd-marker-lost",

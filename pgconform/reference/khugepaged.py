@@ -307,35 +307,11 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
             return result
     if userfaultfd_wp(vma):
         return SCAN_PTE_UFFD_WP
-    mapping = vma.file
-    hpage = yield Atomic("find_lock_page()", _find_lock_page, (mapping, vma.linear_page_index(haddr)))
-    if hpage is None:
-        return SCAN_PAGE_NULL
-    yield Lock(hpage.lock)
-    if hpage.mapping is not mapping or mapping.pages.get(hpage.index) is not hpage:
-        result = SCAN_FAIL
-        return (yield from _drop_hpage(k, hpage, result))
-    if hpage.nr != geo.hpage_pmd_nr or hpage.index != vma.linear_page_index(haddr):
-        return (yield from _drop_hpage(k, hpage, SCAN_PAGE_COMPOUND))
-    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
-    if result == SCAN_PMD_NONE:
-        return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
-    if result != SCAN_SUCCEED:
-        return (yield from _drop_hpage(k, hpage, result))
-
+    found = yield from folio_and_step1_as(k, mm, vma, haddr, install_pmd)
+    if type(found) is not tuple:
+        return found
+    hpage, pmdp = found
     result = SCAN_FAIL
-    start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
-    if start_pte is None:
-        return (yield from _drop_hpage(k, hpage, result))
-    # step 1: read-only check under ptl
-    for i in range(geo.hpage_pmd_nr):
-        ent = yield Load(start_pte.table, start_pte.idx + i)
-        bad = _not_hpage_subpage(ent, hpage, i)
-        if bad:
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, bad))
-    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
-    start_pte = None
 
     yield from mmu_notifier_invalidate_range_start(k, mm, haddr, end)
     notified = True
@@ -395,6 +371,40 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
     yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
     yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
+
+
+def folio_and_step1_as(k, mm, vma, haddr, install_pmd, lookup="find_lock_page()"):
+    """The part of collapse_pte_mapped_thp() that 6.6 and 7.0 (try_collapse_pte_mapped_thp())
+    share: find and lock the PMD-sized folio in the page cache, look at the pmd again (no table:
+    straight to step 5), then step 1: under pte_offset_map_lock(), every mapped PTE maps the
+    matching page of the folio.  Returns the scan result if the collapse ends here, else
+    ``(hpage, pmdp)`` with the folio locked and the ptl dropped."""
+    geo = k.geo
+    mapping = vma.file
+    hpage = yield Atomic(lookup, _find_lock_page, (mapping, vma.linear_page_index(haddr)))
+    if hpage is None:
+        return SCAN_PAGE_NULL
+    yield Lock(hpage.lock)
+    if hpage.mapping is not mapping or mapping.pages.get(hpage.index) is not hpage:
+        return (yield from _drop_hpage(k, hpage, SCAN_FAIL))
+    if hpage.nr != geo.hpage_pmd_nr or hpage.index != vma.linear_page_index(haddr):
+        return (yield from _drop_hpage(k, hpage, SCAN_PAGE_COMPOUND))
+    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    if result == SCAN_PMD_NONE:
+        return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
+    if result != SCAN_SUCCEED:
+        return (yield from _drop_hpage(k, hpage, result))
+    start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
+    if start_pte is None:
+        return (yield from _drop_hpage(k, hpage, SCAN_FAIL))
+    # step 1: read-only check under ptl
+    for i in range(geo.hpage_pmd_nr):
+        bad = _not_hpage_subpage((yield Load(start_pte.table, start_pte.idx + i)), hpage, i)
+        if bad:
+            return (yield from _abort(k, mm, vma, haddr, hpage, 0, start_pte, ptl, None, False,
+                                      bad))
+    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    return hpage, pmdp
 
 
 def _not_hpage_subpage(ent, hpage, i):

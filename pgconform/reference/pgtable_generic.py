@@ -116,6 +116,26 @@ def pte_offset_map_nolock(k, mm, pmdp, addr):
     return pte, ptl
 
 
+def pte_offset_map_ro_nolock(k, mm, pmdp, addr):
+    """mm/pgtable-generic.c: pte_offset_map_ro_nolock() (6.13+, Qi Zheng's split of
+    pte_offset_map_nolock()): the same as pte_offset_map_nolock(), for callers that only read
+    the entries under the ptl (the model keeps one body for both names).  Returns
+    ``(pte, ptl)``."""
+    return (yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr))
+
+
+def pte_offset_map_rw_nolock(k, mm, pmdp, addr):
+    """mm/pgtable-generic.c: pte_offset_map_rw_nolock() (6.13+): map as __pte_offset_map() and
+    return the pmd snapshot with the ptl computed from it; a caller that writes must first check,
+    under the ptl, that the table is still linked (pmd_same() against the snapshot, or pte_same()
+    on a non-none entry).  Returns ``(pte, pmdval, ptl)``; ptl is None when pte is."""
+    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    if pte is None:
+        return None, pmdval, None
+    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    return pte, pmdval, ptl
+
+
 def pte_offset_map_lock(k, mm, pmdp, addr):
     """mm/pgtable-generic.c: __pte_offset_map_lock() (6.6): map, take the snapshot table's ptl, and
     return only if ``*pmd`` still names that table (pmd_same); otherwise unlock, unmap and retry.

@@ -120,9 +120,14 @@ class Machine:
         self.record_paths = record_paths
         self.ntasks = 0
         self.failed = False
-        #: clauses the implementation declares it violates (Implementation.known_violations)
+        #: violations the implementation declares it commits (Implementation.known_violations):
+        #: ``clause``, or ``clause@function`` (only when ``function`` is on the culprit's call path)
         self.tolerated: Mapping[str, str] = {}
         self.tolerated_hits: dict[str, int] = {}
+        #: tolerated key -> clauses tolerated for the rest of the run once it was hit (the known
+        #: bug's later symptoms: a lost PTE's rss count at exit)
+        self.consequences: Mapping[str, tuple] = {}
+        self.tolerating: set = set()
         #: the task whose code is running (helpers called from kernel code may need it)
         self.current: Task | None = None
         #: code objects of the implementation under test (None: treat every exception as its own)
@@ -251,10 +256,24 @@ class Machine:
     # ---------------------------------------------------------------- verdicts
 
     def violation(self, clause: str, message: str, t: Task | None = None, obj=None):
-        if clause in self.tolerated:  # a known violation of the implementation: count it
-            self.tolerated_hits[clause] = self.tolerated_hits.get(clause, 0) + 1
-            return
+        if self.tolerated:  # a known violation of the implementation: count it
+            key = self._tolerated_as(clause, t or self.current)
+            if key is not None:
+                self.tolerated_hits[key] = self.tolerated_hits.get(key, 0) + 1
+                return
         raise Violation(clause, message, task=t, obj=obj)
+
+    def _tolerated_as(self, clause: str, t: Task | None) -> str | None:
+        """The known-violation key a violation of ``clause`` by ``t`` matches, if any."""
+        tolerated = self.tolerated
+        path = call_path(t.gen) if t is not None else ()
+        key = next((k for k in (f"{clause}@{fn}" for fn in path) if k in tolerated), None)
+        if key is None:
+            if clause not in tolerated and clause not in self.tolerating:
+                return None
+            key = clause
+        self.tolerating.update(self.consequences.get(key, ()))
+        return key
 
     def use_after_free(self, t: Task, page, what: str):
         self.violation("pt.use-after-free", f"{t.name}: {what} of {page!r}, which was freed "
