@@ -27,7 +27,7 @@ from pgconform.machines import LANES
 from pgconform.registry import resolve
 from pgconform.scenario import OP_KINDS
 
-OUT = ROOT / "tests" / "selftest" / "data" / "zoo_replays.json"
+OUT = ROOT / "pgconform" / "data" / "history_schedules.json"
 FREERS = ("khugepaged", "madv_collapse")
 
 

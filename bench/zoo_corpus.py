@@ -1,5 +1,5 @@
 """Hunt each zoo mutant with the conformance machines and store the replay string of the
-minimal failure Hypothesis shrinks to: ``tests/selftest/data/zoo_replays.json``.
+minimal failure Hypothesis shrinks to: ``pgconform/data/history_schedules.json``.
 
 tests/selftest/test_verdicts.py replays every stored string in every run (milliseconds each), so the
 verdict output of every mutant (clause, diagram size, replay) is checked even for the mutants
@@ -23,7 +23,7 @@ from pgconform.bench import hunt
 from pgconform.registry import resolve
 from pgconform.zoo import MUTANTS
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "selftest" / "data" / "zoo_replays.json"
+OUT = Path(__file__).resolve().parent.parent / "pgconform" / "data" / "history_schedules.json"
 
 
 def main() -> int:

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("windows", add_help=False,
                    help="which race windows of the reference a run reaches (coverage.py): "
                         "python -m pgconform windows --help")
+    sub.add_parser("matrix", add_help=False,
+                   help="the version matrix: which clauses each kernel version fails on which "
+                        "arch (python -m pgconform matrix --help)")
     return parser
 
 
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgconform.windows import main as windows_main
 
         return windows_main(argv[1:])
+    if argv[:1] == ["matrix"]:  # and the version matrix
+        from pgconform.matrix import main as matrix_main
+
+        return matrix_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)

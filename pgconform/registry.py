@@ -35,6 +35,10 @@ BUILTIN: dict[str, str] = {
     "alt.powerpc-v2": "pgconform.alt.powerpc_v2:IMPLEMENTATION",
     "alt.s390-v2": "pgconform.alt.s390_v2:IMPLEMENTATION",
     "v6.5": "pgconform.versions.v6_5:IMPLEMENTATION",
+    "v1": "pgconform.versions.v1:IMPLEMENTATION",
+    "v2": "pgconform.versions.v2:IMPLEMENTATION",
+    "v6.6": "pgconform.versions.v6_6:IMPLEMENTATION",
+    "v7.0": "pgconform.versions.v7_0:IMPLEMENTATION",
     "zoo.retract_pte_free_immediate": "pgconform.zoo.a0_pte_free_immediate:MUTANT",
     "zoo.pte_offset_map_no_rcu": "pgconform.zoo.a0p_no_rcu_read_lock:MUTANT",
     "zoo.pte_offset_map_lock_no_pmd_same": "pgconform.zoo.a15_no_pmd_same:MUTANT",
@@ -49,6 +53,7 @@ BUILTIN: dict[str, str] = {
     "zoo.collapse_pte_mapped_thp_uffd_window": "pgconform.zoo.b1_collapse_uffd_no_pml:MUTANT",
     "zoo.move_normal_pmd_no_recheck": "pgconform.zoo.cve_2024_50066_move_normal_pmd:MUTANT",
     "zoo.retract_no_pmd_notifier": "pgconform.zoo.a9_retract_no_pmd_notifier:MUTANT",
+    "zoo.v7_retract_no_pmd_state_recheck": "pgconform.zoo.v7_retract_no_pmd_state_recheck:MUTANT",
 }
 
 _ZOO_PREFIX = "zoo."

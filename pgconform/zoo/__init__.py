@@ -17,4 +17,7 @@ MUTANTS: dict[str, str] = {
     "zoo.collapse_pte_mapped_thp_uffd_window": "pgconform.zoo.b1_collapse_uffd_no_pml:MUTANT",
     "zoo.move_normal_pmd_no_recheck": "pgconform.zoo.cve_2024_50066_move_normal_pmd:MUTANT",
     "zoo.retract_no_pmd_notifier": "pgconform.zoo.a9_retract_no_pmd_notifier:MUTANT",
+    # mutants of 7.0 behaviour, judged in a 7.0 kernel (Implementation.kernel)
+    "zoo.v7_retract_no_pmd_state_recheck":
+        "pgconform.zoo.v7_retract_no_pmd_state_recheck:MUTANT",
 }

@@ -75,3 +75,11 @@ def test_worked_example_gets_the_verdict_the_readme_shows():
     run_state_machine_as_test(make_machine(fixed, "x86_64", scenario="shared"), settings=settings(
         max_examples=300, database=None, deadline=None, stateful_step_count=20,
         suppress_health_check=list(HealthCheck), phases=[Phase.generate]))
+
+
+def test_readme_version_matrix_is_the_commands_output():
+    """The README's version matrix is what ``python -m pgconform matrix`` (bound 0) prints."""
+    from pgconform import matrix
+
+    shown = README.split("<!-- version-matrix -->\n", 1)[1].split("<!-- /version-matrix -->", 1)[0]
+    assert shown == matrix.to_markdown(matrix.version_matrix(bound=0))

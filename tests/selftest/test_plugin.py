@@ -536,7 +536,7 @@ def test_cli_usage(args):
 def test_readme_option_table_matches_the_plugin():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Selecting the implementation\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    rows = [line for line in section.split("\n### ", 1)[0].splitlines() if line.startswith("| `")]
     settings_in_precedence_order = [row.split("|")[1].strip() for row in rows]
     assert settings_in_precedence_order == [
         "`--impl SPEC`",

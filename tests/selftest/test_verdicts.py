@@ -2,7 +2,7 @@
 diagram and replay string of every zoo mutant, replay and determinism, the report, the trace
 pictures and the known-failures file.
 
-The zoo's failures are replayed from ``data/zoo_replays.json`` (written by
+The zoo's failures are replayed from ``pgconform/data/history_schedules.json`` (written by
 ``bench/zoo_corpus.py`` from the conformance machines' own shrunk failures), so every mutant's
 verdict output is checked in every run, including the mutants whose random hunt takes minutes.
 """
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))  # the miniatures package
 
 from miniatures import VERDICTS
 
-CORPUS = json.loads((HERE / "data" / "zoo_replays.json").read_text())
+CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
 PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 

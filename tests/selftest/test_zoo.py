@@ -62,6 +62,8 @@ SLOW_HUNTS = {
     "zoo.retract_no_uffd_wp_recheck": "test_uffd.py::test_a8_is_caught",
     "zoo.move_normal_pmd_no_recheck": "test_actors_vm.py::test_mremap_meets_retract_in_6_6_0",
     "zoo.pte_offset_map_lock_no_pmd_same": "test_oracles.py::test_write_detached",
+    "zoo.v7_retract_no_pmd_state_recheck":
+        "test_versions.py::test_retract_without_the_pmd_state_recheck_is_caught_in_7_0",
 }
 
 

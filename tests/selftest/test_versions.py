@@ -1,0 +1,205 @@
+"""The kernel versions as implementations (``v1``, ``v2``, ``v6.6``, ``v7.0``) and the version matrix.
+
+The expected matrix is history: v1 fails exactly where the v2 changelog says it was wrong, and
+nowhere else; v2 (with its later-found bugs declared), v6.6 and v7.0 pass everything the suite
+has ever caught.  The schedules are the stored failing schedules of the zoo
+(``pgconform/data/history_schedules.json``), replayed under each version."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from pgconform import matrix, replay
+from pgconform.implementation import ImplementationError, build_table
+from pgconform.kernel.config import ARCHES
+from pgconform.kernel.version import V6_6, V7_0, VERSIONS
+from pgconform.reference.arch import generic, powerpc
+from pgconform.registry import resolve
+from pgconform.versions import v1, v2
+from pgconform.zoo import a1_powerpc_v1, a7_retract_no_anon_vma_recheck
+
+SCHEDULES = {name: replay.decode(s) for name, s in matrix.history_schedules().items()}
+CHANGELOG_MUTANTS = {mutant for mutant, _ in v1.CHANGELOG.values()}
+CHANGELOG_CLAUSES = {c for _, clauses in v1.CHANGELOG.values() for c in clauses}
+
+
+def _first_clause(run, spec, tolerated=()):
+    clause, known = matrix.replay_outcome(run, spec, dict.fromkeys(tolerated, "other item"))
+    return clause, known
+
+
+# --- the registered versions ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,kernel", [("v1", "6.6"), ("v2", "6.6"), ("v6.6", "6.6"),
+                                         ("v7.0", "7.0")])
+def test_versions_are_registered(name, kernel):
+    impl = resolve(name)
+    assert impl.name == name and impl.kernel == kernel and impl.source
+
+
+def test_v6_6_is_the_reference():
+    assert not resolve("v6.6").overrides and "s390-6.7" not in resolve("v6.6").arches
+
+
+def test_arch_overrides_replace_the_arch_function_on_that_arch_only():
+    ppc = build_table(v1.IMPLEMENTATION, ARCHES["powerpc64"])
+    assert ppc.pte_free_defer.__wrapped__ is a1_powerpc_v1.pte_free_defer
+    x86 = build_table(v1.IMPLEMENTATION, ARCHES["x86_64"])
+    assert x86.pte_free_defer is generic.FUNCTIONS.get("pte_free_defer", x86.pte_free_defer)
+    assert x86.pte_free_defer is not ppc.pte_free_defer
+    assert build_table(resolve("v6.6"), ARCHES["powerpc64"]).pte_free_defer is \
+        powerpc.FUNCTIONS["pte_free_defer"]
+
+
+def test_bad_version_declarations_are_refused():
+    with pytest.raises(ImplementationError, match="not a modelled kernel version"):
+        attrs.evolve(v2.IMPLEMENTATION, kernel="5.4")
+    with pytest.raises(ImplementationError, match="not modelled arches"):
+        attrs.evolve(v2.IMPLEMENTATION, arch_overrides={"vax": {}})
+    with pytest.raises(ImplementationError, match="not series functions"):
+        attrs.evolve(v2.IMPLEMENTATION, arch_overrides={"s390": {"frobnicate": print}})
+
+
+def test_the_7_0_environment():
+    assert VERSIONS["6.6"] is V6_6 and not V6_6.rw_nolock and not V6_6.pt_reclaim
+    x86 = V7_0.arch("x86_64")
+    assert x86.rcu_table_free and x86.pt_reclaim and not ARCHES["x86_64"].rcu_table_free
+    s390 = V7_0.arch("s390")
+    assert s390.name == "s390" and s390.tables_per_page == 1 and s390.allocator == "s390_full_page"
+    assert V7_0.arch("powerpc64") is ARCHES["powerpc64"]
+
+
+# --- v1 fails exactly where the v2 changelog says ------------------------------------------
+
+
+@pytest.mark.parametrize("item", sorted(v1.CHANGELOG))
+def test_v1_fails_each_changelog_item(item):
+    """The schedule that caught the item's mutant fails v1 with the item's clause once the other
+    items' clauses are tolerated (v1 has all of them; A9's fires at every retract), and passes
+    v2, v6.6 and v7.0."""
+    mutant, clauses = v1.CHANGELOG[item]
+    run = SCHEDULES[mutant]
+    others = CHANGELOG_CLAUSES - set(clauses)
+    clause, _ = _first_clause(run, "v1", others)
+    assert clause in clauses, f"v1 on {mutant}'s schedule: {clause}, not one of {clauses}"
+    for later in ("v2", "v6.6", "v7.0"):
+        clause, _known = _first_clause(run, later)
+        assert clause is None, f"{later} fails {mutant}'s schedule with {clause}"
+
+
+@pytest.mark.parametrize("mutant", sorted(set(SCHEDULES) - CHANGELOG_MUTANTS))
+def test_v1_fails_nowhere_else(mutant):
+    """On every other schedule of the history, v1 with the changelog's clauses tolerated does
+    what v2 does: v1 is v2 plus the changelog's bugs."""
+    run = SCHEDULES[mutant]
+    if run.arch not in v1.IMPLEMENTATION.arches:
+        pytest.skip(f"v1 does not apply on {run.arch}")
+    got_v1 = _first_clause(run, "v1", CHANGELOG_CLAUSES)
+    got_v2 = _first_clause(run, "v2")
+    assert got_v1[0] == got_v2[0] is None
+    # v2's own s390 code (the 07 rewrite, with its leak) is not v1's
+    v2_only = CHANGELOG_CLAUSES | set(v2.IMPLEMENTATION.arch_known_violations.get(run.arch, {}))
+    assert got_v1[1] - CHANGELOG_CLAUSES == got_v2[1] - v2_only
+
+
+@pytest.mark.parametrize("mutant", sorted(SCHEDULES))
+def test_later_versions_pass_the_history(mutant):
+    run = SCHEDULES[mutant]
+    for spec in ("v2", "v6.6", "v7.0"):
+        if run.arch in resolve(spec).arches:
+            clause, known = _first_clause(run, spec)
+            assert clause is None, f"{spec} fails {mutant}'s schedule: {clause}"
+            assert known <= set(resolve(spec).known_violations_on(run.arch)) | set(
+                v2.LOST_PTE_CONSEQUENCES)
+
+
+def test_v2_declares_b1_and_the_s390_leak():
+    """v2's two bugs found after it: B1 (a98460494b16) and the posted s390 pte_free_half()."""
+    _, known = _first_clause(SCHEDULES["zoo.collapse_pte_mapped_thp_uffd_window"], "v2")
+    assert "pt.free-nonempty@collapse_pte_mapped_thp" in known
+    _, known = _first_clause(SCHEDULES["zoo.s390_v2_as_posted"], "v2")
+    assert known == {"pt.leak"}
+    _, known = _first_clause(SCHEDULES["zoo.s390_v2_as_posted"], "v6.6")
+    assert not known
+
+
+def test_a_known_violation_in_one_function_does_not_hide_the_clause_elsewhere(monkeypatch):
+    """v2 tolerates pt.free-nonempty in collapse_pte_mapped_thp() only: the same clause from
+    retract_page_tables() (A7 put into v2) still fails."""
+    v2_a7 = attrs.evolve(v2.IMPLEMENTATION, name="v2+A7", overrides={
+        **v2.IMPLEMENTATION.overrides,
+        "retract_page_tables": a7_retract_no_anon_vma_recheck.retract_page_tables})
+    monkeypatch.setattr("pgconform.matrix.resolve",
+                        lambda spec: v2_a7 if spec == "v2+A7" else resolve(spec))
+    clause, _ = _first_clause(SCHEDULES["zoo.retract_no_anon_vma_recheck"], "v2+A7")
+    assert clause in a7_retract_no_anon_vma_recheck.MUTANT.expected
+
+
+# --- the matrix -------------------------------------------------------------------------------
+
+
+def test_matrix_of_the_history():
+    """The expected matrix, computed from the history's schedules alone: v1 fails on every arch
+    where a changelog item shows, with the changelog's clauses (and their symptoms) only."""
+    m = matrix.version_matrix(bound=None)
+    for cell in m["v1"].values():
+        if cell.applies:
+            assert set(cell.failed) <= CHANGELOG_CLAUSES | set(v2.LOST_PTE_CONSEQUENCES) | {
+                "pt.lock-mismatch"}  # the torn pmd's garbage table, A10's symptom
+    assert {a for a, c in m["v1"].items() if c.failed} == {"x86_64", "x86_pae", "powerpc64",
+                                                           "s390"}
+    for spec in ("v2", "v6.6", "v7.0"):
+        assert all(not c.failed for c in m[spec].values()), spec
+    assert m["v2"]["s390"].known == {"pt.leak"}
+    assert m["v6.6"]["s390-6.7"].text() == "n/a"
+
+
+# --- mainline: the 7.0 kernel ---------------------------------------------------------------
+
+
+def test_retract_without_the_pmd_state_recheck_is_caught_in_7_0():
+    """The 7.0 mutant (no 6c18ec9af86c): MADV_DONTNEED reclaims the table retract found, and
+    retract derives its ptl from the none PMD (split ptlocks) or frees pmd_pgtable() of it."""
+    from pgconform.scenario import Op
+    from pgconform.sweep import RECLAIM_FREER, Pair, explore_pair
+    from pgconform.zoo import v7_retract_no_pmd_state_recheck as mutant
+
+    pair = Pair("shared", Op("khugepaged", 0, 4, 1), RECLAIM_FREER)
+    got = {arch: explore_pair(mutant.MUTANT, arch, pair, bound=1).violation
+           for arch in mutant.MUTANT.arches}
+    assert {a: v.clause for a, v in got.items()} == {
+        "x86_64": "pt.lock-mismatch", "x86_64-alloc-ptlocks": "pt.lock-mismatch",
+        "x86_64-nosplit": "pt.not-a-table"}
+    for arch in mutant.MUTANT.arches:
+        assert explore_pair(resolve("v7.0"), arch, pair, bound=1).violation is None
+
+
+def test_finding_uffd_writeprotect_against_pt_reclaim():
+    """The finding v7.0 declares on the PT-reclaim arches: MADV_DONTNEED of the whole PMD range
+    against UFFDIO_REGISTER(WP) + UFFDIO_WRITEPROTECT loses the markers in 7.0, and cannot in 6.6
+    (no reclaim) or on a 7.0 arch without PT reclaim."""
+    from pgconform.scenario import Op
+    from pgconform.sweep import RECLAIM_FREER, Pair, explore_pair
+    from pgconform.versions import v7_0
+
+    undeclared = attrs.evolve(v7_0.IMPLEMENTATION, arch_known_violations={})
+    pair = Pair("shared", RECLAIM_FREER, Op("uffd_register", 0, 5, 6))
+    assert "WRITEPROTECT" in str(pair)
+    v = explore_pair(undeclared, "x86_64", pair, bound=1).violation
+    assert v is not None and v.clause in ("data.uffd-marker-lost",
+                                          "data.uffd-wp-write-unnotified")
+    assert explore_pair(resolve("v7.0"), "x86_64", pair, bound=1).violation is None
+    assert explore_pair(resolve("v6.6"), "x86_64", attrs.evolve(
+        pair, first=Op("dontneed", 0, 4, 4)), bound=1).violation is None
+    assert explore_pair(undeclared, "powerpc64", pair, bound=1).violation is None
+
+
+def test_matrix_command(capsys):
+    from pgconform.__main__ import main
+
+    assert main(["matrix", "--versions", "v2,v6.6", "--arch", "s390", "--bound", "-1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["| version | s390 |", "|---|---|", "| v2 | pass; known: pt.leak |",
+                   "| v6.6 | pass |"]
