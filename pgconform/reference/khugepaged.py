@@ -332,22 +332,11 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
         elif ptl is not pml:
             yield Lock(ptl, 1)
 
-    # step 2: recheck and clear under ptl
-    for i in range(geo.hpage_pmd_nr):
-        ptep = start_pte + i
-        ent = yield Load(ptep.table, ptep.idx)
-        bad = _not_hpage_subpage(ent, hpage, i)
-        if bad:
-            # window: collapse_pte_mapped_thp step 2 recheck fails
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      notified, bad))
-        if pte_none(ent):
-            continue
-        yield Store(ptep.table, ptep.idx, None)  # ptep_clear()
-        if k.arch.debug_vm:  # pte_update(), the pmd still present
-            yield from assert_pte_locked(k, mm, haddr + i)
-        hpage.mapcount -= 1  # page_remove_rmap()
-        nr_ptes += 1
+    nr_ptes, bad = yield from step2_as(k, mm, haddr, hpage, start_pte)
+    if bad:
+        # window: collapse_pte_mapped_thp step 2 recheck fails
+        return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
+                                  notified, bad))
     yield from k.impl.pte_unmap(k, start_pte)
     if pml is None:
         yield Unlock(ptl)
@@ -405,6 +394,28 @@ def folio_and_step1_as(k, mm, vma, haddr, install_pmd, lookup="find_lock_page()"
                                       bad))
     yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
     return hpage, pmdp
+
+
+def step2_as(k, mm, haddr, hpage, start_pte):
+    """Step 2 of collapse_pte_mapped_thp() (6.6 and 7.0), under the ptl: each entry again must be
+    none or the matching page of the folio; clear it (ptep_clear(); 7.0 batches them with
+    clear_ptes()) and drop its rmap.  Returns ``(cleared, None)``, or ``(cleared so far, the scan
+    result to abort with)`` at the first entry that is neither."""
+    nr_ptes = 0
+    for i in range(k.geo.hpage_pmd_nr):
+        ptep = start_pte + i
+        ent = yield Load(ptep.table, ptep.idx)
+        bad = _not_hpage_subpage(ent, hpage, i)
+        if bad:
+            return nr_ptes, bad
+        if pte_none(ent):
+            continue
+        yield Store(ptep.table, ptep.idx, None)
+        if k.arch.debug_vm:  # pte_update(), the pmd still present
+            yield from assert_pte_locked(k, mm, haddr + i)
+        hpage.mapcount -= 1  # page_remove_rmap()
+        nr_ptes += 1
+    return nr_ptes, None
 
 
 def _not_hpage_subpage(ent, hpage, i):

@@ -33,9 +33,8 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
-from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge, pte_none
+from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgtable import mm_find_pmd
-from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,
     SCAN_PMD_MAPPED,
@@ -47,14 +46,14 @@ from pgconform.reference.khugepaged import (
     _dec_nr_ptes,
     _maybe_install_pmd,
     _noop,
-    _not_hpage_subpage,
     folio_and_step1_as,
     i_mmap_lock_read,
     i_mmap_unlock_read,
+    step2_as,
     userfaultfd_armed,
     userfaultfd_wp,
 )
-from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
+from pgconform.sim.effects import Atomic, Load, Lock, Unlock
 
 #: 7.0 renamed SCAN_PMD_NONE; the model keeps one name for both
 SCAN_NO_PTE_TABLE = SCAN_PMD_NONE
@@ -190,21 +189,11 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
                                   result))
 
     # step 2: recheck and clear under ptl
-    for i in range(geo.hpage_pmd_nr):
-        ptep = start_pte + i
-        ent = yield Load(ptep.table, ptep.idx)
-        bad = _not_hpage_subpage(ent, hpage, i)
-        if bad:
-            # window: collapse_pte_mapped_thp step 2 recheck fails
-            return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
-                                      True, bad))
-        if pte_none(ent):
-            continue
-        yield Store(ptep.table, ptep.idx, None)  # clear_ptes()
-        if k.arch.debug_vm:
-            yield from assert_pte_locked(k, mm, haddr + i)
-        hpage.mapcount -= 1  # folio_remove_rmap_ptes()
-        nr_ptes += 1
+    nr_ptes, bad = yield from step2_as(k, mm, haddr, hpage, start_pte)
+    if bad:
+        # window: collapse_pte_mapped_thp step 2 recheck fails
+        return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml, True,
+                                  bad))
     if pml is None:
         yield Unlock(ptl)  # the RCU read lock stays: no pte_unmap() here in 7.0
 
