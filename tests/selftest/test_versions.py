@@ -203,3 +203,58 @@ def test_matrix_command(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == ["| version | s390 |", "|---|---|", "| v2 | pass; known: pt.leak |",
                    "| v6.6 | pass |"]
+
+
+#: a shared VMA over a PMD-sized folio mapped by PTEs: collapse_pte_mapped_thp() drops the ptl
+#: between its steps 2 and 4 here (not in uffd-armed private VMAs)
+SHARED_THP = "shared-pte-mapped-thp"
+
+
+@pytest.fixture
+def shared_thp(monkeypatch):
+    """The world, for these tests only (the sweep's own worlds stay as they are)."""
+    from pgconform.scenario import VmaSpec, WorldSpec
+    from pgconform.sweep import WORLDS, Pair
+
+    monkeypatch.setitem(WORLDS, SHARED_THP, WorldSpec(
+        vmas=(VmaSpec(0, 4, 8, 0),), thps=(0,), tables=((0, 4),),
+        prefault=((0, 4, False), (0, 5, False))))
+    return lambda first, second: Pair(SHARED_THP, first, second)
+
+
+COLLAPSE_VS_RECLAIM = ("madv_collapse", "khugepaged")
+
+
+@pytest.mark.parametrize("collapser", COLLAPSE_VS_RECLAIM)
+def test_collapse_without_the_step4_recheck_is_caught_in_7_0(collapser, shared_thp):
+    """7.0's step-4 pmd_same() recheck (split ptlocks) is what stops MADV_DONTNEED's PT reclaim
+    from having freed the table step 2 emptied: without it, the clear of a none PMD."""
+    from pgconform.scenario import Op
+    from pgconform.sweep import RECLAIM_FREER, explore_pair
+    from pgconform.versions import v7_0
+
+    def no_recheck(k, mm, addr, install_pmd):
+        return (yield from v7_0.collapse_pte_mapped_thp_as(k, mm, addr, install_pmd,
+                                                           step4_recheck=False))
+
+    mutant = attrs.evolve(v7_0.IMPLEMENTATION, name="v7.0-no-step4-recheck", overrides={
+        **v7_0.IMPLEMENTATION.overrides, "collapse_pte_mapped_thp": no_recheck})
+    pair = shared_thp(Op(collapser, 0, 4, 1), RECLAIM_FREER)
+    v = explore_pair(mutant, "x86_64", pair, bound=2).violation
+    assert v is not None and v.clause == "pt.not-a-table"
+    assert explore_pair(v7_0.IMPLEMENTATION, "x86_64", pair, bound=2).violation is None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding: Linux 7.0 try_collapse_pte_mapped_thp() rechecks pmd_same() at step 4 only when "
+    "ptl != pml; without split PTE ptlocks (x86-64 with NR_CPUS < SPLIT_PTLOCK_CPUS still has "
+    "PT_RECLAIM), MADV_DONTNEED can reclaim the table step 2 emptied while the ptl is dropped, "
+    "and step 4 clears the none PMD and pte_free_defer()s pmd_pgtable() of it"))
+@pytest.mark.parametrize("collapser", COLLAPSE_VS_RECLAIM)
+def test_finding_collapse_without_split_ptlocks(collapser, shared_thp):
+    from pgconform.scenario import Op
+    from pgconform.sweep import RECLAIM_FREER, explore_pair
+
+    pair = shared_thp(Op(collapser, 0, 4, 1), RECLAIM_FREER)
+    v = explore_pair(resolve("v7.0"), "x86_64-nosplit", pair, bound=2).violation
+    assert v is None, f"{v.clause}: {v.message}"
