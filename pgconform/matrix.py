@@ -136,6 +136,13 @@ def to_markdown(matrix: Mapping[str, Mapping[str, Cell]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_json(matrix: Mapping[str, Mapping[str, Cell]]) -> dict:
+    """The matrix as plain data: version -> arch -> {applies, failed: {clause: where}, known}."""
+    return {spec: {arch: {"applies": c.applies, "failed": dict(c.failed),
+                          "known": sorted(c.known)} for arch, c in row.items()}
+            for spec, row in matrix.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -147,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bound", type=int, default=0,
                    help="the sweep's preemption bound (default 0); -1: no sweep, the history's "
                         "schedules only")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the matrix as JSON, with where each clause failed")
     args = p.parse_args(argv)
     matrix = version_matrix(args.versions.split(","), args.arch or tuple(ARCHES),
                             None if args.bound < 0 else args.bound)
     print(to_markdown(matrix), end="")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(to_json(matrix), f, indent=1, sort_keys=True)
     return 0

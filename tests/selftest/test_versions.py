@@ -196,13 +196,21 @@ def test_finding_uffd_writeprotect_against_pt_reclaim():
     assert explore_pair(undeclared, "powerpc64", pair, bound=1).violation is None
 
 
-def test_matrix_command(capsys):
+def test_matrix_command(capsys, tmp_path):
+    import json
+
     from pgconform.__main__ import main
 
-    assert main(["matrix", "--versions", "v2,v6.6", "--arch", "s390", "--bound", "-1"]) == 0
+    out_json = tmp_path / "m.json"
+    assert main(["matrix", "--versions", "v1,v2,v6.6", "--arch", "s390", "--bound", "-1",
+                 "--json", str(out_json)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["| version | s390 |", "|---|---|", "| v2 | pass; known: pt.leak |",
-                   "| v6.6 | pass |"]
+    assert out[:2] == ["| version | s390 |", "|---|---|"]
+    assert out[3:] == ["| v2 | pass; known: pt.leak |", "| v6.6 | pass |"]
+    data = json.loads(out_json.read_text())
+    assert data["v2"]["s390"] == {"applies": True, "failed": {}, "known": ["pt.leak"]}
+    assert "rcu.head-storage-in-use" in data["v1"]["s390"]["failed"]
+    assert data["v1"]["s390"]["failed"]["rcu.head-storage-in-use"].startswith("schedule of zoo.")
 
 
 #: a shared VMA over a PMD-sized folio mapped by PTEs: collapse_pte_mapped_thp() drops the ptl
