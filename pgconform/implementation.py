@@ -69,6 +69,9 @@ SERIES_FUNCTIONS: dict[str, str] = {
     # mm/mremap.c: moves a whole PTE table without its ptl; raced retract in 6.6.0
     # (CVE-2024-50066, fixed by 6fa1066fc5d0 with "Fixes:" patch 09)
     "move_normal_pmd": "mremap",
+    # mm/userfaultfd.c (6.8+, 7.0 environment only): UFFDIO_MOVE of one page; its pmd_same()
+    # recheck of the destination (dd95d2782a25) is what PT reclaim needs
+    "move_pages_pte": "userfaultfd",
 }
 
 
@@ -229,6 +232,8 @@ def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
         "collapse_file": ("a SCAN_* result", scan),
         "collapse_pte_mapped_thp": ("a SCAN_* result", scan),
         "move_normal_pmd": ("a bool", lambda r: isinstance(r, bool)),
+        "move_pages_pte": ("the pages moved (an int > 0) or an errno string",
+                           lambda r: (type(r) is int and r > 0) or type(r) is str),
     }
 
 

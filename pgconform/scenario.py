@@ -32,9 +32,11 @@ from pgconform.kernel.secondary_mmu import (
 from pgconform.kernel.truncate import shmem_fallocate_punch_hole
 from pgconform.kernel.userfaultfd import (
     REGISTER_MODES,
+    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
     mfill_atomic_continue,
     mfill_atomic_copy,
     mfill_atomic_poison,
+    move_pages,
     mwriteprotect_range,
     userfaultfd_register,
     userfaultfd_unregister,
@@ -58,6 +60,11 @@ class VmaSpec:
     #: also registered in uffd-wp and/or minor mode (dropped where the arch lacks the mode)
     uffd_wp: bool = False
     uffd_minor: bool = False
+    #: an anonymous private VMA (mmap(MAP_PRIVATE | MAP_ANONYMOUS)) instead of a mapping of the
+    #: file: ``pgoff`` and ``shared`` are ignored, and its userfaultfd registration (MISSING only:
+    #: WP and MINOR are refused on anonymous VMAs, kernel/userfaultfd.py) is done after the
+    #: prefault, as a program that fills its heap and then hands it to a monitor
+    anon: bool = False
 
 
 @attrs.frozen
@@ -126,6 +133,9 @@ OP_LABELS = {
     # kinds by a bitmask over OP_KINDS
     "guard_install": lambda o: f"madvise(mm{o.mm}@{o.addr}+{max(1, o.arg)}, MADV_GUARD_INSTALL)",
     "guard_remove": lambda o: f"madvise(mm{o.mm}@{o.addr}+{max(1, o.arg)}, MADV_GUARD_REMOVE)",
+    # 7.0 (6.8+; -EINVAL in 6.6): one page from addr to the address _move_dst() says
+    "uffd_move": lambda o: f"UFFDIO_MOVE(mm{o.mm}: {o.addr} -> {_move_dst(o)}"
+                           f"{', ALLOW_SRC_HOLES' if _move_mode(o) else ''})",
 }
 #: operations only deterministic tests start: UFFDIO_POISON in a shared VMA loses its marker to
 #: retract_page_tables() in 6.6 (tests/selftest/test_uffd.py), which would fail the reference;
@@ -135,7 +145,8 @@ OP_LABELS = {
 OFF_BY_DEFAULT = frozenset({"uffd_poison", "guard_install", "guard_remove"})
 OP_KINDS = tuple(k for k in OP_LABELS if k not in OFF_BY_DEFAULT)
 #: operation kinds only some kernel versions have: kind -> the KernelVersion flag
-KIND_NEEDS = {"guard_install": "guard_regions", "guard_remove": "guard_regions"}
+KIND_NEEDS = {"guard_install": "guard_regions", "guard_remove": "guard_regions",
+              "uffd_move": "uffd_move"}
 
 
 def op_kinds_for(version) -> tuple[str, ...]:
@@ -159,6 +170,7 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
     if hits is not None:
         k.m.tolerated_hits = hits
     f = k.new_file("shmem", FILE_PAGES)
+    anon_uffd = []
     nr = k.geo.hpage_pmd_nr
     for start in spec.thps if k.arch.thp else ():
         k.add_to_page_cache(f, start, nr)
@@ -170,7 +182,9 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
         for mm in mms:
             mmu_interval_notifier_insert(k, mm)
     for v in spec.vmas:
-        npages = min(v.npages, FILE_PAGES - v.pgoff, k.geo.task_size - v.start)
+        npages = min(v.npages, k.geo.task_size - v.start)
+        if not v.anon:
+            npages = min(npages, FILE_PAGES - v.pgoff)
         if npages <= 0 or mms[v.mm].find_vma(v.start) is not None:
             continue
         if any(w.start < v.start + npages and v.start < w.end for w in mms[v.mm].vmas):
@@ -180,11 +194,18 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
             flags.add(VM_UFFD_WP)
         if v.uffd_minor and k.arch.uffd_minor:
             flags.add(VM_UFFD_MINOR)
+        if v.anon:
+            vma = k.new_vma(mms[v.mm], v.start, v.start + npages, None, v.start, shared=False)
+            if v.uffd_missing:
+                anon_uffd.append(vma)
+            continue
         k.new_vma(mms[v.mm], v.start, v.start + npages, f, v.pgoff, shared=v.shared, flags=flags)
     for mm_i, addr in spec.tables:
         _set_up(k, _populate_table(k, mms[mm_i], addr), "pte_alloc")
     for mm_i, addr, write in (*spec.prefault, *warm):
         _set_up(k, user_access(k, mms[mm_i], addr, write), "prefault")
+    for vma in anon_uffd:
+        vma.flags = vma.flags | {VM_UFFD_MISSING}
     for mm_i, addr, npages in spec.writeprotect:
         _set_up(k, mwriteprotect_range(k, mms[mm_i], addr, npages, True), "wp")
     k.m.tasks.clear()
@@ -217,7 +238,7 @@ USER_CONTEXT = frozenset({"read", "write", "dontneed", "madv_collapse", "uffd_co
                           "uffd_register", "uffd_unregister", "uffd_writeprotect",
                           "uffd_continue", "mprotect", "uffd_poison",
                           "gup_fast", "gup", "mremap", "fork", "exit", "guard_install",
-                          "guard_remove"})
+                          "guard_remove", "uffd_move"})
 
 
 def _access(k, mm, op):
@@ -315,6 +336,29 @@ def _mprotect(k, mm, op):
     return do_mprotect_pkey(k, mm, start, end, op.arg % 2 == 0)
 
 
+def _move_dst(op) -> int:
+    """UFFDIO_MOVE's destination: the address ``arg`` (modulo TASK_SIZE, 16 pages)."""
+    return op.arg % 16
+
+
+def _move_mode(op) -> int:
+    """UFFDIO_MOVE's mode: UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES for arguments from 16 to 31."""
+    return UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES if op.arg // 16 % 2 else 0
+
+
+def _uffd_move(k, mm, op):
+    """UFFDIO_MOVE of one page from addr to _move_dst(): -EINVAL where the kernel has no such
+    ioctl (6.6: userfaultfd_ioctl() of an unknown command)."""
+    if not k.version.uffd_move:
+        return _einval()
+    return move_pages(k, mm, _move_dst(op), op.addr, 1, _move_mode(op))
+
+
+def _einval():
+    return -22
+    yield
+
+
 #: how each operation kind starts: kind -> f(k, mm, op) returning the task's generator
 OP_STARTERS = {
     "read": _access,
@@ -345,6 +389,7 @@ OP_STARTERS = {
                                                              op.addr + max(1, op.arg)),
     "guard_remove": lambda k, mm, op: madvise_guard_remove(k, mm, op.addr,
                                                            op.addr + max(1, op.arg)),
+    "uffd_move": _uffd_move,
 }
 assert set(OP_STARTERS) == set(OP_LABELS)
 

@@ -196,10 +196,11 @@ def dup_mmap(k, mm, oldmm):
     for mpnt in sorted(oldmm.vmas, key=lambda v: v.start):
         tmp = yield Atomic(f"vm_area_dup({mpnt!r}) for {mm!r}", _vm_area_dup, (k, mpnt, mm))
         f = tmp.file
-        yield DownWrite(f.i_mmap_rwsem)
-        yield Atomic(f"vma_interval_tree_insert_after({tmp!r}, {mpnt!r})", _link_file,
-                     (tmp, mpnt), touches=(f,))
-        yield UpWrite(f.i_mmap_rwsem)
+        if f is not None:  # an anonymous VMA is in no i_mmap
+            yield DownWrite(f.i_mmap_rwsem)
+            yield Atomic(f"vma_interval_tree_insert_after({tmp!r}, {mpnt!r})", _link_file,
+                         (tmp, mpnt), touches=(f,))
+            yield UpWrite(f.i_mmap_rwsem)
         yield Atomic(f"vma_iter_bulk_store({mm!r}, {tmp!r})", _store_vma, (mm, tmp),
                      touches=(mm,))
         retval = yield from copy_page_range(k, tmp, mpnt)

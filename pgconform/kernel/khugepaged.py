@@ -35,9 +35,12 @@ def hpage_collapse_scan_file(k, mm, addr, file, start, is_khugepaged):
 
 def _file_range(k, mm, haddr):
     """Under mmap_lock: the file and first index a VMA maps whole at [haddr, haddr + HPAGE_PMD_NR),
-    or None (hugepage_vma_revalidate()'s range check)."""
+    or None (hugepage_vma_revalidate()'s range check).  An anonymous VMA is None too: the model
+    has no anonymous collapse (hpage_collapse_scan_pmd(), collapse_huge_page()), so khugepaged
+    and MADV_COLLAPSE leave it alone (SCAN_VMA_CHECK, -EINVAL)."""
     vma = mm.find_vma(haddr)
-    if vma is None or haddr < vma.start or haddr + k.geo.hpage_pmd_nr > vma.end:
+    if vma is None or vma.file is None or haddr < vma.start or \
+            haddr + k.geo.hpage_pmd_nr > vma.end:
         return None
     return vma.file, vma.linear_page_index(haddr)
 

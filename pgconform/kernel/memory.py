@@ -97,6 +97,8 @@ def _expected(k, mm, vma, addr):
     key = (mm, addr)
     if key in k.anon_shadow:
         return k.anon_shadow[key]
+    if vma.file is None:
+        return None  # an anonymous VMA's page always has its shadow while mapped
     return vma.file.content[vma.linear_page_index(addr)]
 
 
@@ -255,8 +257,46 @@ def handle_pte_fault(k, vmf):
 
 
 def do_pte_missing(k, vmf):
-    """mm/memory.c: do_pte_missing() (6.6): file VMAs only here, so do_fault()."""
+    """mm/memory.c: do_pte_missing() (6.6; 7.0): do_anonymous_page() for an anonymous VMA,
+    else do_fault()."""
+    if vmf.vma.file is None:
+        return (yield from do_anonymous_page(k, vmf))
     return (yield from do_fault(k, vmf))
+
+
+def do_anonymous_page(k, vmf):
+    """mm/memory.c: do_anonymous_page() (6.6; 7.0) for an order-0 page: pte_alloc() a none PMD,
+    anon_vma_prepare() (vmf_anon_prepare()), a new zeroed anonymous folio, then under
+    pte_offset_map_lock() (NULL: return, the access retries) map it if the entry is still what
+    the fault saw (vmf_pte_changed()); a VM_UFFD_MISSING VMA hands the fault to the monitor
+    instead.  Model restriction: a read fault maps a new zeroed folio too, as where
+    mm_forbids_zeropage() (the shared zero page is not modelled), so the oracles count it as an
+    anonymous page (rss, mapcount, refcount, and a shadow of 0)."""
+    vma = vmf.vma
+    mm = vma.mm
+    yield from pte_alloc(k, mm, vmf.pmd)
+    yield from anon_vma_prepare(k, vma)
+    folio = k.new_folio(f"anon({mm.name}:{vmf.address})", 1, anon=True, data=[0])
+    folio.refcount = 1
+    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    if vmf.pte is None:
+        folio_put(k, folio)
+        return VM_FAULT_OK
+    if (yield Load(vmf.pte.table, vmf.pte.idx)) != vmf.orig_pte:  # vmf_pte_changed()
+        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        folio_put(k, folio)
+        return VM_FAULT_OK
+    if VM_UFFD_MISSING in vma.flags:  # userfaultfd_missing()
+        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        folio_put(k, folio)
+        return handle_userfault(k, vmf, VM_UFFD_MISSING)
+    # folio_add_new_anon_rmap() + set_ptes(): writable if the VMA is (the page is its own)
+    yield Store(vmf.pte.table, vmf.pte.idx, Pte(folio, 0, write=pte_write_allowed(vma, folio)))
+    mapped_pte(k, mm, vmf.address, folio, 0)
+    if k.arch.vivt_cache:
+        yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
+    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    return VM_FAULT_OK
 
 
 def do_swap_page(k, vmf):

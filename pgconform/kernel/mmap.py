@@ -74,8 +74,10 @@ def _unlink_file(m, t, vma):
 def unlink_file_vma(k, vma):
     """mm/mmap.c: unlink_file_vma() (6.6): under i_mmap_lock_write(), take the VMA out of i_mmap,
     so rmap walkers and retract_page_tables() (i_mmap_rwsem readers) cannot find it any more; the
-    write lock waits for those that found it already."""
+    write lock waits for those that found it already.  An anonymous VMA has no file: nothing."""
     f = vma.file
+    if f is None:
+        return
     yield DownWrite(f.i_mmap_rwsem)
     if k.arch.vivt_cache:  # __remove_shared_vm_struct(): flush_dcache_mmap_lock() on arm
         yield Lock(f.i_pages_lock)

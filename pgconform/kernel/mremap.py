@@ -74,14 +74,16 @@ def have_move_pmd(arch) -> bool:
 
 
 def take_rmap_locks(k, vma):
-    """mm/mremap.c: take_rmap_locks() (6.6): i_mmap_lock_write() of the file (and the anon_vma's
-    lock, not modelled)."""
-    yield DownWrite(vma.file.i_mmap_rwsem)
+    """mm/mremap.c: take_rmap_locks() (6.6): i_mmap_lock_write() of the file, if any (and the
+    anon_vma's lock, not modelled)."""
+    if vma.file is not None:
+        yield DownWrite(vma.file.i_mmap_rwsem)
 
 
 def drop_rmap_locks(k, vma):
     """mm/mremap.c: drop_rmap_locks() (6.6)."""
-    yield UpWrite(vma.file.i_mmap_rwsem)
+    if vma.file is not None:
+        yield UpWrite(vma.file.i_mmap_rwsem)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,6 +295,8 @@ def _vma_link(m, t, mm, vma, after):
     """vma_link() (6.6): the new VMA enters the mm's tree and its file's i_mmap
     (__vma_link_file(); the interval tree puts it after ``after``, which maps the same pgoff)."""
     mm.vmas.append(vma)
+    if vma.file is None:
+        return  # anonymous: in no i_mmap
     i_mmap = vma.file.i_mmap
     i_mmap.insert(i_mmap.index(after) + 1 if after in i_mmap else len(i_mmap), vma)
 
@@ -304,6 +308,9 @@ def copy_vma(k, vma, new_addr, length, pgoff):
     mm = vma.mm
     new_vma = Vma(f"{mm.name}.vma[{new_addr}:{new_addr + length}]", mm, new_addr,
                   new_addr + length, pgoff, vma.file, vma.flags, vma.anon_vma)
+    if vma.file is None:  # an anonymous VMA: vma_link() without i_mmap_lock_write()
+        yield Atomic(f"vma_link({new_vma!r})", _vma_link, (mm, new_vma, vma), touches=(mm,))
+        return new_vma, False
     yield DownWrite(vma.file.i_mmap_rwsem)
     yield Atomic(f"vma_link({new_vma!r})", _vma_link, (mm, new_vma, vma), touches=(mm, vma.file))
     yield UpWrite(vma.file.i_mmap_rwsem)

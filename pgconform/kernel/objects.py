@@ -305,20 +305,27 @@ VMA_MAYBE_GUARD = "VMA_MAYBE_GUARD"
 
 @attrs.define(slots=True, eq=False, repr=False)
 class Vma:
-    """A file-backed VMA [start, end) in pages, mapping ``file`` from page ``pgoff``."""
+    """A VMA [start, end) in pages: file-backed, mapping ``file`` from page ``pgoff``, or
+    anonymous private (``file`` None: vma_is_anonymous(); ``pgoff`` is then its start address
+    in pages, as mmap() sets vm_pgoff of an anonymous mapping)."""
 
     name: str
     mm: object
     start: int
     end: int
     pgoff: int
-    file: File
+    file: File | None
     flags: frozenset = frozenset()
     anon_vma: AnonVma | None = None
 
     @property
     def shared(self) -> bool:
         return VM_SHARED in self.flags
+
+    @property
+    def anonymous(self) -> bool:
+        """include/linux/mm.h: vma_is_anonymous(): no vm_ops (here: no file)."""
+        return self.file is None
 
     def linear_page_index(self, addr: int) -> int:
         return self.pgoff + (addr - self.start)

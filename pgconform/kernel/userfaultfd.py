@@ -18,8 +18,12 @@ UFFDIO_CONTINUE have no MODE_WP, UFFDIO_WRITEPROTECT no MODE_DONTWAKE.
 from __future__ import annotations
 
 from pgconform.kernel.arm import update_mmu_cache_range
-from pgconform.kernel.filemap import folio_put
+from pgconform.kernel.filemap import folio_get, folio_put
 from pgconform.kernel.memory import anon_vma_prepare, mapped_pte, pte_write_allowed, shmem_get_folio
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
 from pgconform.kernel.mprotect import (
     MM_CP_TRY_CHANGE_WRITABLE,
     MM_CP_UFFD_WP,
@@ -33,13 +37,16 @@ from pgconform.kernel.objects import (
     VM_UFFD_MINOR,
     VM_UFFD_MISSING,
     VM_UFFD_WP,
+    VM_WRITE,
     Pte,
     PteMarker,
     pmd_none,
     pmd_trans_huge,
     pte_none,
+    pte_present,
 )
-from pgconform.kernel.pgalloc import __pte_alloc
+from pgconform.kernel.pgalloc import __pte_alloc, pte_alloc
+from pgconform.kernel.pgtable import flush_tlb_range, mm_find_pmd
 from pgconform.oracle.uffd import (
     fingerprint,
     forget_wp,
@@ -48,7 +55,18 @@ from pgconform.oracle.uffd import (
     wp_op_end,
     wp_op_start,
 )
-from pgconform.sim.effects import Atomic, DownRead, DownWrite, Load, Store, Unlock, UpRead, UpWrite
+from pgconform.sim.effects import (
+    Atomic,
+    DownRead,
+    DownWrite,
+    Load,
+    Lock,
+    Store,
+    Trylock,
+    Unlock,
+    UpRead,
+    UpWrite,
+)
 
 EAGAIN, EEXIST, ENOENT, EFAULT, EINVAL = "EAGAIN", "EEXIST", "ENOENT", "EFAULT", "EINVAL"
 
@@ -157,7 +175,7 @@ def _mfill_atomic_copy_once(k, mm, addr, value):
     return ret
 
 
-def _mfill_atomic_prepare(k, mm, addr):
+def _mfill_atomic_prepare(k, mm, addr, shmem_only=False):
     """The common head of mfill_atomic() (6.6), under mmap_lock for read: find_dst_vma() (a VMA
     registered with userfaultfd, any mode), anon_vma_prepare() for a private VMA, then a PTE table
     for ``addr`` (__pte_alloc() on a none PMD; a huge PMD is -EEXIST).  Returns
@@ -169,6 +187,9 @@ def _mfill_atomic_prepare(k, mm, addr):
     if vma is None or not userfaultfd_registered(vma):
         yield UpRead(mm.mmap_lock)
         return None, None, ENOENT
+    if shmem_only and vma.file is None:  # !vma_is_shmem() && MFILL_ATOMIC_CONTINUE
+        yield UpRead(mm.mmap_lock)
+        return None, None, EINVAL
     if not vma.shared:
         yield from anon_vma_prepare(k, vma)
     pmdp = mm.pmd_offset(addr, k.geo)
@@ -181,11 +202,12 @@ def _mfill_atomic_prepare(k, mm, addr):
     return vma, pmdp, None
 
 
-def _mfill_retry(k, mfill_pte, mm, addr):
+def _mfill_retry(k, mfill_pte, mm, addr, shmem_only=False):
     """One mfill ioctl of one page (mfill_atomic(): the VMA checks, then ``mfill_pte`` under
-    mmap_lock for read), retried by userspace while it returns -EAGAIN."""
+    mmap_lock for read), retried by userspace while it returns -EAGAIN.  ``shmem_only``
+    (UFFDIO_CONTINUE): a VMA that is not shmem is -EINVAL, found before anything is prepared."""
     while True:
-        vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr)
+        vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr, shmem_only)
         if ret is None:
             ret = yield from mfill_pte(k, vma, pmdp, addr)
             yield UpRead(mm.mmap_lock)
@@ -215,7 +237,7 @@ def mfill_atomic_pte_continue(k, vma, pmdp, addr):
 def mfill_atomic_continue(k, mm, addr):
     """mm/userfaultfd.c: mfill_atomic_continue() (6.6) of one page at ``addr`` (minor mode: map
     the page cache's page), retried by userspace on -EAGAIN."""
-    return (yield from _mfill_retry(k, mfill_atomic_pte_continue, mm, addr))
+    return (yield from _mfill_retry(k, mfill_atomic_pte_continue, mm, addr, shmem_only=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,7 +345,10 @@ def userfaultfd_register(k, mm, addr, mode):
         return EINVAL
     yield DownWrite(mm.mmap_lock)
     vma = mm.find_vma(addr)
-    if vma is None:
+    if vma is None or (vma.file is None and mode & {VM_UFFD_MINOR, VM_UFFD_WP}):
+        # vma_can_userfault(): MINOR is for shmem (and hugetlb) only.  Model restriction: an
+        # anonymous VMA is not registered for WP either (the kernel allows it, with uffd-wp
+        # bits but no markers on anonymous memory, which the model does not have)
         yield UpWrite(mm.mmap_lock)
         return EINVAL
     new_flags = (vma.flags - VM_UFFD_FLAGS) | mode
@@ -353,3 +378,268 @@ def userfaultfd_unregister(k, mm, addr):
                      (vma, vma.flags - VM_UFFD_FLAGS, False), touches=(vma,))
     yield UpWrite(mm.mmap_lock)
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# UFFDIO_MOVE (6.8+; only in a kernel version with KernelVersion.uffd_move)
+
+#: UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: a hole in the source counts as moved instead of -ENOENT
+UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES = 2
+EBUSY = "EBUSY"
+
+
+def double_pt_lock(k, ptl1, ptl2):
+    """mm/userfaultfd.c: double_pt_lock() (7.0): both ptls in one fixed order (the kernel's is
+    by address; the model's by name, also a total order), the second nested; once if they are
+    the same lock."""
+    if ptl1 is not ptl2 and ptl2.name < ptl1.name:
+        ptl1, ptl2 = ptl2, ptl1
+    yield Lock(ptl1)
+    if ptl1 is not ptl2:
+        yield Lock(ptl2, 1)  # spin_lock_nested(ptl2, SINGLE_DEPTH_NESTING)
+
+
+def double_pt_unlock(k, ptl1, ptl2):
+    """mm/userfaultfd.c: double_pt_unlock() (7.0)."""
+    yield Unlock(ptl1)
+    if ptl1 is not ptl2:
+        yield Unlock(ptl2)
+
+
+def is_pte_pages_stable(k, dst_pte, src_pte, orig_dst_pte, orig_src_pte, dst_pmdp, dst_pmdval,
+                        dst_recheck=True):
+    """mm/userfaultfd.c: is_pte_pages_stable() (7.0; dd95d2782a25), under both ptls: the source
+    entry is unchanged (pte_same() on a non-none entry also proves its table still linked: a
+    detached table is empty), the destination entry is unchanged (still none, which proves
+    nothing about its table), and so the destination PMD still names the table that was mapped
+    (pmd_same() against the snapshot: PT reclaim may have freed it).  Without ``dst_recheck``
+    it is the form before dd95d2782a25 (pte_same() of both entries only)."""
+    if (yield Load(src_pte.table, src_pte.idx)) != orig_src_pte:
+        return False
+    if (yield Load(dst_pte.table, dst_pte.idx)) != orig_dst_pte:
+        return False
+    return not dst_recheck or dst_pmdval == (yield from k.impl.pmdp_get_lockless(k, dst_pmdp))
+
+
+def _move_rmap(m, t, k, mm, folio, dst_vma, src_addr, dst_addr):
+    """folio_move_anon_rmap() and folio->index = linear_page_index(dst_vma, dst_addr); the page's
+    content now belongs to the destination address (mapcount and rss are unchanged: the page
+    stays mapped once, in the same mm)."""
+    folio.mapping = dst_vma.anon_vma
+    folio.index = dst_vma.linear_page_index(dst_addr)
+    value = k.anon_shadow.pop((mm, src_addr), None)
+    if value is not None:
+        k.anon_shadow[(mm, dst_addr)] = value
+
+
+def page_anon_exclusive(folio) -> bool:
+    """PageAnonExclusive(), approximated: an anonymous page mapped once (fork shares it, and the
+    model does not track the bit itself)."""
+    return folio.anon and folio.mapcount == 1
+
+
+def move_present_ptes(k, mm, dst_vma, src_vma, dst_addr, src_addr, dst_pte, src_pte,
+                      orig_dst_pte, orig_src_pte, dst_pmdp, dst_pmdval, dst_ptl, src_ptl,
+                      src_folio, dst_recheck=True):
+    """mm/userfaultfd.c: move_present_ptes() (7.0) for one page (the model's move_pages_pte()
+    moves one page per call, so no batch follows): under double_pt_lock(), check
+    is_pte_pages_stable() (-EAGAIN) and that the folio is small and exclusive (-EBUSY; it is
+    never DMA-pinned here); clear the source entry, move the anon rmap to the destination VMA,
+    set the destination entry (writable and young: mk_pte() with dst_vma's protection,
+    pte_mkwrite()), flush the source TLB entry.  The folio stays locked (the caller unlocks it)
+    and its reference is dropped here once the move is past the point of no return.  Returns
+    1 (pages moved) or the error."""
+    yield from double_pt_lock(k, dst_ptl, src_ptl)
+    ret = 1
+    if not (yield from is_pte_pages_stable(k, dst_pte, src_pte, orig_dst_pte, orig_src_pte,
+                                           dst_pmdp, dst_pmdval, dst_recheck)):
+        ret = EAGAIN
+    elif src_folio.nr > 1 or not page_anon_exclusive(src_folio):
+        ret = EBUSY
+    else:
+        folio_put(k, src_folio)  # the page table holds a reference too
+        yield Store(src_pte.table, src_pte.idx, None)  # ptep_get_and_clear()
+        yield Atomic(f"folio_move_anon_rmap({src_folio!r}, {dst_vma!r})", _move_rmap,
+                     (k, mm, src_folio, dst_vma, src_addr, dst_addr), touches=(mm,))
+        # set_pte_at()
+        yield Store(dst_pte.table, dst_pte.idx, Pte(src_folio, orig_src_pte.idx, write=True))
+        yield from flush_tlb_range(k, src_vma, src_addr, src_addr + 1)
+    yield from double_pt_unlock(k, dst_ptl, src_ptl)
+    return ret
+
+
+def move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src_addr, mode):
+    """mm/userfaultfd.c: move_pages_ptes() (7.0; move_pages_pte() before 6.18) for one page,
+    under mmap_lock for read, inside an mmu_notifier range over the source page.
+
+    Map the destination table with pte_offset_map_rw_nolock(), keeping its PMD snapshot (it is
+    rechecked under the ptls: dd95d2782a25), and the source table the same way (its snapshot
+    unused: the pte_same() of a present source entry is its recheck); NULL is -EAGAIN.  Read the
+    destination entry under its ptl (not none: -EEXIST) and the source entry under its ptl (none:
+    -ENOENT, or moved with UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES).  For a present source page: under
+    the source ptl check the entry again, take a reference on the folio (not an exclusive
+    anonymous page: -EBUSY) and folio_trylock() it; if that fails, unmap both tables, sleep in
+    folio_lock() and start over (the entry must then be the one the lock was taken for, else
+    -EAGAIN).  Then move_present_ptes().  (7.0 takes no anon_vma lock here any more: anon rmap
+    walkers hold the folio lock.  The model has no swap, migration or zero-page entries: a
+    marker in the source is -EFAULT, as a non-swap entry that is not a migration entry.)
+    Returns 1 (pages moved) or the error; -EAGAIN makes move_pages() call again."""
+    return (yield from move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr,
+                                         src_addr, mode))
+
+
+def move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src_addr, mode,
+                      dst_recheck=True):
+    """move_pages_pte() with the destination's pmd_same() recheck under the ptls as a parameter
+    (``dst_recheck`` False: 6.13 before dd95d2782a25, which PT reclaim (6.14) broke)."""
+    yield from mmu_notifier_invalidate_range_start(k, mm, src_addr, src_addr + 1)
+    src_folio = None
+    src_folio_pte = None
+    while True:  # retry:
+        dst_pte, dst_pmdval, dst_ptl = yield from k.impl.pte_offset_map_rw_nolock(
+            k, mm, dst_pmdp, dst_addr)
+        src_pte = None
+        if dst_pte is None:
+            ret = EAGAIN  # a huge PMD materialized (or the table went)
+            break
+        src_pte, _, src_ptl = yield from k.impl.pte_offset_map_rw_nolock(
+            k, mm, src_pmdp, src_addr)
+        if src_pte is None:
+            ret = EAGAIN
+            break
+        # the sanity checks before the operation: both PMDs still name tables
+        dst_now = yield Load(dst_pmdp.table, dst_pmdp.idx)
+        src_now = yield Load(src_pmdp.table, src_pmdp.idx)
+        if pmd_none(dst_now) or pmd_none(src_now) or pmd_trans_huge(dst_now) or \
+                pmd_trans_huge(src_now):
+            ret = EINVAL
+            break
+        yield Lock(dst_ptl)
+        orig_dst_pte = yield Load(dst_pte.table, dst_pte.idx)  # ptep_get()
+        yield Unlock(dst_ptl)
+        if not pte_none(orig_dst_pte):
+            ret = EEXIST
+            break
+        yield Lock(src_ptl)
+        orig_src_pte = yield Load(src_pte.table, src_pte.idx)
+        yield Unlock(src_ptl)
+        if pte_none(orig_src_pte):
+            ret = 1 if mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES else ENOENT
+            break
+        if src_folio is not None and src_folio_pte != orig_src_pte:
+            ret = EAGAIN  # the entry changed while we slept for the folio lock
+            break
+        if not pte_present(orig_src_pte):
+            ret = EFAULT  # a PTE marker: neither swap nor migration entry
+            break
+        if src_folio is None:
+            yield Lock(src_ptl)
+            if (yield Load(src_pte.table, src_pte.idx)) != orig_src_pte:
+                yield Unlock(src_ptl)
+                ret = EAGAIN
+                break
+            folio = orig_src_pte.folio  # vm_normal_folio()
+            if not page_anon_exclusive(folio):
+                yield Unlock(src_ptl)
+                ret = EBUSY
+                break
+            locked = yield Trylock(folio.lock)
+            folio_get(folio)
+            src_folio, src_folio_pte = folio, orig_src_pte
+            yield Unlock(src_ptl)
+            if not locked:
+                yield from k.impl.pte_unmap(k, src_pte)
+                yield from k.impl.pte_unmap(k, dst_pte)
+                yield Lock(src_folio.lock)  # now we can block and wait
+                continue
+        ret = yield from move_present_ptes(k, mm, dst_vma, src_vma, dst_addr, src_addr,
+                                           dst_pte, src_pte, orig_dst_pte, orig_src_pte,
+                                           dst_pmdp, dst_pmdval, dst_ptl, src_ptl, src_folio,
+                                           dst_recheck)
+        if ret == 1:
+            yield Unlock(src_folio.lock)  # its reference went to the move
+            src_folio = None
+        break
+    # out:
+    if src_folio is not None:
+        yield Unlock(src_folio.lock)
+        folio_put(k, src_folio)
+    if src_pte is not None:
+        yield from k.impl.pte_unmap(k, src_pte)
+    if dst_pte is not None:
+        yield from k.impl.pte_unmap(k, dst_pte)
+    yield from mmu_notifier_invalidate_range_end(k, mm, src_addr, src_addr + 1)
+    return ret
+
+
+def validate_move_areas(src_vma, dst_vma):
+    """mm/userfaultfd.c: validate_move_areas() (7.0): the same access flags (here VM_WRITE),
+    writable, the destination registered with userfaultfd, and both anonymous; else -EINVAL."""
+    if (VM_WRITE in src_vma.flags) != (VM_WRITE in dst_vma.flags):
+        return EINVAL
+    if VM_WRITE not in src_vma.flags:
+        return EINVAL
+    if not userfaultfd_registered(dst_vma):
+        return EINVAL
+    if src_vma.file is not None or dst_vma.file is not None:
+        return EINVAL
+    return 0
+
+
+def move_pages(k, mm, dst_start, src_start, length, mode=0):
+    """mm/userfaultfd.c: move_pages() (7.0), UFFDIO_MOVE of ``length`` pages from ``src_start``
+    to ``dst_start`` of ``mm``, under mmap_lock for read (uffd_move_lock() without per-VMA locks;
+    the model keeps mmap_lock): find_vma_and_prepare_anon() of the destination (no VMA: -ENOENT;
+    anon_vma_prepare() if anonymous), vma_lookup() of the source (-ENOENT); -EINVAL for a shared
+    VMA, a range past either VMA's end, or validate_move_areas().  Then per page: a none source
+    PMD is -ENOENT (or gets a table with ALLOW_SRC_HOLES), a huge destination PMD -EEXIST,
+    pte_alloc() the destination table, and move_pages_pte() through the implementation table,
+    called again on -EAGAIN.  Returns the pages moved, or the error if none was.  (Anonymous
+    VMAs have no huge PMDs in the model, so move_pages_huge_pmd() is not modelled; nor is
+    mmap_changing, without non-cooperative events.)"""
+    yield DownRead(mm.mmap_lock)
+    dst_vma = mm.find_vma(dst_start)
+    if dst_vma is None:
+        yield UpRead(mm.mmap_lock)
+        return ENOENT
+    if dst_vma.file is None:
+        yield from anon_vma_prepare(k, dst_vma)
+    src_vma = dst_vma if dst_vma.start <= src_start < dst_vma.end else mm.find_vma(src_start)
+    if src_vma is None:
+        yield UpRead(mm.mmap_lock)
+        return ENOENT
+    err = EINVAL
+    if src_vma.shared or src_start + length > src_vma.end or dst_vma.shared or \
+            dst_start + length > dst_vma.end:
+        yield UpRead(mm.mmap_lock)
+        return err
+    err = validate_move_areas(src_vma, dst_vma)
+    if err:
+        yield UpRead(mm.mmap_lock)
+        return err
+    moved = 0
+    src_addr, dst_addr = src_start, dst_start
+    while src_addr < src_start + length:
+        src_pmdp = yield from mm_find_pmd(k, mm, src_addr)
+        dst_pmdp = mm.pmd_offset(dst_addr, k.geo)  # mm_alloc_pmd(): the model's one PMD table
+        if pmd_trans_huge((yield from k.impl.pmdp_get_lockless(k, dst_pmdp))):
+            err = EEXIST
+            break
+        if pmd_none((yield Load(src_pmdp.table, src_pmdp.idx))):
+            if not mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES:
+                err = ENOENT
+                break
+            yield from __pte_alloc(k, mm, src_pmdp)
+        yield from pte_alloc(k, mm, dst_pmdp)
+        ret = yield from k.impl.move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
+                                               dst_addr, src_addr, mode)
+        if ret == EAGAIN:
+            continue
+        if type(ret) is str:
+            err = ret
+            break
+        src_addr += ret
+        dst_addr += ret
+        moved += ret
+    yield UpRead(mm.mmap_lock)
+    return moved if moved else err

@@ -33,6 +33,9 @@ class KernelVersion:
     #: 6.15-7.0: MADV_GUARD_INSTALL on file-backed VMAs, under the mmap read lock after setting
     #: VMA_MAYBE_GUARD_BIT atomically (the flag retract_page_tables() checks)
     guard_regions: bool = False
+    #: 6.8 (adaa6d41db4f, "userfaultfd: UFFDIO_MOVE uABI"): UFFDIO_MOVE moves anonymous pages
+    #: between anonymous private VMAs (kernel/userfaultfd.py move_pages())
+    uffd_move: bool = False
     #: arch name -> the ArchConfig fields that differ from 6.6
     arch_changes: Mapping[str, Mapping[str, object]] = attrs.field(factory=dict)
     source: str = ""
@@ -57,7 +60,7 @@ _S390_7_0 = {"layout": PAGE_PTE_T, "tables_per_page": 1, "allocator": "s390_full
                        "pte_free_defer call_rcu(&ptdesc->pt_rcu_head)"}
 
 V7_0 = KernelVersion(
-    name="7.0", rw_nolock=True, pt_reclaim=True, guard_regions=True,
+    name="7.0", rw_nolock=True, pt_reclaim=True, guard_regions=True, uffd_move=True,
     arch_changes={"x86_64": _X86_64_7_0, "x86_64-alloc-ptlocks": _X86_64_7_0,
                   "x86_64-nosplit": _X86_64_7_0, "s390": _S390_7_0},
     source="v7.0 (kernel-series.md §0.1: hydra-7.0.0-fork 826db671768a); C1 (6.13), C2 (6.14), "

@@ -129,13 +129,16 @@ class Kernel:
             f.pages[index + i] = folio
         return folio
 
-    def new_vma(self, mm: Mm, start: int, end: int, f: File, pgoff: int, shared: bool = True,
-                flags=()) -> Vma:
+    def new_vma(self, mm: Mm, start: int, end: int, f: File | None, pgoff: int,
+                shared: bool = True, flags=()) -> Vma:
+        """A VMA of ``f`` (linked into its i_mmap), or with ``f`` None an anonymous private one
+        (mmap(MAP_PRIVATE | MAP_ANONYMOUS): no i_mmap, never shared)."""
         name = f"{mm.name}.vma[{start}:{end}]"
         vma = Vma(name, mm, start, end, pgoff, f,
-                  frozenset(flags) | {VM_WRITE} | ({VM_SHARED} if shared else set()))
+                  frozenset(flags) | {VM_WRITE} | ({VM_SHARED} if shared and f else set()))
         mm.vmas.append(vma)
-        f.i_mmap.append(vma)
+        if f is not None:
+            f.i_mmap.append(vma)
         return vma
 
     def new_anon_vma(self) -> AnonVma:

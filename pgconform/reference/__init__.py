@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pgconform.implementation import SERIES_FUNCTIONS, Implementation
 from pgconform.kernel import khugepaged as khugepaged_callers
-from pgconform.kernel import mremap
+from pgconform.kernel import mremap, userfaultfd
 from pgconform.reference import khugepaged, mm, pgtable_generic
 from pgconform.reference.arch import generic, powerpc, s390, s390_full_page, sparc64
 
 _MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged,
-            "khugepaged_callers": khugepaged_callers, "mremap": mremap, "arch": generic}
+            "khugepaged_callers": khugepaged_callers, "mremap": mremap,
+            "userfaultfd": userfaultfd, "arch": generic}
 
 REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()
                        if hasattr(_MODULES[mod], name)}
