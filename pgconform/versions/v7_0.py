@@ -18,8 +18,8 @@ tables; s390 has one table per page.  The v1/v2-era pieces (powerpc PageActive, 
 and unchanged since.
 
 Not modelled: folio batching in step 2 (folio_pte_batch(), clear_ptes(): the model clears one
-entry per step, which only adds interleavings), UFFDIO_MOVE (it moves anonymous pages, and the
-model's VMAs are all file-backed), and userfaultfd RWP (after 7.0).
+entry per step, which only adds interleavings) and userfaultfd RWP (after 7.0).  UFFDIO_MOVE is
+part of the 7.0 environment (kernel/userfaultfd.py, on anonymous VMAs).
 
 Sources: v7.0 (kernel-series.md §0.1), mm/khugepaged.c: retract_page_tables(),
 file_backed_vma_is_retractable(), try_collapse_pte_mapped_thp(), check_pmd_state().
