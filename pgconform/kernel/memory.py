@@ -48,7 +48,7 @@ from pgconform.kernel.objects import (
     pte_none,
     pte_present,
 )
-from pgconform.kernel.pgalloc import pte_alloc
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes, pte_alloc
 from pgconform.kernel.pgtable import pmd_clear, pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.oracle.guard import check_guard_access, guard_removed
@@ -684,6 +684,12 @@ def zap_pte_table_if_empty(k, mm, pmdp, addr):
     spin_lock_nested() the ptl if distinct, check that every entry is still none (a fault may have
     refilled the table meanwhile), pte_unmap() and pmd_clear().  Returns the old PMD value, or
     None if the PMD no longer names a table or the table is not empty."""
+    return (yield from zap_pte_table_if_empty_as(k, mm, pmdp, addr))
+
+
+def zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=True):
+    """zap_pte_table_if_empty() with its look at every entry under pml and ptl as a parameter
+    (a variant that trusts the zap's finding: tests/selftest/test_pt_reclaim.py)."""
     pml = yield from k.impl.pmd_lock(k, mm, pmdp)
     start_pte, pmdval, ptl = yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
     if start_pte is None:
@@ -692,7 +698,7 @@ def zap_pte_table_if_empty(k, mm, pmdp, addr):
     if ptl is not pml:
         yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
     table = start_pte.table
-    for i in range(k.geo.ptrs_per_pte):
+    for i in range(k.geo.ptrs_per_pte if rescan else 0):
         if not pte_none((yield Load(table, i))):  # ptep_get()
             # window: zap_pte_table_if_empty finds the table refilled
             yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
@@ -707,17 +713,13 @@ def zap_pte_table_if_empty(k, mm, pmdp, addr):
     return pmdval
 
 
-def _dec_nr_ptes(m, t, mm):
-    mm.nr_ptes -= 1
-
-
 def free_pte(k, mm, addr, tlb, pmdval):
     """mm/pt_reclaim.c: free_pte() (6.14; inline in 7.0's zap_pte_range()): pte_free_tlb() of the
     table ``pmdval`` named, through the caller's gather (freed after a grace period: PT_RECLAIM
     implies MMU_GATHER_RCU_TABLE_FREE), and mm_dec_nr_ptes().  7.0 passes the zap's end as
     ``addr`` (6.14 its start): only the range the gather flushes differs."""
     yield from pte_free_tlb(k, tlb, k.pmd_pgtable(pmdval), addr)
-    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+    yield from mm_dec_nr_ptes(k, mm)
 
 
 def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):

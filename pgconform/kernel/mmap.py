@@ -37,6 +37,7 @@ from pgconform.kernel.memory import UNMAP_DETAILS, zap_page_range_single
 from pgconform.kernel.mmu_gather import pte_free_tlb, tlb_finish_mmu, tlb_gather_mmu
 from pgconform.kernel.mmu_notifier import mmu_notifier_release
 from pgconform.kernel.objects import TablePmd, Vma
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import pmd_clear
 from pgconform.oracle.pagetable import mm_walkable
 from pgconform.sim.effects import (
@@ -149,10 +150,6 @@ def _remove_vmas(m, t, k, mm, vmas):
 # freeing page tables
 
 
-def _dec_nr_ptes(m, t, mm):
-    mm.nr_ptes -= 1
-
-
 def free_pte_range(k, tlb, pmdp, addr):
     """mm/memory.c: free_pte_range() (6.6): token = pmd_pgtable(*pmd); pmd_clear() (no pmd_lock,
     no ptl: the VMA is gone, nothing may walk here); pte_free_tlb(); mm_dec_nr_ptes()."""
@@ -160,7 +157,7 @@ def free_pte_range(k, tlb, pmdp, addr):
     token = k.pmd_pgtable(pmdval)
     yield from pmd_clear(k, pmdp)
     yield from pte_free_tlb(k, tlb, token, addr)
-    yield Atomic(f"mm_dec_nr_ptes({tlb.mm!r})", _dec_nr_ptes, (tlb.mm,), touches=(tlb.mm,))
+    yield from mm_dec_nr_ptes(k, tlb.mm)
 
 
 def free_pgd_range(k, tlb, addr, end, floor, ceiling):

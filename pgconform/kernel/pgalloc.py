@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from pgconform.kernel.objects import pmd_none, table_pmd
 from pgconform.kernel.pgtable import set_pmd
-from pgconform.sim.effects import Load, Unlock
+from pgconform.sim.effects import Atomic, Load, Unlock
 
 
 def pgtable_table(k, pgtable):
     """The table a pgtable_t names (a struct page, or the table's address)."""
     return pgtable if k.arch.pgtable_is_page else pgtable.table
+
+
+def _dec_nr_ptes(m, t, mm):
+    mm.nr_ptes -= 1
+
+
+def mm_dec_nr_ptes(k, mm):
+    """include/linux/mm.h: mm_dec_nr_ptes() (6.6): one PTE table fewer in the mm's count (every
+    path that unlinks and frees a table: retract, collapse, free_pgtables(), PT reclaim)."""
+    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
 
 
 def pmd_install(k, mm, pmdp, pgtable):

@@ -22,6 +22,7 @@ from pgconform.kernel.objects import (
     pte_none,
     pte_present,
 )
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
@@ -126,13 +127,9 @@ def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=Tr
         if notify:
             yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if not skipped_uffd:
-            yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+            yield from mm_dec_nr_ptes(k, mm)
             yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     yield from i_mmap_unlock_read(mapping)
-
-
-def _dec_nr_ptes(m, t, mm):
-    mm.nr_ptes -= 1
 
 
 def i_mmap_lock_read(mapping):
@@ -357,7 +354,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
         yield Unlock(ptl)
     yield Unlock(pml)
     yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
-    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+    yield from mm_dec_nr_ptes(k, mm)
     yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
 

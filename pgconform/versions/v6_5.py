@@ -41,6 +41,7 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge, pte_none
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,
     SCAN_PAGE_COMPOUND,
@@ -51,7 +52,6 @@ from pgconform.reference.khugepaged import (
     SCAN_PTE_UFFD_WP,
     SCAN_SUCCEED,
     SCAN_VMA_CHECK,
-    _dec_nr_ptes,
     _drop_hpage,
     _maybe_install_pmd,
     _not_hpage_subpage,
@@ -139,7 +139,7 @@ def collapse_and_free_pmd(k, mm, vma, addr, pmdp):
     pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
     yield from tlb_remove_table_sync_one(k)
     yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
-    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+    yield from mm_dec_nr_ptes(k, mm)
     # page_table_check_pte_clear_range(): page_table_check is not modelled
     yield from k.impl.pte_free(k, mm, k.pmd_pgtable(pgt_pmd))
 

@@ -34,6 +34,7 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,
@@ -43,7 +44,6 @@ from pgconform.reference.khugepaged import (
     SCAN_SUCCEED,
     SCAN_VMA_CHECK,
     _abort,
-    _dec_nr_ptes,
     _maybe_install_pmd,
     _noop,
     folio_and_step1_as,
@@ -135,7 +135,7 @@ def retract_page_tables_as(k, mapping, pgoff, retractable=file_backed_vma_is_ret
         yield Unlock(pml)
         yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if success:
-            yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+            yield from mm_dec_nr_ptes(k, mm)
             yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     yield from i_mmap_unlock_read(mapping)
 
@@ -227,7 +227,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, step4_recheck=True):
     if ptl is not pml:
         yield Unlock(pml)
     yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
-    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,), touches=(mm,))
+    yield from mm_dec_nr_ptes(k, mm)
     yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
 

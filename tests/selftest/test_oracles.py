@@ -19,12 +19,13 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_start,
 )
 from pgconform.kernel.objects import PteTable
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import Atomic, CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
+from pgconform.sim.effects import CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
@@ -257,10 +258,6 @@ def pte_offset_map_lock_recheck_under_pml(k, mm, pmdp, addr):
         yield from k.impl.pte_unmap_unlock(k, pte, ptl)
 
 
-def _dec_nr_ptes(m, t, mm):
-    mm.nr_ptes -= 1
-
-
 def make_retract(*, notify=True, take_pml=True, clear_pmd=True, dec_nr_ptes=True,
                  check_anon=True, relink=False):
     """retract_page_tables() as in the reference (mm/khugepaged.c, 6.6), with one step switchable
@@ -299,7 +296,7 @@ def make_retract(*, notify=True, take_pml=True, clear_pmd=True, dec_nr_ptes=True
                 yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
             if not skipped:
                 if dec_nr_ptes:
-                    yield Atomic(f"mm_dec_nr_ptes({mm!r})", _dec_nr_ptes, (mm,))
+                    yield from mm_dec_nr_ptes(k, mm)
                 yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pmdval))
                 if relink:
                     pml = yield from k.impl.pmd_lock(k, mm, pmdp)

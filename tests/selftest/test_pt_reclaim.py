@@ -16,10 +16,10 @@ import pytest
 from pgconform.implementation import Implementation
 from pgconform.kernel import memory, mmu_gather
 from pgconform.kernel.objects import DETACHED, LINKED, PTE_MARKER_UFFD_WP, Pte
-from pgconform.kernel.pgtable import pmd_clear
+from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import Atomic, IpiSync, Lock, Trylock, Unlock
+from pgconform.sim.effects import IpiSync, Lock, Trylock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.sweep import Pair, explore_pair
@@ -285,7 +285,7 @@ def test_freeing_the_table_at_once_is_caught(monkeypatch):
 
     def free_pte_at_once(k, mm, addr, tlb, pmdval):
         yield from k.impl.pte_free(k, mm, k.pmd_pgtable(pmdval))
-        yield Atomic(f"mm_dec_nr_ptes({mm!r})", memory._dec_nr_ptes, (mm,), touches=(mm,))
+        yield from mm_dec_nr_ptes(k, mm)
 
     monkeypatch.setattr(memory, "free_pte", free_pte_at_once)
     assert_clause(lambda: rcu_reader_across_reclaim(IMPL_7_0), "pt.reuse-before-gp")
@@ -296,16 +296,7 @@ def test_a_slow_path_without_the_rescan_is_caught(monkeypatch):
     again under pml and ptl frees the table the fault at 5 refilled."""
 
     def zap_pte_table_if_empty_no_rescan(k, mm, pmdp, addr):
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-        start_pte, pmdval, ptl = yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
-        if ptl is not pml:
-            yield Lock(ptl, 1)
-        yield from k.impl.pte_unmap(k, start_pte)
-        yield from pmd_clear(k, pmdp)
-        if ptl is not pml:
-            yield Unlock(ptl)
-        yield Unlock(pml)
-        return pmdval
+        return (yield from memory.zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=False))
 
     monkeypatch.setattr(memory, "zap_pte_table_if_empty",
                         zap_pte_table_if_empty_no_rescan)
