@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("matrix", add_help=False,
                    help="the version matrix: which clauses each kernel version fails on which "
                         "arch (python -m pgconform matrix --help)")
+    sub.add_parser("soak", add_help=False,
+                   help="judge an implementation at volume (machines and sweep on every arch) "
+                        "and write the figures (python -m pgconform soak --help)")
     return parser
 
 
@@ -120,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgconform.matrix import main as matrix_main
 
         return matrix_main(argv[1:])
+    if argv[:1] == ["soak"]:  # and the soak
+        from pgconform.soak import main as soak_main
+
+        return soak_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)
