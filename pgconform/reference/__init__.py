@@ -65,7 +65,7 @@ POISON_COLLAPSE_FINDING = (
 #: the symptoms of a lost poison marker: the table's free again in the RCU callback, the read
 #: that reaches memory, the end-of-run check
 POISON_LOST_CONSEQUENCES = ("pt.free-nonempty[PTE_MARKER_POISONED]", "data.poison-read",
-                            "data.uffd-marker-lost")
+                            "data.uffd-marker-lost[PTE_MARKER_POISONED]")
 POISON_KNOWN_VIOLATIONS = {
     "pt.free-nonempty[PTE_MARKER_POISONED]@retract_page_tables": POISON_RETRACT_FINDING,
     "pt.free-nonempty[PTE_MARKER_POISONED]@collapse_pte_mapped_thp": POISON_COLLAPSE_FINDING,

@@ -32,6 +32,8 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
+from pgconform.sweep import sweep
+from pgconform.versions import v7_0
 from pgconform.versions.v7_0 import GUARD_COLLAPSE_KEY, GUARD_UFFD_WP_KEY
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
@@ -497,3 +499,28 @@ def test_no_progress_elsewhere_still_fails():
         k.m.run(t, k.m.step_bound + 1)
     assert excinfo.value.clause == "sched.no-progress"
     assert "fatal signal" not in excinfo.value.message
+
+
+# ------------------------------------------------------------------------------------------------
+# the declared findings do not hide a broken guard path: the sweep a user runs catches one
+
+
+def _retract_ignoring_the_guard_flag(k, mapping, pgoff):
+    """Broken: 7.0's retract_page_tables() without the VMA_MAYBE_GUARD_BIT check."""
+    yield from v7_0.retract_page_tables_as(
+        k, mapping, pgoff,
+        retractable=lambda vma: vma.anon_vma is None and not v7_0.userfaultfd_wp(vma))
+
+
+V7_0_NO_GUARD_CHECK = attrs.evolve(V7_0, name="v7.0-no-guard-check", overrides={
+    **V7_0.overrides, "retract_page_tables": _retract_ignoring_the_guard_flag})
+
+
+def test_a_broken_guard_path_is_caught_by_the_sweep():
+    """The guard operations are in the 7.0 sweep: v7.0 passes the shared world, and the retract
+    without the guard flag check fails it with the free of the guard markers, which v7.0's
+    declared finding (in try_collapse_pte_mapped_thp(), not retract) does not cover."""
+    assert sweep(V7_0, "x86_64", worlds=("shared",), bound=0).violation is None
+    r = sweep(V7_0_NO_GUARD_CHECK, "x86_64", worlds=("shared",), bound=0)
+    assert r.violation is not None and r.violation.clause == "pt.free-nonempty"
+    assert "GUARD" in r.violation.message and "GUARD_INSTALL" in str(r.pair)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from pgconform import replay
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -16,10 +17,13 @@ from pgconform.kernel.objects import (
     VM_UFFD_WP,
     VM_WRITE,
     Pte,
+    PteMarker,
+    TablePmd,
 )
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
+from pgconform.reference.pgtable_generic import pmdp_collapse_flush
 from pgconform.scenario import (
     OP_KINDS,
     OP_LABELS,
@@ -32,6 +36,7 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
+from pgconform.sweep import sweep
 from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
@@ -452,7 +457,7 @@ def test_reference_declares_the_retract_finding(when):
     assert poison_against_retract(REFERENCE, when, hits) == "ok"
     assert hits.get(POISON_RETRACT_KEY, 0) >= 1
     assert set(hits) <= {POISON_RETRACT_KEY, "pt.free-nonempty[PTE_MARKER_POISONED]",
-                         "data.poison-read", "data.uffd-marker-lost"}
+                         "data.poison-read", "data.uffd-marker-lost[PTE_MARKER_POISONED]"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -500,3 +505,37 @@ def test_reference_declares_the_collapse_finding(collapser):
     hits = {}
     assert poison_into_emptied_table(REFERENCE, collapser, hits) == "ok"
     assert hits.get(POISON_COLLAPSE_KEY, 0) >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# the declared findings do not hide a broken poison path: the sweep a user runs catches one
+
+
+def _zapping_pmdp_collapse_flush(k, vma, addr, pmdp):
+    """Broken (a wrong "fix" of the finding): clear the PTE markers of the table it detaches, so
+    that the free finds it empty; the poison markers (and their promise) go with them."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    if type(pmdval) is TablePmd:
+        table = k.pmd_table(pmdval)
+        for i in range(len(table.entries)):
+            if type((yield Load(table, i))) is PteMarker:
+                yield Store(table, i, None)
+    return (yield from pmdp_collapse_flush(k, vma, addr, pmdp))
+
+
+#: the reference with that pmdp_collapse_flush(), and the reference's declared findings
+ZAPPING_MARKERS = attrs.evolve(REFERENCE, name="reference-zapping-markers",
+                               overrides={"pmdp_collapse_flush": _zapping_pmdp_collapse_flush})
+
+
+def test_a_broken_poison_path_is_caught_by_the_sweep():
+    """UFFDIO_POISON is in the sweep (world shared-uffd): the reference passes it, its declared
+    finding counted; the wrong fix loses the poison marker without the declared free, and fails
+    data.uffd-marker-lost (the run's end finds the address without its marker)."""
+    replay.tolerated_hits.clear()
+    assert sweep(REFERENCE, "x86_64", worlds=("shared-uffd",), bound=0).violation is None
+    assert replay.tolerated_hits.get(POISON_RETRACT_KEY, 0) >= 1
+    r = sweep(ZAPPING_MARKERS, "x86_64", worlds=("shared-uffd",), bound=0)
+    assert r.violation is not None and r.violation.clause == "data.uffd-marker-lost"
+    assert "poisoned" in r.violation.message and "uffd_poison" in repr(r.pair.second) + repr(
+        r.pair.first)
