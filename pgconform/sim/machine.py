@@ -50,6 +50,7 @@ class Task:
         "lane",
         "mm",
         "name",
+        "origin",
         "pending",
         "rcu",
         "reader_seq",
@@ -80,6 +81,8 @@ class Task:
         self.mm = None        # the mm this CPU runs (mm_cpumask membership), for user context
         #: the step at which a known no-progress sent the task a fatal signal (None: none sent)
         self.fatal_signal = None
+        #: for an RCU callback: the call path that queued it (its work is that code's, deferred)
+        self.origin: tuple = ()
 
     def is_reader(self) -> bool:
         return bool(self.rcu or self.irq or self.spin)
@@ -100,6 +103,8 @@ class Callback:
     args: tuple
     snapshot: list
     queued_by: str
+    #: the call path of the call_rcu() (after the queuing task's own origin)
+    origin: tuple = ()
 
 
 def call_path(gen) -> tuple:
@@ -138,10 +143,11 @@ class Machine:
 
     # ---------------------------------------------------------------- tasks
 
-    def spawn(self, lane: str, gen, label: str, softirq: bool = False) -> Task:
+    def spawn(self, lane: str, gen, label: str, softirq: bool = False, origin: tuple = ()) -> Task:
         """Start ``gen`` on ``lane``: runs its code up to the first effect."""
         self.ntasks += 1
         t = Task(f"{lane}:{label}", lane, gen, label, softirq)
+        t.origin = origin
         self.tasks.append(t)
         self.trace.append((t, (label,), None, "start"))
         try:
@@ -271,10 +277,11 @@ class Machine:
     def _tolerated_as(self, clause: str, t: Task | None, what: str | None = None) -> str | None:
         """The known-violation key a violation of ``clause`` (about ``what``) by ``t`` matches, if
         any, the most precise first: ``clause[what]@function`` (a kernel function on the task's
-        call path), ``clause@function``, ``clause[what]``, ``clause``; the last two also as
-        consequences of a known violation that happened in the run (``tolerating``)."""
+        call path, or for an RCU callback on the path that queued it), ``clause@function``,
+        ``clause[what]``, ``clause``; the last two also as consequences of a known violation that
+        happened in the run (``tolerating``)."""
         tolerated = self.tolerated
-        path = call_path(t.gen) if t is not None else ()
+        path = t.origin + call_path(t.gen) if t is not None else ()
         names = (f"{clause}[{what}]", clause) if what is not None else (clause,)
         key = next((k for name in names for k in (f"{name}@{fn}" for fn in path)
                     if k in tolerated), None)
@@ -487,7 +494,8 @@ class Machine:
         if hook is not None:
             hook(self, t)
         head.pending = True
-        self.callbacks.append(Callback(head, fn, args, self.reader_snapshot(), t.name))
+        self.callbacks.append(Callback(head, fn, args, self.reader_snapshot(), t.name,
+                                       t.origin + call_path(t.gen)))
 
     def ready_callbacks(self) -> list[Callback]:
         ready = []
@@ -502,7 +510,7 @@ class Machine:
         self.callbacks.remove(cb)
         cb.head.pending = False
         name = getattr(cb.fn, "__name__", "rcu_callback")
-        t = self.spawn("RCU", cb.fn(*cb.args), name, softirq=True)
+        t = self.spawn("RCU", cb.fn(*cb.args), name, softirq=True, origin=cb.origin)
         self.run(t, budget if budget is not None else self.step_bound)
         return t
 
