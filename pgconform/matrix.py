@@ -3,8 +3,9 @@
 Two sources, both deterministic:
 
 * the history's schedules: the stored failing schedule of every zoo mutant (``data/
-  history_schedules.json``; each a bug of the series' history found by the suite), replayed under
-  each version on the arch it was found on;
+  history_schedules.json``; each a bug of the series' history found by the suite), and a schedule
+  of every finding a version declares (``data/finding_schedules.json``), replayed under each
+  version on the arch it was found on;
 * the exhaustive sweep (:mod:`pgconform.sweep`) of every version on every arch it applies to, at
   a preemption bound (0 by default: every pair of operations, run one after the other at every
   switch a blocking forces).
@@ -36,6 +37,14 @@ MAX_CLAUSES = 8
 def history_schedules() -> dict[str, str]:
     """Mutant name -> its stored failing schedule (a ``pgc1:`` replay string)."""
     text = resources.files("pgconform").joinpath("data/history_schedules.json").read_text()
+    return json.loads(text)
+
+
+def finding_schedules() -> dict[str, str]:
+    """Known-violation key of a registered version's declared finding -> a schedule that commits
+    it (a ``pgc1:`` replay string naming the version), so that the matrix shows each finding as
+    ``known`` where it is declared and as a failure where it is not."""
+    text = resources.files("pgconform").joinpath("data/finding_schedules.json").read_text()
     return json.loads(text)
 
 
@@ -100,7 +109,8 @@ def sweep_clauses(impl, arch: str, bound: int = 0) -> tuple[dict[str, str], set[
 def version_matrix(versions: Iterable[str] = VERSIONS, arches: Iterable[str] = tuple(ARCHES),
                    bound: int | None = 0) -> dict[str, dict[str, Cell]]:
     """version -> arch -> :class:`Cell`.  ``bound`` None: the history's schedules only."""
-    schedules = {name: replay.decode(s) for name, s in history_schedules().items()}
+    schedules = {name: replay.decode(s)
+                 for name, s in {**history_schedules(), **finding_schedules()}.items()}
     matrix: dict[str, dict[str, Cell]] = {}
     for spec in versions:
         impl = resolve(spec)

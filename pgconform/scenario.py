@@ -137,13 +137,16 @@ OP_LABELS = {
     "uffd_move": lambda o: f"UFFDIO_MOVE(mm{o.mm}: {o.addr} -> {_move_dst(o)}"
                            f"{', ALLOW_SRC_HOLES' if _move_mode(o) else ''})",
 }
-#: operations only deterministic tests start: UFFDIO_POISON in a shared VMA loses its marker to
-#: retract_page_tables() in 6.6 (tests/selftest/test_uffd.py), which would fail the reference;
-#: MADV_GUARD_INSTALL meets two races that 7.0 itself loses (tests/selftest/test_guard.py: a
-#: guard put into the table try_collapse_pte_mapped_thp() emptied is freed with it, and an install
-#: over uffd-wp markers never finishes), which would fail v7.0 in every random run that draws it
-OFF_BY_DEFAULT = frozenset({"uffd_poison", "guard_install", "guard_remove"})
-OP_KINDS = tuple(k for k in OP_LABELS if k not in OFF_BY_DEFAULT)
+#: every operation kind, in the order of the bitmask by which runs name their swarm subset of
+#: kinds: OP_LABELS order, except that UFFDIO_POISON, MADV_GUARD_INSTALL and MADV_GUARD_REMOVE
+#: (once left to deterministic tests) take the last bits, so that the bits of stored runs keep
+#: meaning what they meant.  The real bugs of the versions there (6.6: poison markers lost to
+#: retract_page_tables(); 7.0: guard markers put into the table try_collapse_pte_mapped_thp()
+#: emptied, guard install over uffd-wp markers never finishing) are declared known violations,
+#: scoped to where they happen (pgconform/reference/__init__.py, pgconform/versions/v7_0.py), so
+#: that the same clause anywhere else still fails
+LATE_KINDS = ("uffd_poison", "guard_install", "guard_remove")
+OP_KINDS = tuple(k for k in OP_LABELS if k not in LATE_KINDS) + LATE_KINDS
 #: operation kinds only some kernel versions have: kind -> the KernelVersion flag
 KIND_NEEDS = {"guard_install": "guard_regions", "guard_remove": "guard_regions",
               "uffd_move": "uffd_move"}

@@ -57,6 +57,11 @@ WORLDS: dict[str, WorldSpec] = {
     # and within one, against MADV_DONTNEED's PT reclaim of PMD 1
     "anon": WorldSpec(vmas=(VmaSpec(0, 4, 8, 4, shared=False, uffd_missing=True, anon=True),),
                       prefault=((0, 5, True), (0, 9, True))),
+    # a shared mapping registered with userfaultfd (missing), page 4 read in: UFFDIO_POISON and
+    # UFFDIO_COPY into the tables khugepaged retracts (the other uffd worlds are private, where
+    # the collapse leaves the tables alone); here the versions' declared poison findings show
+    "shared-uffd": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True),),
+                             prefault=((0, 4, False),)),
 }
 #: worlds only some kernel versions are swept in: world -> the KernelVersion flag (the anon world
 #: is there for UFFDIO_MOVE; added after the 6.6 worlds, which stay as they were)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import PtePtr
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.arch.powerpc import _dec_and_test, _free_page
 from pgconform.sim.effects import Atomic, CallRcu
 
@@ -144,4 +145,6 @@ IMPLEMENTATION = Implementation(
                 "frees what was deferred and requeues if more deferrals arrived",
     source="v2 05/12 <5cd9f442-61da-4c3d-eca-b7f44d22aa5f@google.com> (2023-06-20), first posted "
            "as <4df4909f-f5dd-6f94-9792-8f2949f542b3@google.com>; notes/v2-designs.md §1",
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

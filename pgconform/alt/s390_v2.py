@@ -46,6 +46,7 @@ from __future__ import annotations
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import PtePtr
 from pgconform.kernel.pgtable import list_add, list_del_init
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.arch.generic import table_address
 from pgconform.sim.effects import Atomic, CallRcu, Lock, Unlock
 from pgconform.sim.sync import Spinlock
@@ -318,4 +319,6 @@ IMPLEMENTATION = Implementation(
                 "the posted pte_free_half() restored",
     source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com> (2023-06-20); "
            "notes/v2-designs.md §2",
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

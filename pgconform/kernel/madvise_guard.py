@@ -21,8 +21,9 @@ other entry (a page faulted in, but also a uffd-wp or poison marker), or a huge 
 walk, which then zaps the range (zap_page_range_single() with no details: it keeps guard markers,
 and uffd-wp markers of a file VMA, and reclaims no table) and tries again, up to
 MAX_MADVISE_GUARD_RETRIES times before restart_syscall() sends the call back through userspace
-(-ERESTARTNOINTR, invisible to the process; the model loops).  A uffd-wp marker therefore never
-goes: the call never finishes (tests/selftest/test_guard.py records it as a finding).
+(-ERESTARTNOINTR, invisible to the process; the model loops, see restart_syscall()).  A uffd-wp
+marker therefore never goes: the call never finishes (tests/selftest/test_guard.py records it as a
+finding; v7.0 declares it, scoped to madvise_guard_install()).
 
 Model restrictions: the call acts on the VMA at ``start`` only (clipped to it; none: -ENOMEM);
 the model's VMAs are never VM_LOCKED, VM_SPECIAL or hugetlb, so is_valid_guard_vma() holds; the
@@ -48,6 +49,8 @@ from pgconform.sim.effects import Atomic, DownRead, Load, Store, UpRead
 
 EINVAL = -22
 ENOMEM = -12
+#: what a call ended by a fatal signal at restart_syscall() returns in the model (the task dies)
+EINTR_KILLED = -4
 #: include/linux/mm.h (7.0): how many zap-and-retry rounds before restart_syscall()
 MAX_MADVISE_GUARD_RETRIES = 3
 
@@ -155,7 +158,23 @@ def madvise_guard_install(k, mm, start, end):
                 return 0
             # some of the range has pages mapped: zap them (guard markers stay) and walk again
             yield from zap_page_range_single(k, vma, lo, hi)
-        yield UpRead(mm.mmap_lock)  # restart_syscall(): back through userspace, and again
+        yield UpRead(mm.mmap_lock)
+        if not (yield from restart_syscall()):
+            return EINTR_KILLED
+
+
+def _restart(m, t):
+    return t.fatal_signal is None
+
+
+def restart_syscall():
+    """include/linux/sched/signal.h: restart_syscall(): TIF_SIGPENDING and -ERESTARTNOINTR, so
+    the call goes back through userspace (arch_do_signal_or_restart()) and is made again, unless
+    get_signal() finds a fatal signal pending: the task dies there.  Returns whether the call is
+    made again.  The model ends the call (:data:`EINTR_KILLED`) and does not run the process's
+    exit; the only fatal signal of the model is the one a known sched.no-progress sends
+    (Machine._no_progress())."""
+    return (yield Atomic("restart_syscall()", _restart))
 
 
 # ------------------------------------------------------------------------------------------------

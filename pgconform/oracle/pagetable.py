@@ -11,6 +11,7 @@ from pgconform.kernel.objects import (
     LINKED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_WP,
+    PteMarker,
     TablePmd,
     pte_present,
 )
@@ -200,7 +201,16 @@ def check_table_release(m, t, table, how: str) -> None:
                 and not (table.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
         if live and not stale_file_ptes_unreachable(t, table, how, live):
             m.violation("pt.free-nonempty", f"{t.name} frees {table!r} ({how}) with live entries "
-                        f"{live}: they are lost with the table", t, table)
+                        f"{live}: they are lost with the table", t, table, lost_markers(live))
+
+
+def lost_markers(live) -> str | None:
+    """What a non-empty table's free loses, for known-violation keys ``pt.free-nonempty[WHAT]``:
+    ``PTE_MARKER_<kind>`` when every live entry is a PTE marker of that one kind, else None."""
+    kinds = {e.kind if type(e) is PteMarker else None for e in live.values()}
+    if len(kinds) != 1 or None in kinds:
+        return None
+    return f"PTE_MARKER_{kinds.pop()}"
 
 
 #: the allocators' immediate frees (pte_free() and the arch's own), as against call_rcu (a

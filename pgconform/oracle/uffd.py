@@ -158,4 +158,5 @@ def check_end(k) -> None:
             if ent != PTE_MARKER_POISONED:
                 k.m.violation("data.uffd-marker-lost",
                               f"{mm!r} addr {addr} was poisoned with UFFDIO_POISON, but its entry "
-                              f"is {ent!r}, not the poison marker", None, mm)
+                              f"is {ent!r}, not the poison marker", None, mm,
+                              "PTE_MARKER_POISONED")

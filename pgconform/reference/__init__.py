@@ -43,10 +43,42 @@ def reference_functions(arch=None) -> dict:
     return table
 
 
+#: Findings of the suite in Linux 6.6 (and still in 7.0): a PTE_MARKER_POISONED that UFFDIO_POISON
+#: put into a table of a file VMA is freed with it.  mfill_atomic_pte_poison() stores the marker
+#: under the ptl alone (mmap_lock for read, no folio lock), and neither remover of the table looks
+#: for it: retract_page_tables() checks anon_vma and userfaultfd_wp() only, and
+#: collapse_pte_mapped_thp() drops the ptl of a shared VMA between step 2 (the PTEs cleared) and
+#: step 4 (the table freed).  The next access reads the page instead of SIGBUS.  Scoped to the
+#: two functions and to a table whose live entries are all poison markers, so that the same
+#: clause anywhere else (a PTE lost, a guard marker) still fails.
+#: tests/selftest/test_uffd.py::test_poison_survives_retract and
+#: ::test_poison_survives_collapse_pte_mapped_thp (strict xfails) show them.
+POISON_RETRACT_FINDING = (
+    "finding in 6.6 (still in 7.0): retract_page_tables() frees a table holding a "
+    "PTE_MARKER_POISONED that UFFDIO_POISON installed (under the ptl alone) in a file VMA: its "
+    "checks (anon_vma, userfaultfd_wp) do not cover poison markers; the next access reads the "
+    "page instead of SIGBUS")
+POISON_COLLAPSE_FINDING = (
+    "finding in 6.6 (still in 7.0): collapse_pte_mapped_thp() drops the ptl of a shared VMA "
+    "between step 2 (PTEs cleared) and step 4 (table freed); UFFDIO_POISON can put a "
+    "PTE_MARKER_POISONED into the emptied table there, and step 4 frees it with the marker")
+#: the symptoms of a lost poison marker: the table's free again in the RCU callback, the read
+#: that reaches memory, the end-of-run check
+POISON_LOST_CONSEQUENCES = ("pt.free-nonempty[PTE_MARKER_POISONED]", "data.poison-read",
+                            "data.uffd-marker-lost[PTE_MARKER_POISONED]")
+POISON_KNOWN_VIOLATIONS = {
+    "pt.free-nonempty[PTE_MARKER_POISONED]@retract_page_tables": POISON_RETRACT_FINDING,
+    "pt.free-nonempty[PTE_MARKER_POISONED]@collapse_pte_mapped_thp": POISON_COLLAPSE_FINDING,
+}
+POISON_KNOWN_CONSEQUENCES = dict.fromkeys(POISON_KNOWN_VIOLATIONS, POISON_LOST_CONSEQUENCES)
+
+
 IMPLEMENTATION = Implementation(
     name="reference",
     description="Linux 6.6 as merged: mm/pgtable-generic.c, include/linux/mm.h, mm/khugepaged.c, "
                 "and the arch pte_free_defer()s (powerpc, s390, sparc64; s390 6.7)",
     source="v6.6 (a349d72fd9ef, 146b42e07494, de2e4626c706, 3d140215a6ae, 32cc0b7c9d50, "
            "ad1ac8d94cde, 8211dad62798, 13cf577e6b66, 1d65b771bc08, 1043173eb5eb, a98460494b16)",
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

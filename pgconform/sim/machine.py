@@ -41,6 +41,7 @@ class Task:
 
     __slots__ = (
         "done",
+        "fatal_signal",
         "gen",
         "held",
         "irq",
@@ -49,6 +50,7 @@ class Task:
         "lane",
         "mm",
         "name",
+        "origin",
         "pending",
         "rcu",
         "reader_seq",
@@ -77,6 +79,10 @@ class Task:
         self.steps = 0
         self.softirq = softirq
         self.mm = None        # the mm this CPU runs (mm_cpumask membership), for user context
+        #: the step at which a known no-progress sent the task a fatal signal (None: none sent)
+        self.fatal_signal = None
+        #: for an RCU callback: the call path that queued it (its work is that code's, deferred)
+        self.origin: tuple = ()
 
     def is_reader(self) -> bool:
         return bool(self.rcu or self.irq or self.spin)
@@ -97,6 +103,8 @@ class Callback:
     args: tuple
     snapshot: list
     queued_by: str
+    #: the call path of the call_rcu() (after the queuing task's own origin)
+    origin: tuple = ()
 
 
 def call_path(gen) -> tuple:
@@ -135,10 +143,11 @@ class Machine:
 
     # ---------------------------------------------------------------- tasks
 
-    def spawn(self, lane: str, gen, label: str, softirq: bool = False) -> Task:
+    def spawn(self, lane: str, gen, label: str, softirq: bool = False, origin: tuple = ()) -> Task:
         """Start ``gen`` on ``lane``: runs its code up to the first effect."""
         self.ntasks += 1
         t = Task(f"{lane}:{label}", lane, gen, label, softirq)
+        t.origin = origin
         self.tasks.append(t)
         self.trace.append((t, (label,), None, "start"))
         try:
@@ -210,9 +219,7 @@ class Machine:
         eff = t.pending
         t.steps += 1
         if t.steps > self.step_bound:
-            self._fail(Violation("sched.no-progress", f"{t.name} did not finish within "
-                                 f"{self.step_bound} effects (livelock or unbounded retry)",
-                                 task=t), t)
+            self._no_progress(t)
         path = call_path(t.gen) if self.record_paths else ()
         try:
             res = eff.execute(self, t)
@@ -255,25 +262,56 @@ class Machine:
 
     # ---------------------------------------------------------------- verdicts
 
-    def violation(self, clause: str, message: str, t: Task | None = None, obj=None):
+    def violation(self, clause: str, message: str, t: Task | None = None, obj=None,
+                  what: str | None = None):
+        """Raise a violation of ``clause``, unless it is a known one (then count it).  ``what``
+        names what the violation is about where an oracle can tell (the kind of PTE marker a
+        freed table held), for known-violation keys ``clause[what]``."""
         if self.tolerated:  # a known violation of the implementation: count it
-            key = self._tolerated_as(clause, t or self.current)
+            key = self._tolerated_as(clause, t or self.current, what)
             if key is not None:
                 self.tolerated_hits[key] = self.tolerated_hits.get(key, 0) + 1
                 return
         raise Violation(clause, message, task=t, obj=obj)
 
-    def _tolerated_as(self, clause: str, t: Task | None) -> str | None:
-        """The known-violation key a violation of ``clause`` by ``t`` matches, if any."""
+    def _tolerated_as(self, clause: str, t: Task | None, what: str | None = None) -> str | None:
+        """The known-violation key a violation of ``clause`` (about ``what``) by ``t`` matches, if
+        any, the most precise first: ``clause[what]@function`` (a kernel function on the task's
+        call path, or for an RCU callback on the path that queued it), ``clause@function``,
+        ``clause[what]``, ``clause``; the last two also as consequences of a known violation that
+        happened in the run (``tolerating``)."""
         tolerated = self.tolerated
-        path = call_path(t.gen) if t is not None else ()
-        key = next((k for k in (f"{clause}@{fn}" for fn in path) if k in tolerated), None)
+        path = t.origin + call_path(t.gen) if t is not None else ()
+        names = (f"{clause}[{what}]", clause) if what is not None else (clause,)
+        key = next((k for name in names for k in (f"{name}@{fn}" for fn in path)
+                    if k in tolerated), None)
         if key is None:
-            if clause not in tolerated and clause not in self.tolerating:
+            key = next((name for name in names
+                        if name in tolerated or name in self.tolerating), None)
+            if key is None:
                 return None
-            key = clause
         self.tolerating.update(self.consequences.get(key, ()))
         return key
+
+    def _no_progress(self, t: Task) -> None:
+        """``t`` is past the step bound: sched.no-progress, unless that is a known violation where
+        ``t`` is (``sched.no-progress@function``).  Then the hit is counted and the task is sent a
+        fatal signal, as whoever waits on the hung process would kill it, so that the run goes on:
+        the looping call must end at its next signal check (fatal_signal_pending(), as
+        madvise_guard_install() restarting through userspace does) within another step bound,
+        or the no-progress stands."""
+        if t.fatal_signal is None and self.tolerated:
+            key = self._tolerated_as("sched.no-progress", t)
+            if key is not None:
+                self.tolerated_hits[key] = self.tolerated_hits.get(key, 0) + 1
+                t.fatal_signal = t.steps
+                return
+        if t.fatal_signal is not None and t.steps <= t.fatal_signal + self.step_bound:
+            return
+        killed = " (nor after a fatal signal)" if t.fatal_signal is not None else ""
+        self._fail(Violation("sched.no-progress", f"{t.name} did not finish within "
+                             f"{self.step_bound} effects{killed} (livelock or unbounded retry)",
+                             task=t), t)
 
     def use_after_free(self, t: Task, page, what: str):
         self.violation("pt.use-after-free", f"{t.name}: {what} of {page!r}, which was freed "
@@ -456,7 +494,8 @@ class Machine:
         if hook is not None:
             hook(self, t)
         head.pending = True
-        self.callbacks.append(Callback(head, fn, args, self.reader_snapshot(), t.name))
+        self.callbacks.append(Callback(head, fn, args, self.reader_snapshot(), t.name,
+                                       t.origin + call_path(t.gen)))
 
     def ready_callbacks(self) -> list[Callback]:
         ready = []
@@ -471,7 +510,7 @@ class Machine:
         self.callbacks.remove(cb)
         cb.head.pending = False
         name = getattr(cb.fn, "__name__", "rcu_callback")
-        t = self.spawn("RCU", cb.fn(*cb.args), name, softirq=True)
+        t = self.spawn("RCU", cb.fn(*cb.args), name, softirq=True, origin=cb.origin)
         self.run(t, budget if budget is not None else self.step_bound)
         return t
 

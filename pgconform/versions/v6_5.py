@@ -34,6 +34,7 @@ d50791c2bee9 (11) and cf95e337cb63 (12), read in the v3 postings
 from __future__ import annotations
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_LOST_CONSEQUENCES
 from pgconform.kernel.filemap import folio_put, mm_counter_file
 from pgconform.kernel.khugepaged import _file_range, hpage_collapse_scan_file, madvise_collapse_as
 from pgconform.kernel.mmu_notifier import (
@@ -375,6 +376,18 @@ def madvise_collapse(k, mm, haddr):
     return (yield from madvise_collapse_as(k, mm, haddr, write_locked=True))
 
 
+#: the 6.6 finding on UFFDIO_POISON (pgconform.reference.POISON_RETRACT_FINDING), in 6.5 for a
+#: marker already there: retract_page_tables() holds each mm's mmap_lock for write, so no
+#: UFFDIO_POISON races it, but it does not look for poison markers either
+#: (tests/selftest/test_uffd.py::test_poison_lost_by_retract_is_free_nonempty)
+POISON_6_5_KEY = "pt.free-nonempty[PTE_MARKER_POISONED]@retract_page_tables"
+POISON_6_5_FINDING = (
+    "finding in 6.5 (as in 6.6): retract_page_tables() frees, with collapse_and_free_pmd(), a "
+    "table holding a PTE_MARKER_POISONED that UFFDIO_POISON installed in a file VMA before the "
+    "collapse: its checks do not cover poison markers; the next access reads the page instead "
+    "of SIGBUS")
+
+
 IMPLEMENTATION = Implementation(
     name="v6.5",
     overrides={
@@ -399,5 +412,7 @@ IMPLEMENTATION = Implementation(
                                "mmap_read_unlock(), walking page tables that munmap or exit may "
                                "be freeing (patch 11 of the series removed it with the deferred "
                                "list)",
+        POISON_6_5_KEY: POISON_6_5_FINDING,
     },
+    known_consequences={POISON_6_5_KEY: POISON_LOST_CONSEQUENCES},
 )

@@ -36,6 +36,7 @@ from pgconform.kernel.mmu_notifier import (
 from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,
     SCAN_PMD_MAPPED,
@@ -276,6 +277,30 @@ UFFD_WP_RECLAIM_FINDING = (
     "pmd_none() check, so UFFDIO_WRITEPROTECT skips the range and installs no markers")
 
 
+#: Findings of the suite on guard regions in 7.0 (unconfirmed upstream), each scoped to where it
+#: happens.  try_collapse_pte_mapped_thp() drops the ptl of a shared VMA between step 2 (PTEs
+#: cleared) and step 4 (pml, ptl again, pmd_same() only), under the mmap_lock for read;
+#: MADV_GUARD_INSTALL, also under a read lock and taking no folio lock, can put guard markers into
+#: the emptied table there, and step 4 frees it with them
+#: (tests/selftest/test_guard.py::test_guard_survives_collapse_pte_mapped_thp, a strict xfail).
+GUARD_COLLAPSE_KEY = "pt.free-nonempty[PTE_MARKER_GUARD]@collapse_pte_mapped_thp"
+GUARD_COLLAPSE_FINDING = (
+    "finding in 7.0: try_collapse_pte_mapped_thp() drops the ptl of a shared VMA between step 2 "
+    "(PTEs cleared) and step 4 (pmd_same() recheck only); MADV_GUARD_INSTALL can put guard "
+    "markers into the emptied table there, and step 4 frees it with them (the guarded address "
+    "then maps the THP instead of SIGSEGV)")
+#: madvise_guard_install() over uffd-wp protection of a file VMA never finishes:
+#: guard_install_pte_entry() takes the uffd-wp marker (or uffd-wp PTE) for a populated entry,
+#: the zap keeps (or makes) the marker, and restart_syscall() loops
+#: (tests/selftest/test_guard.py::test_guard_install_over_uffd_wp_finishes, a strict xfail).
+#: The machine counts the no-progress and kills the task, which ends at restart_syscall().
+GUARD_UFFD_WP_KEY = "sched.no-progress@madvise_guard_install"
+GUARD_UFFD_WP_FINDING = (
+    "finding in 7.0: MADV_GUARD_INSTALL over uffd-wp markers (or uffd-wp PTEs) of a file VMA "
+    "never finishes: guard_install_pte_entry() takes them for populated entries, the zap keeps "
+    "them, and restart_syscall() loops (the model kills the task there)")
+
+
 def _unlock(k, mm, haddr, hpage, start_pte, ptl, pml, result):
     """try_collapse_pte_mapped_thp()'s ``unlock:`` label (7.0): as abort, without undoing the
     references and counters step 3 already dropped."""
@@ -292,6 +317,11 @@ IMPLEMENTATION = Implementation(
     },
     arch_overrides=dict.fromkeys(("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae"),
                                  X86_7_0),
+    known_violations={**POISON_KNOWN_VIOLATIONS, GUARD_COLLAPSE_KEY: GUARD_COLLAPSE_FINDING,
+                      GUARD_UFFD_WP_KEY: GUARD_UFFD_WP_FINDING},
+    known_consequences={**POISON_KNOWN_CONSEQUENCES,
+                        GUARD_COLLAPSE_KEY: ("pt.free-nonempty[PTE_MARKER_GUARD]",
+                                             "data.guard-marker-lost")},
     arch_known_violations={arch: {"data.uffd-marker-lost": UFFD_WP_RECLAIM_FINDING,
                                   "data.uffd-wp-write-unnotified": UFFD_WP_RECLAIM_FINDING}
                            for arch in PT_RECLAIM_ARCHES},

@@ -5,6 +5,7 @@ reduced locking: a pte_offset_map*() user that snapshotted the PMD before the cl
 the table after it is freed and reused."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
 
 def pte_free_defer(k, mm, pgtable):
@@ -18,4 +19,6 @@ MUTANT = Implementation(
     description="retracted page table freed immediately (pte_free instead of pte_free_defer)",
     source="kernel-series.md A0; the 6.5 free of collapse_and_free_pmd() under 6.6 locking",
     expected=("pt.use-after-free", "pt.ptlock-use-after-free", "pt.reuse-before-gp"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -6,6 +6,7 @@ it."""
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
 
 def __pte_offset_map(k, pmdp, addr):
@@ -30,4 +31,6 @@ MUTANT = Implementation(
     description="__pte_offset_map() without rcu_read_lock() (and pte_unmap() without the unlock)",
     source="kernel-series.md A0'; patch 01 (a349d72fd9ef) reverted",
     expected=("pt.use-after-free", "pt.ptlock-use-after-free"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -8,6 +8,7 @@ the high half after the clear, and the same low half again once a new table with
 is linked: a torn value names a random frame, which it then uses as a page table."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
 
 def pmdp_get_lockless_sync(k):
@@ -25,4 +26,6 @@ MUTANT = Implementation(
            "interrupt if PAE'",
     expected=("pt.torn-pmd",),
     arches=("x86_pae",),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -6,6 +6,7 @@ lock of 6.6, munmap() can have detached the VMA and be freeing the tables below 
 to the read lock for free_pgtables()) while collapse walks into them."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import collapse_pte_mapped_thp_as
 
 
@@ -21,4 +22,6 @@ MUTANT = Implementation(
                 "(patch 10 v1)",
     source="kernel-series.md A11; v2 changelog of patch 10: first check VMA",
     expected=("pt.walk-without-vma",),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

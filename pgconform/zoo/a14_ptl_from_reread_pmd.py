@@ -8,6 +8,7 @@ garbage, or another table's lock.  Without split PTE ptlocks the lock is mm->pag
 whatever the pmd says, so the idiom is harmless there (arm, x86_64-nosplit)."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import Load
 
 
@@ -31,4 +32,6 @@ MUTANT = Implementation(
     expected=("pt.lock-mismatch", "pt.write-unlocked", "pt.assert-pte-locked"),
     arches=("x86_64", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390", "s390-6.7",
             "sparc64"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

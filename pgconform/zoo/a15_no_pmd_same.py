@@ -4,6 +4,7 @@ kernel-series.md §3(a) A15: the caller locks the ptl of the table its snapshot 
 have been detached meanwhile, and writes into it: the entry is lost with the table."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import Lock
 
 
@@ -23,4 +24,6 @@ MUTANT = Implementation(
     description="pte_offset_map_lock() returns without checking pmd_same() under the ptl",
     source="kernel-series.md A15; the recheck of 0d940a9b270b removed",
     expected=("pt.write-detached", "pt.free-nonempty", "data.mismatch", "acct.rss"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

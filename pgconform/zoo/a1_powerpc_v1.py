@@ -8,6 +8,7 @@ the allocator is the 6.5 one v1 was written against (no PageActive)."""
 
 from pgconform.alt.powerpc_v2 import pte_fragment_free
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import CallRcu
 
 
@@ -31,4 +32,6 @@ MUTANT = Implementation(
                 "fragments of a page deferred in one grace period queue it twice",
     source="kernel-series.md A1; patch 05 v1 (2023-05-28), Matthew Wilcox's review",
     expected=("rcu.double-call_rcu",),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -8,6 +8,7 @@ and both halves of a page deferred within one grace period queue the one rcu_hea
 allocator is the 6.5 one v1 was written against (the reference with PageActive never set)."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import Atomic, CallRcu
 
 
@@ -39,4 +40,6 @@ MUTANT = Implementation(
     source="kernel-series.md A3; patch 07 v1 (2023-05-28), Gerald Schaefer's and Matthew "
            "Wilcox's reviews",
     expected=("rcu.head-storage-in-use", "rcu.double-call_rcu"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

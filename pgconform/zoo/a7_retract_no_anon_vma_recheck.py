@@ -7,6 +7,7 @@ clear; the table goes to pte_free_defer() with the anon page still in it (lost P
 rss-counter state")."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import retract_page_tables_as, userfaultfd_wp
 
 
@@ -21,4 +22,6 @@ MUTANT = Implementation(
     description="retract_page_tables() does not recheck vma->anon_vma under ptl (patch 09 v1)",
     source="kernel-series.md A7; v2 changelog of patch 09: repeat checks under ptl because UFFD",
     expected=("pt.free-nonempty", "acct.rss", "data.mismatch"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -8,6 +8,7 @@ goes to pte_free_defer() with the markers in it, and later writes there reach th
 uffd-wp fault: the monitor (CRIU, a live snapshot) silently misses them."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import retract_page_tables_as
 
 
@@ -27,4 +28,6 @@ MUTANT = Implementation(
     source="kernel-series.md A8; v2 changelog of patch 09: repeat checks under ptl because UFFD",
     expected=("pt.free-nonempty", "data.uffd-marker-lost", "data.uffd-wp-write-unnotified"),
     arches=("x86_64",),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

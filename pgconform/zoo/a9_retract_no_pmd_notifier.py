@@ -8,6 +8,7 @@ CPU TLBs only; after pte_free_defer()'s grace period the table is freed and reus
 still walks through its cached pointer."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import retract_page_tables_as
 
 
@@ -25,4 +26,6 @@ MUTANT = Implementation(
                 "(patch 09 v1)",
     source="kernel-series.md A9; v2 changelog of patch 09: bring back mmu_notifier calls for PMD",
     expected=("mmu.pmd-clear-unnotified", "mmu.secondary-stale-table"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

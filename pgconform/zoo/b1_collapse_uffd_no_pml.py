@@ -6,6 +6,7 @@ uffd-armed private VMA, UFFDIO_COPY installs an anonymous PTE in that window (th
 does not keep it out), and step 4 retracts the table with it: a lost PTE and a leaked anon page."""
 
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import collapse_pte_mapped_thp_as
 
 
@@ -22,4 +23,6 @@ MUTANT = Implementation(
     source="kernel-series.md B1; a98460494b16 mm/khugepaged: fix collapse_pte_mapped_thp() "
            "versus uffd",
     expected=("pt.free-nonempty", "acct.rss", "data.mismatch"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

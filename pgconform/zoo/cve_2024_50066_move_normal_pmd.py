@@ -9,6 +9,7 @@ pmd_populate() links pmd_pgtable() of a none PMD into the new slot.  Fixed by 6f
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.mremap import move_normal_pmd_as
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
 
 def move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):
@@ -26,4 +27,6 @@ MUTANT = Implementation(
            "1d65b771bc08)",
     expected=("pt.populate-dead",),
     arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae", "powerpc64"),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

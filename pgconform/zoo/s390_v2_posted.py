@@ -9,6 +9,7 @@ Everything else is the design of :mod:`pgconform.alt.s390_v2`."""
 
 from pgconform.alt import s390_v2
 from pgconform.implementation import Implementation
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import Atomic, CallRcu
 
 #: the low 24 bits of the page's _refcount: the one reference a page-table page holds (the model
@@ -56,4 +57,6 @@ MUTANT = Implementation(
                 "halves deferred in one grace period is never freed",
     source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com>; notes/v2-designs.md §2.7",
     expected=("pt.leak",),
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

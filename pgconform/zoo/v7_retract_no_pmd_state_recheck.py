@@ -25,4 +25,6 @@ MUTANT = Implementation(
                 "PT reclaim may have freed the table it found",
     source="6c18ec9af86c mm: khugepaged: recheck pmd state in retract_page_tables() (6.14)",
     expected=("pt.lock-mismatch", "pt.not-a-table"),
+    known_violations=v7_0.IMPLEMENTATION.known_violations,
+    known_consequences=v7_0.IMPLEMENTATION.known_consequences,
 )

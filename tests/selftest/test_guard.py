@@ -7,19 +7,24 @@ kernel that loses a guard marker: a retract_page_tables() that ignores VMA_MAYBE
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from pgconform.implementation import Implementation
+from pgconform.kernel.madvise_guard import EINTR_KILLED
 from pgconform.kernel.objects import PTE_MARKER_GUARD, VMA_MAYBE_GUARD, Pte
 from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
+from pgconform.kernel.version import VERSIONS
 from pgconform.scenario import (
-    OFF_BY_DEFAULT,
+    LATE_KINDS,
     OP_KINDS,
     OP_LABELS,
     OP_STARTERS,
     USER_CONTEXT,
     Op,
+    op_kinds_for,
     VmaSpec,
     WorldSpec,
     build_world,
@@ -27,12 +32,22 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
+from pgconform.sweep import sweep
+from pgconform.versions import v7_0
+from pgconform.versions.v7_0 import GUARD_COLLAPSE_KEY, GUARD_UFFD_WP_KEY
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
 
 #: the 6.6 reference in a 7.0 kernel: guard regions exist, but retract_page_tables() is 6.6's,
 #: which knows nothing of VMA_MAYBE_GUARD_BIT (the broken implementation of these tests)
-REFERENCE_IN_7_0 = Implementation(name="reference-in-7.0", kernel="7.0")
+#: (with the reference's declared findings, which are about poison markers: a guard marker freed
+#: in the same function still fails)
+REFERENCE_IN_7_0 = Implementation(name="reference-in-7.0", kernel="7.0",
+                                  known_violations=POISON_KNOWN_VIOLATIONS,
+                                  known_consequences=POISON_KNOWN_CONSEQUENCES)
+#: v7.0 without its declared findings: the findings themselves, as the kernel commits them
+V7_0_UNDECLARED = attrs.evolve(V7_0, name="v7.0-undeclared", known_violations={},
+                               known_consequences={})
 
 #: mm0 maps the 8-page shmem file shared at [4, 12), page 0 (address 4) faulted in: PMD 1 points
 #: at a PTE table; the file is all small pages, so khugepaged and MADV_COLLAPSE collapse_file()
@@ -67,13 +82,16 @@ def entries(k, mm_i=0, pmd=1):
 
 
 def test_op_kinds_registered():
-    """New kinds go at the end of OP_LABELS, keeping the bitmask of kinds in stored runs meaning
-    what it meant; random runs leave them out (OFF_BY_DEFAULT: 7.0 itself loses two of their
-    races, the xfails below), deterministic tests start them."""
+    """New kinds go at the end of OP_LABELS; the guard operations are in the default mix of the
+    7.0 kernel (its real findings there are declared known violations of v7.0, scoped: the
+    tests below) and not in 6.6's, and take the last bits of the kinds bitmask, so that stored
+    runs keep the meaning of the bits they had before the operations joined the mix."""
     kinds = list(OP_LABELS)
     assert kinds[kinds.index("guard_install"):] == ["guard_install", "guard_remove", "uffd_move"]
-    assert {"guard_install", "guard_remove"} <= OFF_BY_DEFAULT
-    assert "guard_install" not in OP_KINDS
+    assert OP_KINDS[-3:] == LATE_KINDS == ("uffd_poison", "guard_install", "guard_remove")
+    assert set(OP_KINDS) == set(OP_LABELS) and len(OP_KINDS) == len(OP_LABELS)
+    assert {"guard_install", "guard_remove"} <= set(op_kinds_for(VERSIONS["7.0"]))
+    assert not {"guard_install", "guard_remove"} & set(op_kinds_for(VERSIONS["6.6"]))
     assert set(OP_STARTERS) == set(OP_LABELS)
     assert {"guard_install", "guard_remove"} <= USER_CONTEXT
     assert str(GUARD_5_6) == "madvise(mm0@5+2, MADV_GUARD_INSTALL)"
@@ -336,13 +354,13 @@ SHARED_PTE_MAPPED_THP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), thps=(0,), tables
                                   prefault=((0, 4, False),))
 
 
-def guard_into_emptied_table(impl, collapser, access=True, tolerated=None):
+def guard_into_emptied_table(impl, collapser, access=True, tolerated=None, hits=None):
     """collapse_pte_mapped_thp() has cleared the PTEs under the ptl (step 2), dropped it (a shared
     VMA: no early pml) and waits for pml (step 4); MADV_GUARD_INSTALL, under the mmap_lock for
     read as collapse is, runs whole: it sets VMA_MAYBE_GUARD_BIT and puts its markers into the
     emptied table under the ptl; then step 4 rechecks pmd_same() only, and frees the table.
     Then mm0 reads address 5 (if ``access``).  Returns (collapse result, read result)."""
-    k = build_world(SHARED_PTE_MAPPED_THP, impl, tolerated=tolerated)
+    k = build_world(SHARED_PTE_MAPPED_THP, impl, tolerated=tolerated, hits=hits)
     m = k.m
     t = start_op(k, "CPU1", Op(collapser, 0, 4))
     step_until(m, t, lambda t: type(t.pending) is Lock and in_function("pmd_lock")(t)
@@ -378,10 +396,23 @@ def test_collapse_pte_mapped_thp_fails_on_guard_markers(collapser):
     "covers retract_page_tables() only."))
 @pytest.mark.parametrize("collapser", ["khugepaged", "madv_collapse"])
 def test_guard_survives_collapse_pte_mapped_thp(collapser):
-    assert guard_into_emptied_table(V7_0, collapser)[1] == "SIGSEGV"
+    assert guard_into_emptied_table(V7_0_UNDECLARED, collapser)[1] == "SIGSEGV"
 
 
-@pytest.mark.parametrize("impl", [V7_0, REFERENCE_IN_7_0], ids=["v7.0", "reference-in-7.0"])
+@pytest.mark.parametrize("collapser", ["khugepaged", "madv_collapse"])
+def test_v7_0_declares_the_collapse_finding(collapser):
+    """v7.0 declares the finding (GUARD_COLLAPSE_KEY), so that random runs judge the rest of the
+    guard paths: the free is counted under the key, and what follows it (the free in the RCU
+    callback, the read reaching the THP) as its consequences."""
+    hits = {}
+    assert guard_into_emptied_table(V7_0, collapser, hits=hits)[1] == "ok"
+    assert hits.get(GUARD_COLLAPSE_KEY, 0) >= 1
+    assert set(hits) <= {GUARD_COLLAPSE_KEY, "pt.free-nonempty[PTE_MARKER_GUARD]",
+                         "data.guard-marker-lost"}
+
+
+@pytest.mark.parametrize("impl", [V7_0_UNDECLARED, REFERENCE_IN_7_0],
+                         ids=["v7.0-undeclared", "reference-in-7.0"])
 @pytest.mark.parametrize("collapser", ["khugepaged", "madv_collapse"])
 def test_guard_lost_by_collapse_pte_mapped_thp(impl, collapser):
     """What the xfail above trips on: the free of the table holding the guard markers; with that
@@ -404,8 +435,8 @@ SHARED_WP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),), prefault=((0, 4
                       writeprotect=((0, 4, 4),))
 
 
-def guard_over_uffd_wp():
-    k = build_world(SHARED_WP, REFERENCE_IN_7_0)
+def guard_over_uffd_wp(impl=REFERENCE_IN_7_0, world=SHARED_WP, hits=None):
+    k = build_world(world, impl, hits=hits)
     m = k.m
     t = start_op(k, "CPU0", GUARD_5_6)
     m.run(t, m.step_bound)
@@ -429,3 +460,67 @@ def test_guard_install_over_uffd_wp_is_no_progress():
     with pytest.raises(Violation) as excinfo:
         guard_over_uffd_wp()
     assert excinfo.value.clause == "sched.no-progress"
+
+
+def test_v7_0_declares_the_uffd_wp_finding():
+    """v7.0 declares the loop as ``sched.no-progress@madvise_guard_install``: past the step bound
+    the machine counts it and sends the task a fatal signal, and the call ends at its next
+    restart_syscall(); the run goes on."""
+    hits = {}
+    assert guard_over_uffd_wp(V7_0, hits=hits) == EINTR_KILLED
+    assert hits == {GUARD_UFFD_WP_KEY: 1}
+
+
+def _pte_offset_map_lock_never(k, mm, pmdp, addr):
+    """Broken: a pte_offset_map_lock() that never maps the table (always "try again")."""
+    yield Load(pmdp.table, pmdp.idx)
+    return None, None
+
+
+#: v7.0's declarations over an implementation whose PTE walkers loop on ACTION_AGAIN
+LOOPING = Implementation(name="v7.0-never-maps", kernel="7.0",
+                         overrides={"pte_offset_map_lock": _pte_offset_map_lock_never},
+                         known_violations=V7_0.known_violations,
+                         known_consequences=V7_0.known_consequences)
+
+
+def test_no_progress_elsewhere_still_fails():
+    """The declared no-progress is the restart loop's: a guard install that loops without
+    coming back to restart_syscall() (the walk's ACTION_AGAIN forever) is killed, fails to end,
+    and is sched.no-progress; a fault that loops (not in madvise_guard_install) is at once."""
+    world = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),))
+    with pytest.raises(Violation) as excinfo:
+        guard_over_uffd_wp(LOOPING, world)
+    assert excinfo.value.clause == "sched.no-progress"
+    assert "nor after a fatal signal" in excinfo.value.message
+    k = build_world(world, LOOPING)
+    t = start_op(k, "CPU0", Op("read", 0, 5))
+    with pytest.raises(Violation) as excinfo:
+        k.m.run(t, k.m.step_bound + 1)
+    assert excinfo.value.clause == "sched.no-progress"
+    assert "fatal signal" not in excinfo.value.message
+
+
+# ------------------------------------------------------------------------------------------------
+# the declared findings do not hide a broken guard path: the sweep a user runs catches one
+
+
+def _retract_ignoring_the_guard_flag(k, mapping, pgoff):
+    """Broken: 7.0's retract_page_tables() without the VMA_MAYBE_GUARD_BIT check."""
+    yield from v7_0.retract_page_tables_as(
+        k, mapping, pgoff,
+        retractable=lambda vma: vma.anon_vma is None and not v7_0.userfaultfd_wp(vma))
+
+
+V7_0_NO_GUARD_CHECK = attrs.evolve(V7_0, name="v7.0-no-guard-check", overrides={
+    **V7_0.overrides, "retract_page_tables": _retract_ignoring_the_guard_flag})
+
+
+def test_a_broken_guard_path_is_caught_by_the_sweep():
+    """The guard operations are in the 7.0 sweep: v7.0 passes the shared world, and the retract
+    without the guard flag check fails it with the free of the guard markers, which v7.0's
+    declared finding (in try_collapse_pte_mapped_thp(), not retract) does not cover."""
+    assert sweep(V7_0, "x86_64", worlds=("shared",), bound=0).violation is None
+    r = sweep(V7_0_NO_GUARD_CHECK, "x86_64", worlds=("shared",), bound=0)
+    assert r.violation is not None and r.violation.clause == "pt.free-nonempty"
+    assert "GUARD" in r.violation.message and "GUARD_INSTALL" in str(r.pair)

@@ -6,8 +6,10 @@ UFFDIO_POISON against retract_page_tables() is recorded (xfail).
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
+from pgconform import replay
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -15,9 +17,13 @@ from pgconform.kernel.objects import (
     VM_UFFD_WP,
     VM_WRITE,
     Pte,
+    PteMarker,
+    TablePmd,
 )
 from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
+from pgconform.reference.pgtable_generic import pmdp_collapse_flush
 from pgconform.scenario import (
     OP_KINDS,
     OP_LABELS,
@@ -28,8 +34,9 @@ from pgconform.scenario import (
     build_world,
     start_op,
 )
-from pgconform.sim.effects import DownRead, Load, Store, UpRead
+from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
+from pgconform.sweep import sweep
 from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
@@ -75,7 +82,9 @@ def test_op_kinds_registered():
     for kind in ("uffd_register", "uffd_unregister", "uffd_writeprotect", "uffd_continue",
                  "mprotect"):
         assert kind in OP_KINDS
-    assert "uffd_poison" in OP_LABELS and "uffd_poison" not in OP_KINDS
+    # in the default mix of every kernel: 6.6's (and 7.0's) loss of poison markers is a declared
+    # known violation, scoped (the findings at the end of this file)
+    assert "uffd_poison" in OP_KINDS
 
 
 def test_writeprotect_installs_markers_and_wp_bits():
@@ -389,14 +398,20 @@ def test_uffd_marker_lost_poison():
 # finding: UFFDIO_POISON in a shared, MISSING-registered VMA against retract_page_tables()
 
 
-def poison_against_retract(impl, when):
+#: the reference without its declared findings: the findings as the kernel commits them
+REFERENCE_UNDECLARED = attrs.evolve(REFERENCE, name="reference-undeclared", known_violations={},
+                                    known_consequences={})
+POISON_RETRACT_KEY, POISON_COLLAPSE_KEY = POISON_KNOWN_VIOLATIONS
+
+
+def poison_against_retract(impl, when, hits=None):
     """Address 5 of the shared MISSING-registered VMA is poisoned, either before khugepaged
     collapses the range ("before") or while its retract_page_tables() sits between its lockless
     checks and pmd_lock ("race"); then the process reads address 5.  6.6 rechecks only anon_vma
     (none: the VMA is shared) and userfaultfd_wp() (not registered for WP) under ptl, and the
     huge folio's lock does not order UFFDIO_POISON (it takes no folio lock): the table goes to
     pte_free_defer() with the poison marker in it."""
-    k = build_world(SHARED_MISSING, impl)
+    k = build_world(SHARED_MISSING, impl, hits=hits)
     m = k.m
     if when == "before":
         assert run(k, POISON_5) == 0
@@ -421,13 +436,106 @@ def poison_against_retract(impl, when):
     "userfaultfd_wp and VMA_MAYBE_GUARD only: still open there."))
 @pytest.mark.parametrize("when", ["before", "race"])
 def test_poison_survives_retract(when):
-    assert poison_against_retract(REFERENCE, when) == "SIGBUS"
+    assert poison_against_retract(REFERENCE_UNDECLARED, when) == "SIGBUS"
 
 
 @pytest.mark.parametrize("when", ["before", "race"])
 def test_poison_lost_by_retract_is_free_nonempty(when):
     """What the xfail above trips on: the first violation is the free of the non-empty table."""
     with pytest.raises(Violation) as excinfo:
-        poison_against_retract(REFERENCE, when)
+        poison_against_retract(REFERENCE_UNDECLARED, when)
     assert excinfo.value.clause == "pt.free-nonempty"
     assert "POISONED" in excinfo.value.message
+
+
+@pytest.mark.parametrize("when", ["before", "race"])
+def test_reference_declares_the_retract_finding(when):
+    """The reference declares the finding (``pt.free-nonempty[PTE_MARKER_POISONED]@
+    retract_page_tables``), so that random runs judge the rest of the poison paths: the free is
+    counted under the key, and the read that reaches the page as its consequence."""
+    hits = {}
+    assert poison_against_retract(REFERENCE, when, hits) == "ok"
+    assert hits.get(POISON_RETRACT_KEY, 0) >= 1
+    assert set(hits) <= {POISON_RETRACT_KEY, "pt.free-nonempty[PTE_MARKER_POISONED]",
+                         "data.poison-read", "data.uffd-marker-lost[PTE_MARKER_POISONED]"}
+
+
+# ------------------------------------------------------------------------------------------------
+# finding: UFFDIO_POISON into the table collapse_pte_mapped_thp() emptied (6.6, 7.0)
+
+#: registered in missing mode; file pages 0-3 are one PMD-sized folio mapped by PTEs (an empty
+#: table existed before the read of address 4): collapse_pte_mapped_thp() is the path
+SHARED_MISSING_PTE_MAPPED_THP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True),),
+                                          thps=(0,), tables=((0, 4),), prefault=((0, 4, False),))
+
+
+def poison_into_emptied_table(impl, collapser, hits=None):
+    """collapse_pte_mapped_thp() has cleared the PTEs under the ptl (step 2), dropped it (a shared
+    VMA: no early pml) and waits for pml (step 4); UFFDIO_POISON, under the mmap_lock for read,
+    puts its marker into the emptied table under the ptl; step 4 frees the table.  Then mm0 reads
+    address 5: the read result."""
+    k = build_world(SHARED_MISSING_PTE_MAPPED_THP, impl, hits=hits)
+    m = k.m
+    t = start_op(k, "CPU1", Op(collapser, 0, 4))
+    step_until(m, t, lambda t: type(t.pending) is Lock and in_function("pmd_lock")(t)
+               and in_function("collapse_pte_mapped_thp")(t))
+    assert run(k, POISON_5) == 0
+    run_to_end(m, t)
+    read = run(k, Op("read", 0, 5))
+    finish(k)
+    return read
+
+
+@pytest.mark.xfail(strict=True, raises=Violation, reason=(
+    "finding: Linux 6.6 (and 7.0) collapse_pte_mapped_thp() drops the ptl of a shared VMA "
+    "between step 2 (PTEs cleared) and step 4 (table freed), under the mmap_lock for read; "
+    "UFFDIO_POISON, under a read lock too and taking no folio lock, can put a poison marker into "
+    "the emptied table there, and step 4 frees it with the marker (pt.free-nonempty; then "
+    "data.poison-read)."))
+@pytest.mark.parametrize("collapser", ["khugepaged", "madv_collapse"])
+def test_poison_survives_collapse_pte_mapped_thp(collapser):
+    assert poison_into_emptied_table(REFERENCE_UNDECLARED, collapser) == "SIGBUS"
+
+
+@pytest.mark.parametrize("collapser", ["khugepaged", "madv_collapse"])
+def test_reference_declares_the_collapse_finding(collapser):
+    with pytest.raises(Violation) as excinfo:
+        poison_into_emptied_table(REFERENCE_UNDECLARED, collapser)
+    assert excinfo.value.clause == "pt.free-nonempty" and "POISONED" in excinfo.value.message
+    hits = {}
+    assert poison_into_emptied_table(REFERENCE, collapser, hits) == "ok"
+    assert hits.get(POISON_COLLAPSE_KEY, 0) >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# the declared findings do not hide a broken poison path: the sweep a user runs catches one
+
+
+def _zapping_pmdp_collapse_flush(k, vma, addr, pmdp):
+    """Broken (a wrong "fix" of the finding): clear the PTE markers of the table it detaches, so
+    that the free finds it empty; the poison markers (and their promise) go with them."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    if type(pmdval) is TablePmd:
+        table = k.pmd_table(pmdval)
+        for i in range(len(table.entries)):
+            if type((yield Load(table, i))) is PteMarker:
+                yield Store(table, i, None)
+    return (yield from pmdp_collapse_flush(k, vma, addr, pmdp))
+
+
+#: the reference with that pmdp_collapse_flush(), and the reference's declared findings
+ZAPPING_MARKERS = attrs.evolve(REFERENCE, name="reference-zapping-markers",
+                               overrides={"pmdp_collapse_flush": _zapping_pmdp_collapse_flush})
+
+
+def test_a_broken_poison_path_is_caught_by_the_sweep():
+    """UFFDIO_POISON is in the sweep (world shared-uffd): the reference passes it, its declared
+    finding counted; the wrong fix loses the poison marker without the declared free, and fails
+    data.uffd-marker-lost (the run's end finds the address without its marker)."""
+    replay.tolerated_hits.clear()
+    assert sweep(REFERENCE, "x86_64", worlds=("shared-uffd",), bound=0).violation is None
+    assert replay.tolerated_hits.get(POISON_RETRACT_KEY, 0) >= 1
+    r = sweep(ZAPPING_MARKERS, "x86_64", worlds=("shared-uffd",), bound=0)
+    assert r.violation is not None and r.violation.clause == "data.uffd-marker-lost"
+    assert "poisoned" in r.violation.message and "uffd_poison" in repr(r.pair.second) + repr(
+        r.pair.first)

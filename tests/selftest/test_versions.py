@@ -156,6 +156,42 @@ def test_matrix_of_the_history():
     assert m["v6.6"]["s390-6.7"].text() == "n/a"
 
 
+# --- the declared findings -----------------------------------------------------------------
+
+FINDINGS = {key: replay.decode(s) for key, s in matrix.finding_schedules().items()}
+
+
+@pytest.mark.parametrize("key", sorted(FINDINGS))
+def test_each_finding_schedule_commits_its_finding(key, monkeypatch):
+    """The stored schedule of a declared finding: the version that declares it (the run's spec)
+    passes with the finding counted under its key; without that one declaration it fails with
+    the key's clause."""
+    run = FINDINGS[key]
+    clause, known = _first_clause(run, run.spec)
+    assert clause is None and key in known
+    version = resolve(run.spec)
+    undeclared = attrs.evolve(
+        version, name=f"{run.spec}-undeclared",
+        known_violations={k: w for k, w in version.known_violations.items() if k != key},
+        known_consequences={k: c for k, c in version.known_consequences.items() if k != key})
+    monkeypatch.setattr("pgconform.matrix.resolve",
+                        lambda spec: undeclared if spec == undeclared.name else resolve(spec))
+    clause, _ = _first_clause(run, undeclared.name)
+    assert clause == key.split("@")[0].split("[")[0]
+
+
+def test_every_scoped_finding_has_a_schedule():
+    """Each finding a version declares on the operations once left out of the mix (poison and
+    guard markers, the guard install loop) has its schedule in the matrix."""
+    from pgconform import versions
+
+    declared = {key for spec in versions.VERSIONS for key in resolve(spec).known_violations
+                if "[PTE_MARKER_" in key or key.startswith("sched.")}
+    assert declared == set(FINDINGS)
+    assert "pt.free-nonempty[PTE_MARKER_POISONED]@retract_page_tables" in \
+        resolve("reference").known_violations
+
+
 # --- mainline: the 7.0 kernel ---------------------------------------------------------------
 
 
