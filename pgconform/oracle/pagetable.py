@@ -28,6 +28,46 @@ def check_pte_store(m, t, table, idx, value) -> None:
                     f"ptl {table.ptl!r}", t, table)
 
 
+def judge_pte_lockptr(fn):
+    """``fn`` (the table's pte_lockptr(), the reference's or an implementation's) judged around
+    each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
+    can switch the judgement off: the pmd value it is given names a page table (with split PTE
+    ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
+    re-read ``*pmd`` after the table went, kernel-series.md A14), and the lock it returns is that
+    table's ptl (mm->page_table_lock without split PTE ptlocks)."""
+
+    def judged_call(k, mm, pmdval):
+        split = k.arch.split_pte_ptlocks
+        if split and type(pmdval) is not TablePmd:
+            t = k.m.current
+            k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r}, which "
+                          "names no page table: pmd_page() of it is garbage, and so is the lock",
+                          t, None)
+            return (yield from fn(k, mm, pmdval))  # tolerated (a known violation): no more to say
+        ptl = yield from fn(k, mm, pmdval)
+        if split:
+            table = k.pmd_table(pmdval)
+            if ptl is not table.ptl:
+                t = k.m.current
+                k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} returns "
+                              f"{ptl!r}, not the ptl of the page table it names, {table!r} "
+                              f"({table.ptl!r})", t, table)
+        elif ptl is not mm.page_table_lock:
+            t = k.m.current
+            k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} returns "
+                          f"{ptl!r}; without split PTE ptlocks every page table of {mm!r} is "
+                          f"locked by mm->page_table_lock ({mm.page_table_lock!r})", t, None)
+        return ptl
+
+    judged_call.__wrapped__ = getattr(fn, "__wrapped__", fn)  # whose code it is (kernel.world)
+    return judged_call
+
+
+#: series functions judged around every call, whoever defines them: name -> the wrapper's maker
+#: (installed by pgconform.implementation.build_table over the reference and the overrides alike)
+SERIES_JUDGES = {"pte_lockptr": judge_pte_lockptr}
+
+
 def pmd_range_reachable(k, mm, idx) -> bool:
     """Whether a VMA that a walker can still find covers part of PMD ``idx`` of ``mm``: one in the
     mm (found under mmap_lock or the VMA lock) or in a file's i_mmap (found by rmap walkers and
