@@ -285,5 +285,5 @@ def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
         table.update({name: checked(name, fn, checks.get(name))
                       for name, fn in overrides.items()})
     for name, judge in SERIES_JUDGES.items():
-        table[name] = judge(table[name])
+        table[name] = judge(table[name], name in overrides)
     return types.SimpleNamespace(**table)

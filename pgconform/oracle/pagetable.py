@@ -28,43 +28,56 @@ def check_pte_store(m, t, table, idx, value) -> None:
                     f"ptl {table.ptl!r}", t, table)
 
 
-def judge_pte_lockptr(fn):
+def judge_pte_lockptr(fn, overridden: bool):
     """``fn`` (the table's pte_lockptr(), the reference's or an implementation's) judged around
     each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
     can switch the judgement off: the pmd value it is given names a page table (with split PTE
     ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
-    re-read ``*pmd`` after the table went, kernel-series.md A14), and the lock it returns is that
-    table's ptl (mm->page_table_lock without split PTE ptlocks)."""
+    re-read ``*pmd`` after the table went, kernel-series.md A14), and, for an implementation's
+    pte_lockptr(), the lock it returns is that table's ptl (mm->page_table_lock without split PTE
+    ptlocks).  The reference's result is that lock by construction: it gets the argument check
+    only, made as the call is (no generator of its own on the hot path)."""
 
-    def judged_call(k, mm, pmdval):
-        split = k.arch.split_pte_ptlocks
-        if split and type(pmdval) is not TablePmd:
+    def check_pmdval(k, pmdval):
+        if k.arch.split_pte_ptlocks and type(pmdval) is not TablePmd:
             t = k.m.current
             k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r}, which "
                           "names no page table: pmd_page() of it is garbage, and so is the lock",
                           t, None)
-            return (yield from fn(k, mm, pmdval))  # tolerated (a known violation): no more to say
-        ptl = yield from fn(k, mm, pmdval)
-        if split:
-            table = k.pmd_table(pmdval)
-            if ptl is not table.ptl:
+            return False  # tolerated (a known violation): nothing more to judge
+        return True
+
+    if not overridden:
+        def judged_call(k, mm, pmdval):
+            check_pmdval(k, pmdval)
+            return fn(k, mm, pmdval)
+    else:
+        def judged_call(k, mm, pmdval):
+            table_value = check_pmdval(k, pmdval)
+            ptl = yield from fn(k, mm, pmdval)
+            if not table_value:
+                return ptl
+            if k.arch.split_pte_ptlocks:
+                table = k.pmd_table(pmdval)
+                if ptl is not table.ptl:
+                    t = k.m.current
+                    k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} "
+                                  f"returns {ptl!r}, not the ptl of the page table it names, "
+                                  f"{table!r} ({table.ptl!r})", t, table)
+            elif ptl is not mm.page_table_lock:
                 t = k.m.current
                 k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} returns "
-                              f"{ptl!r}, not the ptl of the page table it names, {table!r} "
-                              f"({table.ptl!r})", t, table)
-        elif ptl is not mm.page_table_lock:
-            t = k.m.current
-            k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} returns "
-                          f"{ptl!r}; without split PTE ptlocks every page table of {mm!r} is "
-                          f"locked by mm->page_table_lock ({mm.page_table_lock!r})", t, None)
-        return ptl
+                              f"{ptl!r}; without split PTE ptlocks every page table of {mm!r} is "
+                              f"locked by mm->page_table_lock ({mm.page_table_lock!r})", t, None)
+            return ptl
 
     judged_call.__wrapped__ = getattr(fn, "__wrapped__", fn)  # whose code it is (kernel.world)
     return judged_call
 
 
-#: series functions judged around every call, whoever defines them: name -> the wrapper's maker
-#: (installed by pgconform.implementation.build_table over the reference and the overrides alike)
+#: series functions judged around every call, whoever defines them: name -> the wrapper's maker,
+#: called with the function and whether it is an implementation's (installed by
+#: pgconform.implementation.build_table over the reference and the overrides alike)
 SERIES_JUDGES = {"pte_lockptr": judge_pte_lockptr}
 
 
