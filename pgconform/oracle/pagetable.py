@@ -1,6 +1,7 @@
 """Oracles that fire at the effect that breaks them: writes to page tables, PMD transitions (link,
 detach), and hand-off of a table to call_rcu or to the allocator.  They observe; the only state they
-update is the table lifecycle marker, which exists for them."""
+update is the table lifecycle marker, which exists for them, and the private content that follows a
+table linked at another PMD (:func:`move_anon_shadow`)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ def make_pmd_store_check(k):
                             "table after it is freed", t, table)
             table.state = DETACHED
             table.linked_at = None
+            table.unlinked_from = (pmdtable, idx)
             table.dormant_uffd_wp = not any(
                 VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
                 for v in mm.vmas)
@@ -164,8 +166,25 @@ def make_pmd_store_check(k):
             table.state = LINKED
             table.linked_at = (pmdtable, idx)
             table.detach_readers = None
+            moved_from, table.unlinked_from = table.unlinked_from, None
+            if moved_from is not None and moved_from != (pmdtable, idx):
+                move_anon_shadow(k, moved_from, (pmdtable, idx))
 
     return check_pmd_store
+
+
+def move_anon_shadow(k, old, new) -> None:
+    """A table unlinked from PMD ``old`` is linked at PMD ``new`` (both ``(pmd table, index)``):
+    the private content of the anonymous pages it maps (``k.anon_shadow``, what a read of their
+    addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
+    that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
+    size = k.geo.ptrs_per_pte
+    (old_table, old_idx), (new_table, new_idx) = old, new
+    shadow = k.anon_shadow
+    for i in range(size):
+        value = shadow.pop((old_table.mm, old_idx * size + i), None)
+        if value is not None:
+            shadow[(new_table.mm, new_idx * size + i)] = value
 
 
 def make_pae_halves_store_check(k, pmdtable):

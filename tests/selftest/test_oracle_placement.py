@@ -31,6 +31,7 @@ from pgconform.kernel.config import ARCHES
 from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
 from pgconform.reference import reference_functions
 from pgconform.registry import resolve
+from pgconform.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
@@ -123,9 +124,9 @@ HOSTED_EXCEPTIONS = {
     # pmd_pgtable() of the none PMD itself, which the model judges (Kernel.pmd_table:
     # pt.not-a-table)
     ("move_normal_pmd", "_pmd_populate_moved"),
-    # the private content follows the page it moved with (the data oracle's shadow): an override
-    # that does not move it gets a false data.mismatch, not a missed violation
-    ("move_normal_pmd", "move_normal_pmd_as"),
+    # UFFDIO_MOVE moves the private content (the data oracle's shadow) with the page's rmap in
+    # the step of the move: an override that does not gets a false data.mismatch, not a missed
+    # violation (a PTE-store hook would be the place; not done, the PTE store is the hot path)
     ("move_pages_pte", "_move_rmap"),
 }
 
@@ -288,7 +289,6 @@ def test_pte_lockptr_returning_another_lock_is_caught():
     assert v.clause == "pt.lock-mismatch"
     assert "returns mm0.page_table_lock, not the ptl of the page table it names" in v.message
     # without split PTE ptlocks that is the right lock
-    from pgconform.scenario import build_world, start_op
     from tests.selftest.test_oracles import finish
 
     k = build_world(SHARED, impl, arch="x86_64-nosplit")
@@ -310,7 +310,6 @@ def pte_free_defer_and_fragment_free(k, mm, pgtable):
 def test_powerpc_fragment_freed_twice_is_a_double_free():
     impl = Implementation(name="ppc-twice",
                           overrides={"pte_free_defer": pte_free_defer_and_fragment_free})
-    from pgconform.scenario import build_world, start_op
     from tests.selftest.test_oracles import finish
 
     k = build_world(SHARED, impl, arch="powerpc64")
@@ -319,3 +318,77 @@ def test_powerpc_fragment_freed_twice_is_a_double_free():
         finish(k)
     assert excinfo.value.clause == "pt.double-free"
     assert "(pte_fragment_free) a second time" in excinfo.value.message
+
+
+# ------------------------------------------------------------------------------------------------
+# move_normal_pmd(): the hosted exception still cannot be switched off, and no books to keep
+
+
+def test_cve_2024_50066_without_the_populate_check_is_still_caught(monkeypatch):
+    """The stored schedule of the CVE mutant, with the reference helper's pt.populate-dead check
+    left out (as an override of move_normal_pmd() would): the model judges pmd_pgtable() of the
+    none PMD itself."""
+    from pgconform.kernel import mremap
+
+    violation = Machine.violation
+
+    def without_populate_check(self, clause, message, t=None, obj=None):
+        if sys._getframe(1).f_code is mremap._pmd_populate_moved.__code__:
+            return None
+        return violation(self, clause, message, t, obj)
+
+    run = replay.decode(CORPUS["zoo.move_normal_pmd_no_recheck"])
+    _, v = replay.run_steps(replay.machine_for(run), run.steps)
+    assert v is not None and v.clause == "pt.populate-dead"
+    monkeypatch.setattr(Machine, "violation", without_populate_check)
+    _, v = replay.run_steps(replay.machine_for(run), run.steps)
+    assert v is not None and v.clause == "pt.not-a-table"
+    assert "uses None as a page table" in v.message
+
+
+def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
+    """move_normal_pmd() (6.6 with 6fa1066fc5d0) written with kernel operations only, none of
+    the model's mremap helpers: no bookkeeping of the anonymous pages' content."""
+    from pgconform.kernel.mremap import have_move_pmd
+    from pgconform.kernel.objects import pmd_none, table_pmd
+    from pgconform.kernel.pgalloc import pgtable_table
+    from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, set_pmd
+    from pgconform.kernel.objects import TablePmd
+    from pgconform.sim.effects import Load, Lock, Unlock
+
+    mm = vma.mm
+    if not have_move_pmd(k.arch) or not pmd_none((yield Load(new_pmd.table, new_pmd.idx))):
+        return False
+    old_ptl = yield from k.impl.pmd_lock(k, mm, old_pmd)
+    new_ptl = yield from k.impl.pmd_lockptr(k, mm, new_pmd)
+    if new_ptl is not old_ptl:
+        yield Lock(new_ptl, 1)
+    pmd = yield Load(old_pmd.table, old_pmd.idx)
+    moved = type(pmd) is TablePmd
+    if moved:
+        yield from pmd_clear(k, old_pmd)
+        yield from set_pmd(k, new_pmd, table_pmd(pgtable_table(k, k.pmd_pgtable(pmd))))
+        yield from flush_tlb_range(k, vma, old_addr, old_addr + k.geo.hpage_pmd_nr)
+    if new_ptl is not old_ptl:
+        yield Unlock(new_ptl)
+    yield Unlock(old_ptl)
+    return moved
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "powerpc64"])
+def test_moving_a_table_keeps_no_books(arch):
+    """A private mapping with an anonymous page moves by move_normal_pmd(); the implementation's
+    own move keeps none of the model's books, and every address still reads what it must."""
+    from tests.selftest.test_actors_vm import MREMAP_ALIGNED, PRIVATE, finish, touch_everything
+
+    impl = Implementation(name="plain-move", overrides={"move_normal_pmd": move_normal_pmd_plain})
+    k = build_world(PRIVATE, impl, arch)
+    mm = k.mms[0]
+    before = dict(k.anon_shadow)
+    start_op(k, "CPU0", MREMAP_ALIGNED)
+    finish(k)
+    (new,) = mm.vmas
+    assert mm.pmd_table.entries[1] is None and mm.pmd_table.entries[0] is not None
+    assert k.anon_shadow == {(mm, new.start + 1): before[(mm, 5)]}
+    touch_everything(k)
+    assert not k.m.failed
