@@ -28,6 +28,7 @@ import pgconform
 from pgconform import replay
 from pgconform.implementation import Implementation
 from pgconform.kernel.config import ARCHES
+from pgconform.machines import make_machine
 from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
 from pgconform.reference import reference_functions
 from pgconform.registry import resolve
@@ -47,12 +48,13 @@ VERDICT_ATTRS = {"violation", "use_after_free", "check"}
 VERDICT_NAMES = {"Violation", "ImplementationErrored"}
 #: attributes only the oracles write (the table lifecycle marker and its companions, the
 #: content shadow, the machine's tolerance state)
-ORACLE_STATE = {"state", "linked_at", "detach_readers", "dormant_uffd_wp", "released", "freed",
+ORACLE_STATE = {"state", "linked_at", "unlinked_from", "detach_readers", "dormant_uffd_wp",
+                "released", "freed",
                 "anon_shadow", "tolerated", "tolerating", "tolerated_hits"}
 
 
 def _verdict_uses(tree, oracle_names=frozenset()):
-    """(line, what) of each verdict call, oracle import or use, or oracle-state write in ``tree``."""
+    """(line, what) of each verdict call, oracle import or use, or oracle-state write."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pgconform.oracle"):
@@ -211,8 +213,6 @@ def test_every_mutant_is_caught_with_every_other_function_overridden(
     composed = with_passthroughs(mutant, run.arch)
     assert all(fn not in ALL_REFERENCE_FUNCTIONS
                for fn in composed.overrides_on(run.arch).values())
-    from pgconform.machines import make_machine
-
     cls = make_machine(composed, run.arch, scenario=run.scenario, spec=run.spec)
     _, v = replay.run_steps(cls, run.steps)
     assert v is not None, f"{name} with pass-throughs passes its stored schedule"
@@ -350,10 +350,9 @@ def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
     """move_normal_pmd() (6.6 with 6fa1066fc5d0) written with kernel operations only, none of
     the model's mremap helpers: no bookkeeping of the anonymous pages' content."""
     from pgconform.kernel.mremap import have_move_pmd
-    from pgconform.kernel.objects import pmd_none, table_pmd
+    from pgconform.kernel.objects import TablePmd, pmd_none, table_pmd
     from pgconform.kernel.pgalloc import pgtable_table
     from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, set_pmd
-    from pgconform.kernel.objects import TablePmd
     from pgconform.sim.effects import Load, Lock, Unlock
 
     mm = vma.mm
