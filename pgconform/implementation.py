@@ -272,7 +272,10 @@ def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]
 def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
     """The function table the model calls through: the reference for ``arch`` (the generic
     functions, replaced by the arch's own where it has them, as ``#define pte_free_defer`` does in
-    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`."""
+    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`.  The functions of
+    :data:`pgconform.oracle.pagetable.SERIES_JUDGES` are then wrapped in their oracle, whoever
+    defines them: a check an override could leave out does not belong in the reference's body."""
+    from pgconform.oracle.pagetable import SERIES_JUDGES
     from pgconform.reference import reference_functions
 
     table = reference_functions(arch)
@@ -281,4 +284,6 @@ def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
         checks = return_checks()
         table.update({name: checked(name, fn, checks.get(name))
                       for name, fn in overrides.items()})
+    for name, judge in SERIES_JUDGES.items():
+        table[name] = judge(table[name], name in overrides)
     return types.SimpleNamespace(**table)

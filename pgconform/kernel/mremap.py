@@ -184,11 +184,9 @@ def move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd, recheck=Tru
     if not recheck or type(pmd) is TablePmd:
         yield from pmd_clear(k, old_pmd)
         value = yield Atomic(f"pmd_pgtable({pmd!r})", _pmd_populate_moved, (k, new_pmd, pmd))
-        yield from set_pmd(k, new_pmd, value)  # pmd_populate()
-        for i in range(k.geo.ptrs_per_pte):  # the anonymous pages' content moves with the table
-            value = k.anon_shadow.pop((mm, old_addr + i), None)
-            if value is not None:
-                k.anon_shadow[(mm, new_addr + i)] = value
+        # pmd_populate(); the anonymous pages' content moves with the table (the PMD store hook,
+        # oracle.pagetable.move_anon_shadow)
+        yield from set_pmd(k, new_pmd, value)
         yield from flush_tlb_range(k, vma, old_addr, old_addr + k.geo.hpage_pmd_nr)
         moved = True
     if new_ptl is not old_ptl:

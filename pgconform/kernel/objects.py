@@ -145,6 +145,9 @@ class PteTable(Page):
     state: str = ALLOCATED
     mm: object = None
     linked_at: tuple | None = None  # (pmd table, index) while LINKED
+    #: (pmd table, index) it was last linked at, while unlinked: the private content of its
+    #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
+    unlinked_from: tuple | None = None
     #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
     #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
     #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing

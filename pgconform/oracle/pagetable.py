@@ -1,6 +1,7 @@
 """Oracles that fire at the effect that breaks them: writes to page tables, PMD transitions (link,
 detach), and hand-off of a table to call_rcu or to the allocator.  They observe; the only state they
-update is the table lifecycle marker, which exists for them."""
+update is the table lifecycle marker, which exists for them, and the private content that follows a
+table linked at another PMD (:func:`move_anon_shadow`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,59 @@ def check_pte_store(m, t, table, idx, value) -> None:
         m.violation("pt.write-unlocked",
                     f"{t.name} writes {value!r} into entry {idx} of {table!r} without holding its "
                     f"ptl {table.ptl!r}", t, table)
+
+
+def judge_pte_lockptr(fn, overridden: bool):
+    """``fn`` (the table's pte_lockptr(), the reference's or an implementation's) judged around
+    each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
+    can switch the judgement off: the pmd value it is given names a page table (with split PTE
+    ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
+    re-read ``*pmd`` after the table went, kernel-series.md A14), and, for an implementation's
+    pte_lockptr(), the lock it returns is that table's ptl (mm->page_table_lock without split PTE
+    ptlocks).  The reference's result is that lock by construction: it gets the argument check
+    only, made as the call is (no generator of its own on the hot path)."""
+
+    def check_pmdval(k, pmdval):
+        if k.arch.split_pte_ptlocks and type(pmdval) is not TablePmd:
+            t = k.m.current
+            k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r}, which "
+                          "names no page table: pmd_page() of it is garbage, and so is the lock",
+                          t, None)
+            return False  # tolerated (a known violation): nothing more to judge
+        return True
+
+    if not overridden:
+        def judged_call(k, mm, pmdval):
+            check_pmdval(k, pmdval)
+            return fn(k, mm, pmdval)
+    else:
+        def judged_call(k, mm, pmdval):
+            table_value = check_pmdval(k, pmdval)
+            ptl = yield from fn(k, mm, pmdval)
+            if not table_value:
+                return ptl
+            if k.arch.split_pte_ptlocks:
+                table = k.pmd_table(pmdval)
+                if ptl is not table.ptl:
+                    t = k.m.current
+                    k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} "
+                                  f"returns {ptl!r}, not the ptl of the page table it names, "
+                                  f"{table!r} ({table.ptl!r})", t, table)
+            elif ptl is not mm.page_table_lock:
+                t = k.m.current
+                k.m.violation("pt.lock-mismatch", f"{t.name}: pte_lockptr() of {pmdval!r} returns "
+                              f"{ptl!r}; without split PTE ptlocks every page table of {mm!r} is "
+                              f"locked by mm->page_table_lock ({mm.page_table_lock!r})", t, None)
+            return ptl
+
+    judged_call.__wrapped__ = getattr(fn, "__wrapped__", fn)  # whose code it is (kernel.world)
+    return judged_call
+
+
+#: series functions judged around every call, whoever defines them: name -> the wrapper's maker,
+#: called with the function and whether it is an implementation's (installed by
+#: pgconform.implementation.build_table over the reference and the overrides alike)
+SERIES_JUDGES = {"pte_lockptr": judge_pte_lockptr}
 
 
 def pmd_range_reachable(k, mm, idx) -> bool:
@@ -89,6 +143,7 @@ def make_pmd_store_check(k):
                             "table after it is freed", t, table)
             table.state = DETACHED
             table.linked_at = None
+            table.unlinked_from = (pmdtable, idx)
             table.dormant_uffd_wp = not any(
                 VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
                 for v in mm.vmas)
@@ -112,8 +167,25 @@ def make_pmd_store_check(k):
             table.state = LINKED
             table.linked_at = (pmdtable, idx)
             table.detach_readers = None
+            moved_from, table.unlinked_from = table.unlinked_from, None
+            if moved_from is not None and moved_from != (pmdtable, idx):
+                move_anon_shadow(k, moved_from, (pmdtable, idx))
 
     return check_pmd_store
+
+
+def move_anon_shadow(k, old, new) -> None:
+    """A table unlinked from PMD ``old`` is linked at PMD ``new`` (both ``(pmd table, index)``):
+    the private content of the anonymous pages it maps (``k.anon_shadow``, what a read of their
+    addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
+    that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
+    size = k.geo.ptrs_per_pte
+    (old_table, old_idx), (new_table, new_idx) = old, new
+    shadow = k.anon_shadow
+    for i in range(size):
+        value = shadow.pop((old_table.mm, old_idx * size + i), None)
+        if value is not None:
+            shadow[(new_table.mm, new_idx * size + i)] = value
 
 
 def make_pae_halves_store_check(k, pmdtable):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pgconform.kernel.objects import TablePmd
 from pgconform.sim.effects import Lock
 
 
@@ -24,12 +23,10 @@ def pte_lockptr(k, mm, pmdval):
     """include/linux/mm.h: pte_lockptr(mm, pmd) (6.6): the ptlock of the PTE table that the pmd
     *value* names (ptlock_ptr(page_ptdesc(pmd_page(pmd)))) with split PTE ptlocks, else
     mm->page_table_lock.  Callers pass a snapshot; computing it from a fresh read of ``*pmd`` is
-    the pre-6.5 idiom that locks the wrong table (kernel-series.md A14)."""
+    the pre-6.5 idiom that locks the wrong table (kernel-series.md A14).  The argument and the
+    result are judged around every call, overridden or not (pt.lock-mismatch,
+    :func:`pgconform.oracle.pagetable.judge_pte_lockptr`), so this body is only the computation."""
     if not k.arch.split_pte_ptlocks:
         return mm.page_table_lock
-    if type(pmdval) is not TablePmd:
-        k.m.violation("pt.lock-mismatch", f"{k.m.current.name}: pte_lockptr() of {pmdval!r}, which "
-                      "names no page table: pmd_page() of it is garbage, and so is the lock",
-                      k.m.current, None)
     return k.pmd_table(pmdval).ptl
     yield

@@ -36,9 +36,9 @@ _LOCKS = frozenset({"Lock", "Trylock", "Unlock", "DownRead", "DownWrite", "DownR
 def where(path: tuple) -> str:
     """The innermost kernel functions of a call path: helper frames (generator expressions, the
     ``*_as`` parameterised variants of the reference and version dispatchers, the plug-in call
-    check) left out."""
+    check and the oracle around a series function) left out."""
     names = [p for p in path if not p.startswith("<") and not p.endswith("_as")
-             and p != "checked_call"]
+             and p != "checked_call" and p != "judged_call"]
     return " > ".join(names[-PATH_DEPTH:])
 
 
