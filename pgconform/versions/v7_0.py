@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.filemap import folio_put, mm_counter_file
+from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
@@ -292,6 +293,8 @@ IMPLEMENTATION = Implementation(
     },
     arch_overrides=dict.fromkeys(("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae"),
                                  X86_7_0),
+    known_violations={PLAIN_READ_RACE: PLAIN_READ_RACE_WHY},
+    known_consequences={PLAIN_READ_RACE: PLAIN_READ_RACE_CONSEQUENCES},
     arch_known_violations={arch: {"data.uffd-marker-lost": UFFD_WP_RECLAIM_FINDING,
                                   "data.uffd-wp-write-unnotified": UFFD_WP_RECLAIM_FINDING}
                            for arch in PT_RECLAIM_ARCHES},
