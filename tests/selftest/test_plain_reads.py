@@ -97,3 +97,18 @@ def test_a_bad_form_is_a_usage_error(pgconform_pytester, run_pgconform, monkeypa
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "PGCONFORM_PLAIN_READS='twice'" in result.stderr.str()
     assert "fused, split" in result.stderr.str()
+
+
+def test_7_0_pt_reclaim_of_an_emptied_table_is_the_same_race(monkeypatch):
+    """In 7.0 MADV_DONTNEED's PT reclaim can free the table between the two reads too (one it
+    emptied, so pte_alloc() saw it populated): split, that is the plain-read race, which v7.0
+    declares."""
+    from pgconform.sweep import RECLAIM_FREER
+
+    v7_0 = resolve("v7.0")
+    undeclared = attrs.evolve(v7_0, known_violations={}, known_consequences={})
+    pair = Pair("shared", RECLAIM_FREER, PAIR.second)
+    monkeypatch.setenv(PLAIN_READS_ENV, "split")
+    v = explore_pair(undeclared, "x86_64", pair, bound=1).violation
+    assert v is not None and v.clause == "pt.plain-read-race", v
+    assert explore_pair(v7_0, "x86_64", pair, bound=1).violation is None

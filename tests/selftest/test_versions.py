@@ -12,10 +12,11 @@ import pytest
 
 from pgconform import matrix, replay
 from pgconform.implementation import ImplementationError, build_table
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.config import ARCHES, PLAIN_READS_ENV, PLAIN_READS_FORMS
 from pgconform.kernel.version import V6_6, V7_0, VERSIONS
 from pgconform.reference.arch import generic, powerpc
 from pgconform.registry import resolve
+from pgconform.sweep import default_bound, sweep
 from pgconform.versions import v1, v2
 from pgconform.zoo import a1_powerpc_v1, a7_retract_no_anon_vma_recheck
 
@@ -266,3 +267,28 @@ def test_finding_collapse_without_split_ptlocks(collapser, shared_thp):
     pair = shared_thp(Op(collapser, 0, 4, 1), RECLAIM_FREER)
     v = explore_pair(resolve("v7.0"), "x86_64-nosplit", pair, bound=2).violation
     assert v is None, f"{v.clause}: {v.message}"
+
+
+# --- the nightly bound ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(default_bound() < 2, reason="the nightly bound only: "
+                    "PGCONFORM_PREEMPTION_BOUND=2 (tox -e nightly)")
+@pytest.mark.parametrize("form", PLAIN_READS_FORMS)
+@pytest.mark.parametrize("arch", list(ARCHES))
+@pytest.mark.parametrize("spec", ["v6.5", "v1", "v2", "v6.6", "v7.0"])
+def test_versions_pass_the_sweep_at_the_nightly_bound(spec, arch, form, monkeypatch):
+    """Every version passes the exhaustive sweep at the nightly bound on every arch it applies
+    to, with plain page-table reads fused and split (kernel/mprotect.py), its real findings
+    declared; v1 fails only with the clauses of the v2 changelog and their symptoms."""
+    impl = resolve(spec)
+    if impl.arches and arch not in impl.arches:
+        pytest.skip(f"{spec} does not apply to {arch}")
+    monkeypatch.setenv(PLAIN_READS_ENV, form)
+    if spec == "v1":
+        failed, _ = matrix.sweep_clauses(impl, arch, default_bound())
+        assert set(failed) <= CHANGELOG_CLAUSES | set(v2.LOST_PTE_CONSEQUENCES) | {
+            "pt.lock-mismatch"}, failed
+    else:
+        r = sweep(impl, arch)
+        assert r.violation is None, f"{r.pair}: {r.violation}"
