@@ -271,6 +271,8 @@ PT_RECLAIM_ARCHES = ("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit")
 #: protected, so it left no marker).  The range ends up with neither PTEs nor markers, and a later
 #: write is not reported to the monitor.  Either order of the two calls alone leaves the markers.
 #: tests/selftest/test_versions.py::test_finding_uffd_writeprotect_against_pt_reclaim shows it.
+#: (A table that was there already and that the zap emptied, freed between pte_alloc()'s read
+#: and the pmd_none() test, is the plain-read race: kernel/mprotect.py PLAIN_READ_RACE.)
 UFFD_WP_RECLAIM_FINDING = (
     "finding in the 7.0 kernel (mm/mprotect.c change_pmd_range() against MADV_DONTNEED's PT "
     "reclaim, 6.14+): the table change_pmd_prepare() allocated is reclaimed before the "
