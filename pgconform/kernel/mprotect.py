@@ -15,6 +15,10 @@ userfaultfd_wp_use_markers() is userfaultfd_wp(); NUMA hinting (MM_CP_PROT_NUMA)
 The PTE write bit after a change is what pte_modify() with vma->vm_page_prot, pte_mkuffd_wp() /
 pte_clear_uffd_wp() and MM_CP_TRY_CHANGE_WRITABLE (can_change_pte_writable()) give together; the
 model does not write-notify shared mappings, so a shared page counts as dirty.
+
+change_pmd_range() reads ``*pmd`` twice with plain C reads (pte_alloc()'s test, then its own
+pmd_none() test); whether that is one load or two is the compiler's, and the model's
+``k.plain_reads`` (PGCONFORM_PLAIN_READS): pmd_none_plain_read().
 """
 
 from __future__ import annotations

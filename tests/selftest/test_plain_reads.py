@@ -112,3 +112,11 @@ def test_7_0_pt_reclaim_of_an_emptied_table_is_the_same_race(monkeypatch):
     v = explore_pair(undeclared, "x86_64", pair, bound=1).violation
     assert v is not None and v.clause == "pt.plain-read-race", v
     assert explore_pair(v7_0, "x86_64", pair, bound=1).violation is None
+
+
+def test_a_bad_form_is_an_error_of_the_command(monkeypatch, capsys):
+    from pgconform.__main__ import main
+
+    monkeypatch.setenv(PLAIN_READS_ENV, "twice")
+    assert main(["list"]) == 2
+    assert "PGCONFORM_PLAIN_READS='twice'" in capsys.readouterr().err
