@@ -287,6 +287,8 @@ def test_versions_pass_the_sweep_at_the_nightly_bound(spec, arch, form, monkeypa
     impl = resolve(spec)
     if impl.arches and arch not in impl.arches:
         pytest.skip(f"{spec} does not apply to {arch}")
+    if spec == "v6.6" and form == "fused":
+        pytest.skip("v6.6 is the reference: tests/conformance/test_exhaustive.py sweeps it")
     monkeypatch.setenv(PLAIN_READS_ENV, form)
     if spec == "v1":
         failed, _ = matrix.sweep_clauses(impl, arch, default_bound())
