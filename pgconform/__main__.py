@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from pgconform.kernel.config import plain_reads_form
+
+    try:
+        plain_reads_form()
+    except ValueError as exc:  # every subcommand builds kernels: say it once, up front
+        print(f"pgconform: error: {exc}", file=sys.stderr)
+        return 2
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (bench --help)
         from pgconform.bench import main as bench_main
 

@@ -242,7 +242,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "help", False):
         return  # `pytest --help` must work whatever the environment selects
     from pgconform.implementation import ImplementationError
+    from pgconform.kernel.config import plain_reads_form
 
+    try:
+        plain_reads_form()
+    except ValueError as exc:
+        raise pytest.UsageError(f"pgconform: {exc}") from None
     spec, source = choose_spec(
         config.getoption("pgconform_impl"), os.environ.get(ENV_VAR), config.getini(INI_KEY)
     )
@@ -332,12 +337,24 @@ def _export_arches(config: pytest.Config) -> None:
         _export_env(config, ARCH_ENV_VAR, ",".join(dict.fromkeys(arches)))
 
 
+def _plain_reads_line() -> str:
+    """The header line naming how plain page-table reads are compiled (kernel/config.py)."""
+    from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
+
+    if plain_reads_form() == "split":
+        return (f"pgconform: plain page-table reads split into two loads ({PLAIN_READS_ENV}): "
+                "a write between them is pt.plain-read-race")
+    return (f"pgconform: plain page-table reads fused into one load, as GCC 12.2 on x86-64 "
+            f"emits ({PLAIN_READS_ENV}=split for two)")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     selection = config.stash.get(_SELECTION_KEY, None)
     if selection is None:
         return None
     lines = [f"pgconform: implementation {selection.spec} (from {selection.source})",
-             f"pgconform: architectures {', '.join(selected_arches())}"]
+             f"pgconform: architectures {', '.join(selected_arches())}",
+             _plain_reads_line()]
     impl = selection.implementation
     known = [(key, "", why) for key, why in impl.known_violations.items()]
     known += [(key, f" on {arch}", why) for arch, table in impl.arch_known_violations.items()

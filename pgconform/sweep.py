@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
@@ -169,6 +170,8 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
                 v = r.violation
                 judged = (f"implementation: {impl.name} on {arch}, exhaustive sweep "
                           f"({v.outcome}: {v.clause})")
+                if plain_reads_form() == "split":
+                    judged += f", plain page-table reads split ({PLAIN_READS_ENV}=split)"
                 where = (f"schedule: {pair}; decisions {list(r.decisions)} (task index per "
                          f"step, -1 an RCU callback), found among {r.schedules} schedules with "
                          f"at most {b} preemptions")

@@ -15,6 +15,10 @@ userfaultfd_wp_use_markers() is userfaultfd_wp(); NUMA hinting (MM_CP_PROT_NUMA)
 The PTE write bit after a change is what pte_modify() with vma->vm_page_prot, pte_mkuffd_wp() /
 pte_clear_uffd_wp() and MM_CP_TRY_CHANGE_WRITABLE (can_change_pte_writable()) give together; the
 model does not write-notify shared mappings, so a shared page counts as dirty.
+
+change_pmd_range() reads ``*pmd`` twice with plain C reads (pte_alloc()'s test, then its own
+pmd_none() test); whether that is one load or two is the compiler's, and the model's
+``k.plain_reads`` (PGCONFORM_PLAIN_READS): pmd_none_plain_read().
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pgconform.kernel.objects import (
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.oracle.pagetable import check_plain_read_race
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 
 MM_CP_TRY_CHANGE_WRITABLE = 1
@@ -73,10 +78,72 @@ def pgtable_populate_needed(vma, cp_flags) -> bool:
     return bool(cp_flags & MM_CP_UFFD_WP) and userfaultfd_wp_use_markers(vma)
 
 
+#: The known-violation key of the plain-read race in change_pmd_range() (pmd_none_plain_read()),
+#: which every version whose retract or PT reclaim clears a PMD under mmap_lock for read declares
+#: (the reference and v6.6, v1, v2, v7.0; not v6.5, whose retract holds mmap_lock for write)
+PLAIN_READ_RACE = "pt.plain-read-race@change_pmd_range"
+PLAIN_READ_RACE_WHY = (
+    "a latent race in mm/mprotect.c change_pmd_range() (6.6, 7.0), compiler-dependent: "
+    "pte_alloc()'s pmd_none(*pmd) and the pmd_none(*pmd) test are plain reads with nothing "
+    "between them; GCC 12.2 (x86-64) emits one load, a compiler that emits two lets "
+    "retract_page_tables() (or 7.0's PT reclaim) clear the PMD between them, and "
+    "UFFDIO_WRITEPROTECT skips the range with no markers (judged with PGCONFORM_PLAIN_READS=split)")
+#: what the race leaves behind: the markers that were not installed, the write not reported
+PLAIN_READ_RACE_CONSEQUENCES = ("data.uffd-marker-lost", "data.uffd-wp-write-unnotified")
+
+#: change_pmd_prepare() did not read the PMD (no markers needed)
+NOT_READ = object()
+
+
 def change_pmd_prepare(k, vma, pmdp, cp_flags):
-    """mm/mprotect.c: change_pmd_prepare() (6.6): pte_alloc() a none PMD if markers may be needed."""
+    """mm/mprotect.c: change_pmd_prepare() (6.6, 7.0): pte_alloc() a none PMD if markers may be
+    needed.  Returns the value pte_alloc()'s plain read of ``*pmd`` saw (None: it allocated), or
+    NOT_READ."""
     if pgtable_populate_needed(vma, cp_flags):
-        yield from pte_alloc(k, vma.mm, pmdp)
+        return (yield from pte_alloc(k, vma.mm, pmdp))
+    return NOT_READ
+
+
+def pmd_none_plain_read(k, pmdp, prepared):
+    """The plain read of ``*pmd`` in change_pmd_range()'s ``if (pmd_none(*pmd)) goto next;``
+    (mm/mprotect.c, 6.6 l.378; the same code in 7.0), after change_pmd_prepare()'s plain read in
+    pte_alloc() (6.6 l.372) saw ``prepared``.
+
+    Neither read is READ_ONCE(), and on the populated path nothing lies between them (no call:
+    __pte_alloc() is only called for a none PMD; mmu_notifier_invalidate_range_start() comes
+    after the test).  So C lets the compiler load ``*pmd`` once or twice, and a store by another
+    CPU in between (retract_page_tables() clearing the PMD under pml, 7.0's PT reclaim freeing
+    an empty table) is a data race on the entry, which KCSAN reports.  GCC 12.2 (x86-64, 6.6 and
+    7.0 mm/mprotect.o) fuses them: the next load is pmdp_get_lockless(), a clear seen there makes
+    pte_offset_map_lock() fail, change_pte_range() returns -EAGAIN and "goto again" allocates a
+    new table for the markers.  Two loads instead let the pmd_none() test see the clear and skip
+    the range, so UFFDIO_WRITEPROTECT returns with no markers in that PMD.
+
+    ``k.plain_reads`` picks the form (kernel/config.py PLAIN_READS_FORMS): "fused" returns
+    ``prepared``, with no effect; "split" reads again, and a different value is the clause
+    ``pt.plain-read-race`` (oracle/pagetable.py), after which (if it is a declared known
+    violation) the model goes on with the second value, as two loads would.  The first read of
+    the PMD (no markers needed) and a re-read after __pte_alloc() (a call: the code really loads
+    again, in both forms) are loads of their own."""
+    if prepared is NOT_READ or pmd_none(prepared):
+        return (yield Load(pmdp.table, pmdp.idx))
+    if k.plain_reads == "fused":
+        return prepared
+    return (yield Atomic(f"READ {pmdp.table!r}[{pmdp.idx}] (plain, again)", _plain_reread,
+                         (pmdp, prepared), touches=(pmdp.table,)))
+
+
+def _plain_reread(m, t, pmdp, first):
+    """The second of two plain loads of ``pmdp``: a Load that compares with the first (in the
+    step, so that the clause is scoped by the reader's call path)."""
+    page = pmdp.table
+    if page.freed:
+        m.use_after_free(t, page, f"read of entry {pmdp.idx}")
+    pmdval = page.entries[pmdp.idx]
+    if pmdval != first:
+        check_plain_read_race(m, t, pmdp, first, pmdval, "change_pmd_range(): pte_alloc()'s "
+                              "pmd_none(*pmd), then pmd_none(*pmd)")
+    return pmdval
 
 
 def vma_wants_manual_pte_write_upgrade(vma) -> bool:
@@ -157,10 +224,12 @@ def change_huge_pmd(k, vma, pmdp, addr, cp_flags):
 
 
 def change_pmd_range(k, vma, start, end, cp_flags):
-    """mm/mprotect.c: change_pmd_range() (6.6): per PMD, change_pmd_prepare(); skip a none PMD;
-    start one mmu_notifier range (MMU_NOTIFY_PROTECTION_VMA) at the first populated PMD; split a
-    huge PMD the change does not cover whole or that uffd-wp needs as PTEs (then prepare again),
-    else change_huge_pmd(); then change_pte_range(), and on -EAGAIN go again."""
+    """mm/mprotect.c: change_pmd_range() (6.6; the same in 7.0): per PMD, change_pmd_prepare();
+    skip a none PMD; start one mmu_notifier range (MMU_NOTIFY_PROTECTION_VMA) at the first
+    populated PMD; split a huge PMD the change does not cover whole or that uffd-wp needs as PTEs
+    (then prepare again), else change_huge_pmd(); then change_pte_range(), and on -EAGAIN go
+    again.  The two plain reads of ``*pmd`` before the pmd_none() test are one load or two as
+    the compiler chooses: pmd_none_plain_read()."""
     mm = vma.mm
     geo = k.geo
     pages = 0
@@ -170,8 +239,8 @@ def change_pmd_range(k, vma, start, end, cp_flags):
         nxt = min(end, geo.haddr(addr) + geo.ptrs_per_pte)
         pmdp = mm.pmd_offset(addr, geo)
         while True:  # again:
-            yield from change_pmd_prepare(k, vma, pmdp, cp_flags)
-            if pmd_none((yield Load(pmdp.table, pmdp.idx))):
+            prepared = yield from change_pmd_prepare(k, vma, pmdp, cp_flags)
+            if pmd_none((yield from pmd_none_plain_read(k, pmdp, prepared))):
                 break
             if not notified:
                 yield from mmu_notifier_invalidate_range_start(k, mm, start, end)

@@ -45,6 +45,11 @@ def __pte_alloc(k, mm, pmdp):
 
 
 def pte_alloc(k, mm, pmdp):
-    """include/linux/mm.h: pte_alloc() (6.6): __pte_alloc() when the pmd is none."""
-    if pmd_none((yield Load(pmdp.table, pmdp.idx))):
+    """include/linux/mm.h: pte_alloc() (6.6, 7.0): __pte_alloc() when the pmd is none.  The test
+    is a plain read of ``*pmd``.  Returns the value it read (None: it called __pte_alloc()), for a
+    caller whose next plain read of the entry the compiler may merge with this one
+    (kernel/mprotect.py change_pmd_range())."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    if pmd_none(pmdval):
         yield from __pte_alloc(k, mm, pmdp)
+    return pmdval

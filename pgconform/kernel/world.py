@@ -9,7 +9,7 @@ end-of-run oracles can account for all of it.
 
 from __future__ import annotations
 
-from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry
+from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry, plain_reads_form
 from pgconform.kernel.objects import (
     VM_SHARED,
     VM_WRITE,
@@ -64,6 +64,9 @@ class Kernel:
         self.arch = arch
         #: the kernel version of the environment (callers, other actors): kernel/version.py
         self.version = version
+        #: "fused" or "split": how two plain reads of a page-table entry are compiled
+        #: (kernel/config.py PLAIN_READS_FORMS, kernel/mprotect.py change_pmd_range())
+        self.plain_reads = plain_reads_form()
         self.geo = geo or Geometry()
         self.m = machine or Machine()
         self.m.implementation_code = implementation_code(impl)

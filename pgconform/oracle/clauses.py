@@ -42,6 +42,11 @@ CLAUSES: dict[str, str] = {
     "pt.list-corrupt": "A page-table page is on at most one pgtable_list.",
     "pt.torn-pmd": "A PMD value read locklessly in two halves (x86 PAE) and used as a page table "
                    "is a value the entry really held, never the halves of two different values.",
+    "pt.plain-read-race": "Two plain (not READ_ONCE) reads of a page-table entry that the "
+                          "compiler may merge into one load see one value: no other CPU writes "
+                          "the entry between them (else it is a data race, which KCSAN "
+                          "reports, and one load or two is the compiler's choice; judged when "
+                          "plain reads are split, PGCONFORM_PLAIN_READS=split).",
     # secondary MMUs
     "mmu.pmd-clear-unnotified": "A PMD pointing at a page table is cleared only inside an "
                                 "mmu_notifier invalidate range covering it, unless no VMA a "

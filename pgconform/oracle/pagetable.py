@@ -216,6 +216,17 @@ def make_pae_halves_store_check(k, pmdtable):
     return check_half_store
 
 
+def check_plain_read_race(m, t, pmdp, first, second, where: str) -> None:
+    """Two plain reads of a page-table entry that the compiler may merge into one load (no call
+    or barrier between them) saw different values: another CPU wrote the entry in between, a
+    data race whose outcome is the compiler's choice (kernel/mprotect.py pmd_none_plain_read())."""
+    m.violation("pt.plain-read-race",
+                f"{t.name}: {where}: two plain reads of {pmdp!r} saw {first!r}, then {second!r} "
+                "(another CPU wrote the entry between them: a data race, KCSAN's report; a "
+                "compiler that emits one load, as GCC 12.2 on x86-64 does, never sees the "
+                "second value there)", t, None)
+
+
 def check_torn_read(m, t, value) -> None:
     """A value from a lockless two-half read that the entry never held as a whole is used as a
     page table."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pgconform.alt import powerpc_v2
 from pgconform.implementation import Implementation
+from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import collapse_pte_mapped_thp_as
 from pgconform.zoo import s390_v2_posted
@@ -52,9 +53,10 @@ IMPLEMENTATION = Implementation(
     arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae", "powerpc64", "s390",
             "sparc64", "arm"),
     known_violations={"pt.free-nonempty@collapse_pte_mapped_thp": B1_WHY,
-                      **POISON_KNOWN_VIOLATIONS},
+                      **POISON_KNOWN_VIOLATIONS, PLAIN_READ_RACE: PLAIN_READ_RACE_WHY},
     known_consequences={"pt.free-nonempty@collapse_pte_mapped_thp": LOST_PTE_CONSEQUENCES,
-                        **POISON_KNOWN_CONSEQUENCES},
+                        **POISON_KNOWN_CONSEQUENCES,
+                        PLAIN_READ_RACE: PLAIN_READ_RACE_CONSEQUENCES},
     arch_known_violations={"s390": {
         "pt.leak": "s390 07/12 as posted tests the other half's H bit on atomic_xor_bits()'s "
                    "unshifted result (no >> 24): the second of two halves of a page deferred in "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.filemap import folio_put, mm_counter_file
+from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
@@ -271,6 +272,8 @@ PT_RECLAIM_ARCHES = ("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit")
 #: protected, so it left no marker).  The range ends up with neither PTEs nor markers, and a later
 #: write is not reported to the monitor.  Either order of the two calls alone leaves the markers.
 #: tests/selftest/test_versions.py::test_finding_uffd_writeprotect_against_pt_reclaim shows it.
+#: (A table that was there already and that the zap emptied, freed between pte_alloc()'s read
+#: and the pmd_none() test, is the plain-read race: kernel/mprotect.py PLAIN_READ_RACE.)
 UFFD_WP_RECLAIM_FINDING = (
     "finding in the 7.0 kernel (mm/mprotect.c change_pmd_range() against MADV_DONTNEED's PT "
     "reclaim, 6.14+): the table change_pmd_prepare() allocated is reclaimed before the "
@@ -318,10 +321,12 @@ IMPLEMENTATION = Implementation(
     arch_overrides=dict.fromkeys(("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae"),
                                  X86_7_0),
     known_violations={**POISON_KNOWN_VIOLATIONS, GUARD_COLLAPSE_KEY: GUARD_COLLAPSE_FINDING,
-                      GUARD_UFFD_WP_KEY: GUARD_UFFD_WP_FINDING},
+                      GUARD_UFFD_WP_KEY: GUARD_UFFD_WP_FINDING,
+                      PLAIN_READ_RACE: PLAIN_READ_RACE_WHY},
     known_consequences={**POISON_KNOWN_CONSEQUENCES,
                         GUARD_COLLAPSE_KEY: ("pt.free-nonempty[PTE_MARKER_GUARD]",
-                                             "data.guard-marker-lost")},
+                                             "data.guard-marker-lost"),
+                        PLAIN_READ_RACE: PLAIN_READ_RACE_CONSEQUENCES},
     arch_known_violations={arch: {"data.uffd-marker-lost": UFFD_WP_RECLAIM_FINDING,
                                   "data.uffd-wp-write-unnotified": UFFD_WP_RECLAIM_FINDING}
                            for arch in PT_RECLAIM_ARCHES},
