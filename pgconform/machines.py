@@ -112,7 +112,8 @@ class ConformanceMachine(RuleBasedStateMachine):
             raise self._failed(v) from None
         except Hang as h:
             cls.hung = True
-            raise self._failed(hang_verdict(h, self.k, limit)) from None
+            raise self._failed(hang_verdict(h, self.k.m if self.k is not None else None,
+                                              limit)) from None
 
     def _failed(self, v: Violation) -> Violation:
         """Record the failure (for the plugin's report and trace picture) and give it what it
