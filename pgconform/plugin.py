@@ -456,7 +456,9 @@ def _confirm_hang(item, judged: _Judged, failure, report, verdict: dict) -> dict
         report.sections.append(("pgconform", f"the hang could not be replayed: "
                                              f"{type(e).__name__}: {e}"))
         return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
-    if again is not None:
+    if again is not None:  # its message gives the full time it ran for
+        verdict["message"] = again.message
+        report.longrepr = f"confirmed when replayed: {again.message}\n\n{report.longrepr}"
         return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
     reason = (f"pgconform: not judged: a hang was seen ({failure.violation.message}) and did not "
               f"reproduce when the run was replayed with the full {first_timeout_s():g} s of CPU "

@@ -15,9 +15,12 @@ failing run with the full time (:func:`pgconform.replay.confirm_hang`), the swee
 schedule again; one that does not hang again at the same place is not judged.
 
 A machine's first hang waits :func:`first_timeout_s` (``PGCONFORM_HANG_S``, default
-:data:`DEFAULT_TIMEOUT_S` seconds of CPU time); its later ones :data:`LATER_TIMEOUT_S`, so that
-Hypothesis shrinking a hang (which calls the hanging code many times) stays quick; other
-machines (items) keep the full time.  A rule of the reference takes milliseconds of CPU time.
+:data:`DEFAULT_TIMEOUT_S` seconds of CPU time).  Its later ones wait :data:`LATER_TIMEOUT_S`, so
+that Hypothesis shrinking a hang (which calls the hanging code many times) stays quick, but only
+while the function that hung is running: anywhere else the full time holds, so a garbage
+collection or a slow rule elsewhere is never taken for the hang.  Other machines (items) keep
+the full time.  A rule of the reference takes milliseconds of CPU time (a full garbage
+collection in a long run, up to half a second).
 Without ``setitimer`` (Windows) or off the main thread, the watchdog does nothing.
 """
 
@@ -28,6 +31,7 @@ import math
 import os
 import signal
 import threading
+import time
 
 from pgconform.sim.errors import Hang, ImplementationErrored
 
@@ -37,7 +41,7 @@ ENV_VAR = "PGCONFORM_HANG_S"
 DEFAULT_TIMEOUT_S = 10.0
 #: the first timeout, overriding ``PGCONFORM_HANG_S`` when set (the project's own tests)
 FIRST_TIMEOUT_S: float | None = None
-LATER_TIMEOUT_S = 0.25
+LATER_TIMEOUT_S = 0.05
 #: after the first signal, it fires again every so often (CPU time): a SIGPROF that lands in a
 #: garbage collector callback is swallowed there ("Exception ignored"), so one shot is not enough
 REPEAT_S = 0.1
@@ -78,14 +82,32 @@ def timeout_s(hung_before: bool = False) -> float:
     return min(LATER_TIMEOUT_S, first) if hung_before else first
 
 
+def _only_in(code, full: float):
+    """A handler that raises only while ``code`` runs (is on the stack), until the body has used
+    ``full`` seconds of CPU time; after that, anywhere."""
+    deadline = time.process_time() + full
+
+    def on_alarm(signum, frame):
+        f = frame
+        while f is not None and f.f_code is not code:
+            f = f.f_back
+        if f is not None or time.process_time() >= deadline:
+            _on_alarm(signum, frame)
+
+    return on_alarm
+
+
 @contextlib.contextmanager
-def watchdog(seconds: float | None = None):
+def watchdog(seconds: float | None = None, only_in=None, full: float | None = None):
     """Interrupt the body with :class:`Hang` after it has used ``seconds`` of the process's CPU
-    time (default :func:`timeout_s`)."""
+    time (default :func:`timeout_s`); with ``only_in`` (a code object), only while that code
+    runs, until the body has used ``full`` seconds (default :func:`first_timeout_s`)."""
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGPROF, _on_alarm)
+    handler = _on_alarm if only_in is None else _only_in(
+        only_in, first_timeout_s() if full is None else full)
+    previous = signal.signal(signal.SIGPROF, handler)
     signal.setitimer(signal.ITIMER_PROF, seconds if seconds is not None else timeout_s(),
                      REPEAT_S)
     try:
@@ -104,21 +126,25 @@ def hang_verdict(h: Hang, m, limit: float) -> ImplementationErrored:
     """The ``impl.hang`` verdict for a :class:`Hang` that interrupted simulated machine ``m``
     after ``limit`` seconds of CPU time: where it was (the innermost frame of the implementation,
     else the innermost frame).  Its ``hang_place`` (the task and the function) is what a replay
-    must hang in again to confirm it."""
+    must hang in again to confirm it; its ``hang_code`` the code object of that function."""
     codes = m.implementation_code if m is not None else None
     where, place, tb = None, None, h.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
+        if code.co_filename == __file__:  # the signal handler's own frames
+            break
         if where is None or not codes or code in codes:
             where = f"{code.co_name} ({os.path.basename(code.co_filename)}:{tb.tb_lineno})"
-            place = (code.co_filename, code.co_name)
+            place = code
         tb = tb.tb_next
     task = m.current if m is not None else None
     who = f"{task.name}: " if task is not None else ""
     v = ImplementationErrored(
         "impl.hang", f"{who}ran for more than {limit:g} s of CPU time without yielding an effect, "
         f"in {where}: an endless loop that never returns to the simulator", task=task)
-    v.hang_place = (task.name if task is not None else None, *(place or ()))
+    v.hang_code = place
+    v.hang_place = (task.name if task is not None else None,
+                    place.co_filename if place else None, place.co_name if place else None)
     if m is not None:
         m.failed = True
         v.machine = m
