@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from pgconform.sim.watchdog import HangLimitError, first_timeout_s
+
+    try:  # every subcommand that runs an implementation runs it under the watchdog
+        first_timeout_s()
+    except HangLimitError as e:
+        print(f"python -m pgconform: error: {e}", file=sys.stderr)
+        return 2
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (bench --help)
         from pgconform.bench import main as bench_main
 

@@ -380,7 +380,7 @@ def test_a_hang_shortens_the_watchdog_of_its_own_machine_only(monkeypatch):
 
 
 def test_the_alarm_repeats_if_one_is_swallowed(monkeypatch):
-    """A SIGALRM landing in a gc callback is swallowed there; the timer fires again."""
+    """A SIGPROF landing in a gc callback is swallowed there; the timer fires again."""
     from pgconform.sim.errors import Hang
 
     swallowed = []

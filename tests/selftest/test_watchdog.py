@@ -236,3 +236,12 @@ def test_sweep_hang_that_does_not_reproduce_is_run_again(monkeypatch):
     monkeypatch.setattr("miniatures.hangs_once.CALLS", [0])
     r = sweep(_miniature("hangs_once"), "x86_64", worlds=("shared",), bound=0)
     assert r.violation is None and r.unconfirmed_hangs == 1 and r.complete
+
+
+def test_bad_hang_limit_is_a_usage_error_of_the_command_line(monkeypatch, capsys):
+    from pgconform.__main__ import main
+
+    monkeypatch.setenv("PGCONFORM_HANG_S", "abc")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PGCONFORM_HANG_S='abc'" in err
