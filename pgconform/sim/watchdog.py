@@ -21,6 +21,7 @@ while the function that hung is running: anywhere else the full time holds, so a
 collection or a slow rule elsewhere is never taken for the hang.  Other machines (items) keep
 the full time.  A rule of the reference takes milliseconds of CPU time (a full garbage
 collection in a long run, up to half a second).
+
 Without ``setitimer`` (Windows) or off the main thread, the watchdog does nothing.
 """
 
