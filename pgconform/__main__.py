@@ -112,10 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from pgconform.kernel.config import plain_reads_form
+    from pgconform.sim.watchdog import first_timeout_s
 
-    try:
+    try:  # every subcommand builds kernels and runs them under the watchdog: say it up front
         plain_reads_form()
-    except ValueError as exc:  # every subcommand builds kernels: say it once, up front
+        first_timeout_s()
+    except ValueError as exc:
         print(f"pgconform: error: {exc}", file=sys.stderr)
         return 2
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (bench --help)

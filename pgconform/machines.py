@@ -28,6 +28,7 @@ from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Hang, Violation
+from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
 from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
 from strategies import hot_places, make_op, op_draws, worlds
@@ -86,10 +87,15 @@ class ConformanceMachine(RuleBasedStateMachine):
     xfails: ClassVar[dict] = {}
     #: whether a rule of this machine class hung (the watchdog then waits less: see watchdog)
     hung: ClassVar[bool] = False
+    #: the code object of the function it hung in (only there is the shorter time applied)
+    hung_in: ClassVar[object] = None
 
     def __init__(self):
         super().__init__()
         self.k = None
+        #: the simulated machine of the run, from before its world is built (a hang while
+        #: building it still says in which task and function)
+        self.sim = None
         self.world = None
         self.kinds = self.op_kinds
         self.log: list[tuple[str, dict]] = []
@@ -98,7 +104,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
         in :data:`pgconform.replay.tolerated_hits`, not raised) besides the implementation's
         own known violations."""
-        return build_world(self.world, self.implementation, self.arch, warm=self.warm,
+        self.sim = Machine()
+        return build_world(self.world, self.implementation, self.arch, self.sim,
+                           warm=self.warm,
                            tolerated={c: why for c, (_, why) in self.xfails.items()},
                            hits=replay.tolerated_hits)
 
@@ -106,13 +114,15 @@ class ConformanceMachine(RuleBasedStateMachine):
         cls = type(self)
         limit = timeout_s(cls.hung)
         try:
-            with watchdog(limit):
+            with watchdog(limit, only_in=cls.hung_in if cls.hung else None):
                 return fn(self, **kwargs)
         except Violation as v:
             raise self._failed(v) from None
         except Hang as h:
-            cls.hung = True
-            raise self._failed(hang_verdict(h, self.k, limit)) from None
+            v = hang_verdict(h, self.sim, limit)
+            if not cls.hung:
+                cls.hung, cls.hung_in = True, v.hang_code
+            raise self._failed(v) from None
 
     def _failed(self, v: Violation) -> Violation:
         """Record the failure (for the plugin's report and trace picture) and give it what it

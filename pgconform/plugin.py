@@ -243,9 +243,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # `pytest --help` must work whatever the environment selects
     from pgconform.implementation import ImplementationError
     from pgconform.kernel.config import plain_reads_form
+    from pgconform.sim.watchdog import first_timeout_s
 
     try:
         plain_reads_form()
+        first_timeout_s()
     except ValueError as exc:
         raise pytest.UsageError(f"pgconform: {exc}") from None
     spec, source = choose_spec(
@@ -439,6 +441,8 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     if failure is None or judged.machine is None:
         return _write_trace(item, judged, getattr(exc, "machine", None), exc, report, verdict)
     verdict["replay"] = failure.string
+    if failure.violation.clause == "impl.hang":
+        return _confirm_hang(item, judged, failure, report, verdict)
     try:
         odd = replay.check_determinism(failure.run, expected=failure.violation.clause)
     except Exception as e:  # noqa: BLE001 - the report must not crash on a broken replay
@@ -451,6 +455,31 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
                               f"{failure.string} --check-determinism")])
         report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
     return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
+
+
+def _confirm_hang(item, judged: _Judged, failure, report, verdict: dict) -> dict:
+    """An ``impl.hang`` is a verdict only if replaying the run, with the watchdog's full CPU
+    time, hangs again at the same place (this replaces the determinism check).  A hang that does
+    not reproduce judged nothing: the item is reported skipped, never failed."""
+    from pgconform import replay
+    from pgconform.sim.watchdog import first_timeout_s
+
+    try:
+        again = replay.confirm_hang(failure.run, failure.violation)
+    except Exception as e:  # noqa: BLE001 - the report must not crash on a broken replay
+        report.sections.append(("pgconform", f"the hang could not be replayed: "
+                                             f"{type(e).__name__}: {e}"))
+        return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
+    if again is not None:  # its message gives the full time it ran for
+        verdict["message"] = again.message
+        report.longrepr = f"confirmed when replayed: {again.message}\n\n{report.longrepr}"
+        return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
+    reason = (f"pgconform: not judged: a hang was seen ({failure.violation.message}) and did not "
+              f"reproduce when the run was replayed with the full {first_timeout_s():g} s of CPU "
+              f"time (replay: python -m pgconform replay {failure.string})")
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {reason}")
+    return dict(verdict, outcome="skipped", clause=None, message=reason, diagram_rows=0)
 
 
 def _write_trace(item, judged: _Judged, machine, violation, report, verdict: dict) -> dict:

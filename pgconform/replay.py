@@ -191,3 +191,15 @@ def check_determinism(run: Run, spec: str | None = None,
         f"the same schedule run twice gave different runs{was}: first {c1}, then {c2}; they "
         f"part at effect {at + 1}: {first!r} the first time, {second!r} the second (state kept "
         "across runs, randomness, or iteration over unordered ids in the implementation)")
+
+
+def confirm_hang(run: Run, hang: Violation, spec: str | None = None) -> Violation | None:
+    """Replay a run that ended in ``impl.hang``, once, with the watchdog's full time (a fresh
+    machine class has never hung): the hang again if it hung at the same place (the same task,
+    in the same function), else None.  A hang that does not reproduce is not a verdict on the
+    implementation (nor a sign of nondeterminism): the item is not judged."""
+    _, again = run_steps(machine_for(run, spec), run.steps)
+    if again is not None and again.clause == "impl.hang" and \
+            getattr(again, "hang_place", None) == getattr(hang, "hang_place", None):
+        return again
+    return None

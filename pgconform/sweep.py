@@ -6,7 +6,8 @@ retract, MADV_COLLAPSE) and one that walks, fills or moves them.  So the sweep t
 against each operation kind of the model, both ways round, in a few small worlds of the three
 scenario shapes, and runs all their interleavings up to the bound: what the random machines find
 by luck, it finds by construction (within the bound), and it says how many schedules it ran.
-Nothing in it names a mutant: the pairs are all the pairs.
+Nothing in it names a mutant: the pairs are all the pairs.  Every schedule runs under the
+watchdog (CPU time): an implementation that loops without yielding an effect is ``impl.hang``.
 
 ``tests/conformance/test_exhaustive.py`` runs it per architecture and world;
 ``PGCONFORM_PREEMPTION_BOUND`` raises the bound (1 by default, 2 in the nightly profile).
@@ -140,6 +141,8 @@ class SweepResult:
     complete: bool = True
     violation: Violation | None = None
     pair: Pair | None = None
+    #: schedules that hung once but not again at the same place (see explore)
+    unconfirmed_hangs: int = 0
 
 
 def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
@@ -166,6 +169,7 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
             out.pairs += 1
             out.schedules += r.schedules
             out.complete &= r.complete
+            out.unconfirmed_hangs += r.unconfirmed_hangs
             if r.violation is not None:
                 v = r.violation
                 judged = (f"implementation: {impl.name} on {arch}, exhaustive sweep "

@@ -123,7 +123,8 @@ CLAUSES: dict[str, str] = {
     "impl.bad-value": "The implementation returns and stores only values the kernel's data "
                       "structures can hold (the model does not break on them).",
     "impl.hang": "Every call into the implementation yields an effect or returns within the "
-                 "watchdog's time (no endless loop that never returns to the simulator).",
+                 "watchdog's time, in CPU time of the process (no endless loop that never "
+                 "returns to the simulator).",
     "impl.nondeterministic": "The implementation behaves the same when a schedule is run again "
                              "(no state kept across runs, no randomness).",
 }

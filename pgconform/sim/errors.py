@@ -86,5 +86,6 @@ class ImplementationErrored(Violation):
 
 
 class Hang(BaseException):
-    """Raised by the watchdog into code that ran too long without yielding an effect.  A
-    BaseException, so that an implementation's ``except Exception`` cannot swallow it."""
+    """Raised by the watchdog into code that ran too long (in CPU time) without yielding an
+    effect.  A BaseException, so that an implementation's ``except Exception`` cannot swallow
+    it."""

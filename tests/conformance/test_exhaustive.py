@@ -26,6 +26,8 @@ def test_sweep(arch, world, request):
     tolerated = {c: why for c, (_, why) in selected_xfails(arch, f"sweep-{world}").items()}
     r = sweep(_impl, arch, worlds=(world,), tolerated=tolerated)
     request.node.pgconform_sweep = f"{r.pairs} pairs, {r.schedules} schedules, bound " \
-                                   f"{default_bound()}, {'complete' if r.complete else 'limited'}"
+                                   f"{default_bound()}, {'complete' if r.complete else 'limited'}" \
+                                   + (f", {r.unconfirmed_hangs} hangs not confirmed when run again"
+                                      if r.unconfirmed_hangs else "")
     if r.violation is not None:
         raise r.violation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import textwrap
 from html.parser import HTMLParser
@@ -267,7 +268,7 @@ CONFORMANCE = (ROOT / "tests" / "conformance" / "test_conformance.py").read_text
 def suite(pgconform_pytester, monkeypatch):
     """A pytester directory holding the conformance suite, with the miniatures importable."""
     pgconform_pytester.makepyfile(test_conformance=CONFORMANCE)
-    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(HERE)]))  # this checkout
     monkeypatch.setenv("PGCONFORM_HANG_S", "0.5")
     return pgconform_pytester
 
@@ -379,7 +380,7 @@ def test_a_hang_shortens_the_watchdog_of_its_own_machine_only(monkeypatch):
 
 
 def test_the_alarm_repeats_if_one_is_swallowed(monkeypatch):
-    """A SIGALRM landing in a gc callback is swallowed there; the timer fires again."""
+    """A SIGPROF landing in a gc callback is swallowed there; the timer fires again."""
     from pgconform.sim.errors import Hang
 
     swallowed = []

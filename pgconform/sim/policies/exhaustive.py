@@ -18,6 +18,10 @@ reductions kept are the ones that are sound here: a switch forced by blocking or
 (it does not count against the bound), and a run's branches are only taken after the prefix that
 an earlier run already explored.
 
+Each schedule (its setup, its run and its end-of-run check) runs under the watchdog
+(:mod:`pgconform.sim.watchdog`, the process's CPU time): an implementation looping without
+yielding an effect is ``impl.hang``, once the same schedule run again hangs at the same place.
+
 ``explore`` returns how many schedules exist under the bound and were run (all of them, unless
 a ``limit`` stops it first, which it says) and the first violation met.
 """
@@ -28,7 +32,8 @@ from collections.abc import Callable
 
 import attrs
 
-from pgconform.sim.errors import Violation
+from pgconform.sim.errors import Hang, Violation
+from pgconform.sim.watchdog import first_timeout_s, hang_verdict, watchdog
 
 #: the decision that runs the first ready RCU callback
 CALLBACK = -1
@@ -43,6 +48,8 @@ class Exploration:
     bound: int = 0
     violation: Violation | None = None
     decisions: tuple = ()  # of the violating schedule
+    #: schedules that hung once and not again at the same place when run again (not judged)
+    unconfirmed_hangs: int = 0
 
     def summary(self) -> str:
         what = "all of them" if self.complete else "stopped at the limit"
@@ -98,17 +105,32 @@ def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None
     fresh machine, its tasks started, and a check run after each schedule completes) with at
     most ``bound`` preemptions; stop at the first violation or after ``limit`` schedules."""
     result = Exploration(bound=bound)
+    timeout = first_timeout_s()
     stack: list[tuple] = [()]
     while stack:
         if limit is not None and result.schedules >= limit:
             result.complete = False
             break
         prefix = stack.pop()
-        m, tasks, finish = setup()
         result.schedules += 1
         try:
-            decisions, branches = run_schedule(m, tasks, prefix, bound, budget)
-            finish()
+            try:
+                decisions, branches = _watched(setup, prefix, bound, budget, timeout)
+            except Violation as hang:
+                if hang.clause != "impl.hang":
+                    raise
+                # confirmed only if the same schedule hangs again at the same place
+                try:
+                    decisions, branches = _watched(setup, prefix, bound, budget, timeout)
+                except Violation as again:
+                    if again.clause != "impl.hang":
+                        raise
+                    if again.hang_place == hang.hang_place:
+                        raise hang from None
+                    result.unconfirmed_hangs += 1
+                    result.complete = False
+                    continue
+                result.unconfirmed_hangs += 1
         except Violation as v:
             result.violation = v
             result.decisions = prefix
@@ -119,3 +141,17 @@ def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None
             for alt in alternatives:
                 stack.append((*decisions[:pos], alt))
     return result
+
+
+def _watched(setup, prefix: tuple, bound: int, budget: int, timeout: float):
+    """Set up and run one schedule and its end-of-run check under the watchdog (``timeout``
+    seconds of CPU time): :func:`run_schedule`'s result; a hang raises its ``impl.hang``."""
+    m = None
+    try:
+        with watchdog(timeout):
+            m, tasks, finish = setup()
+            decisions, branches = run_schedule(m, tasks, prefix, bound, budget)
+            finish()
+    except Hang as h:
+        raise hang_verdict(h, m, timeout) from None
+    return decisions, branches
