@@ -14,6 +14,8 @@ VERDICTS = {
     "raises": (("impl.raised",), "errored"),
     "hangs": (("impl.hang",), "errored"),
     "bad_yield": (("impl.bad-yield",), "errored"),
+    "bad_lock": (("impl.bad-yield",), "errored"),
+    "bad_unlock": (("impl.bad-yield",), "errored"),
     "garbage": (("impl.bad-return",), "errored"),
     "not_a_generator": (("impl.bad-return",), "errored"),
     "wrong_signature": (("impl.bad-return",), "errored"),
