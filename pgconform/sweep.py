@@ -138,7 +138,7 @@ def replay_schedule(run, spec: str | None = None):
     decisions, then the default ones (the current task runs on), and the end-of-run checks."""
     from pgconform.kernel.config import ARCHES
     from pgconform.registry import resolve
-    from pgconform.replay import Replayed, ReplayError
+    from pgconform.replay import Replayed, ReplayError, StaleReplay
 
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
@@ -146,6 +146,13 @@ def replay_schedule(run, spec: str | None = None):
         raise ReplayError(f"unknown sweep world {run.world!r} in the replay string")
     spec = spec or run.spec
     impl = resolve(spec)
+    kinds = op_kinds_for(VERSIONS[impl.kernel])
+    for op in (run.first, run.second):
+        if not isinstance(op, Op) or op.kind not in kinds:
+            raise StaleReplay(f"the operation kind {getattr(op, 'kind', op)!r} is none of kernel "
+                              f"{impl.kernel}'s")
+    if run.world not in worlds_for(VERSIONS[impl.kernel]):
+        raise StaleReplay(f"kernel {impl.kernel} is not swept in world {run.world}")
     pair = Pair(run.world, run.first, run.second)
     m = None
     try:

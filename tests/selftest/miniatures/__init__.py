@@ -22,6 +22,7 @@ VERDICTS = {
     "calls_missing": (("impl.raised",), "errored"),
     "corrupts": (("impl.bad-value",), "errored"),
     "nondeterministic": (("impl.nondeterministic",), "errored"),
+    "flaky_draws": (("impl.nondeterministic",), "errored"),
     "spins": (("sched.no-progress", "sched.deadlock"), "failed"),
     "deadlocks": (("lock.recursive",), "failed"),
     "leaves_lock_held": (("lock.held-at-exit", "sched.deadlock", "lock.recursive",
