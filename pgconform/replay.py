@@ -244,13 +244,14 @@ def run_steps(machine_cls, steps: Sequence, skipped: list | None = None
     return machine, None
 
 
-def replay_run(run: Run | SweepRun, spec: str | None = None) -> Replayed:
+def replay_run(run: Run | SweepRun, spec: str | None = None, tolerated=None) -> Replayed:
     """Run a decoded string again (judging ``spec`` instead of the recorded implementation, if
-    given): a conformance machine's steps, or a sweep pair's schedule."""
+    given): a conformance machine's steps, or a sweep pair's schedule (with the ``tolerated``
+    clauses of the known-failures file it was found with, if given)."""
     if isinstance(run, SweepRun):
         from pgconform.sweep import replay_schedule
 
-        return replay_schedule(run, spec)
+        return replay_schedule(run, spec, tolerated)
     cls = machine_for(run, spec)
     skipped: list[str] = []
     machine, v = run_steps(cls, run.steps, skipped)
@@ -288,13 +289,14 @@ def trace_text(machine) -> list[str]:
 
 
 def check_determinism(run: Run | SweepRun, spec: str | None = None,
-                      expected: str | None = None, tries: int = 3) -> ImplementationErrored | None:
+                      expected: str | None = None, tries: int = 3,
+                      tolerated=None) -> ImplementationErrored | None:
     """Replay ``run`` up to ``tries`` times; an ``impl.nondeterministic`` verdict if a run differs
     from the first (in its trace, its verdict, or where its steps stopped applying) or the runs
     do not end in the ``expected`` clause (the one the run gave when it was recorded), else
     None."""
     def outcome():
-        r = replay_run(run, spec)
+        r = replay_run(run, spec, tolerated)
         rows = trace_rows(r.machine.trace) if r.machine is not None else []
         clause = r.violation.clause if r.violation else "no violation"
         return rows, clause if r.stale is None else f"{clause}, and {r.stale}"

@@ -110,12 +110,13 @@ def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
                     yield Pair(world, b, a)
 
 
-def _setup(impl, arch: str, pair: Pair, tolerated=None):
-    """A fresh world of ``pair`` with its two operations started: (machine, tasks, finish)."""
+def _setup(impl, arch: str, pair: Pair, tolerated=None, hits=None):
+    """A fresh world of ``pair`` with its two operations started: (machine, tasks, finish);
+    tolerated violations counted in ``hits`` (by default the item's, replay.tolerated_hits)."""
     from pgconform import replay
 
     k = build_world(WORLDS[pair.world], impl, arch, tolerated=tolerated,
-                    hits=replay.tolerated_hits)
+                    hits=replay.tolerated_hits if hits is None else hits)
     tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
 
     def finish():
@@ -132,10 +133,11 @@ def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = No
     return explore(lambda: _setup(impl, arch, pair, tolerated), bound=bound, limit=limit)
 
 
-def replay_schedule(run, spec: str | None = None):
+def replay_schedule(run, spec: str | None = None, tolerated=None):
     """Run a sweep failure's replay string (:class:`pgconform.replay.SweepRun`) again, judging
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
-    decisions, then the default ones (the current task runs on), and the end-of-run checks."""
+    decisions, then the default ones (the current task runs on), and the end-of-run checks;
+    violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
     from pgconform.kernel.config import ARCHES
     from pgconform.registry import resolve
     from pgconform.replay import Replayed, ReplayError, StaleReplay
@@ -156,7 +158,7 @@ def replay_schedule(run, spec: str | None = None):
     pair = Pair(run.world, run.first, run.second)
     m = None
     try:
-        m, tasks, finish = _setup(impl, run.arch, pair)
+        m, tasks, finish = _setup(impl, run.arch, pair, tolerated, hits={})
         run_schedule(m, tasks, run.decisions, 0, SCHEDULE_BUDGET)
         finish()
     except Violation as v:
@@ -222,7 +224,7 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
                 v = r.violation
                 run = replay.SweepRun(spec or impl.name, arch, pair.world, pair.first,
                                       pair.second, tuple(r.decisions))
-                odd = (replay.check_determinism(run, expected=v.clause)
+                odd = (replay.check_determinism(run, expected=v.clause, tolerated=tolerated)
                        if v.clause != "impl.nondeterministic" else None)
                 if odd is not None:  # shown with the diagram of the run that failed
                     odd.machine, v = v.machine, odd

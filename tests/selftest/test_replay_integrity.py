@@ -202,8 +202,12 @@ def test_sweep_failure_of_a_mutant_replays_and_the_reference_passes_it(capsys):
     assert cli(["replay", string, "--impl", "reference"]) == 0
     assert "no violation" in capsys.readouterr().out
     assert cli(["replay", string, "--check-determinism"]) == 1
-    assert replay.check_determinism(replay.decode(string),
-                                    expected="mmu.pmd-clear-unnotified") is None
+    run = replay.decode(string)
+    assert replay.check_determinism(run, expected="mmu.pmd-clear-unnotified") is None
+    # found with a known-failures file, the schedule is checked with it (counted, not raised)
+    known = {"mmu.pmd-clear-unnotified": "not ported yet"}
+    assert replay.replay_run(run, tolerated=known).violation is None
+    assert replay.check_determinism(run, tolerated=known) is None
 
 
 # --- stale strings: exit 2, never "passes" ------------------------------------------------------
