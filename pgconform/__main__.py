@@ -20,21 +20,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    """Run a replay string again; exit 1 if it fails (printing the verdict), 0 if it passes, 2 if
-    the string or the implementation cannot be used."""
+    """Run a replay string again (a conformance machine's or the sweep's); exit 1 if it fails
+    (printing the verdict), 0 if it passes, 2 if the string or the implementation cannot be used
+    or the string no longer applies (another format or model version; a step whose rule cannot
+    run there, or a decision naming a task that cannot)."""
     from pgconform.implementation import ImplementationError
-    from pgconform.replay import ReplayError, check_determinism, decode, machine_for, run_steps
+    from pgconform.replay import ReplayError, SweepRun, check_determinism, decode, replay_run
 
     try:
         run = decode(args.string)
-        cls = machine_for(run, args.impl)
+        spec = args.impl or run.spec
+        where = (f"sweep world {run.world}, {len(run.decisions)} decisions"
+                 if isinstance(run, SweepRun) else f"scenario {run.scenario}, "
+                 f"{len(run.steps)} steps")
+        print(f"pgconform: replaying {where}, judging {spec} on {run.arch}")
+        replayed = replay_run(run, args.impl)
     except (ReplayError, ImplementationError) as e:
         print(f"pgconform replay: error: {e}", file=sys.stderr)
         return 2
-    spec = args.impl or run.spec
-    print(f"pgconform: replaying {len(run.steps)} steps judging {spec} on {run.arch}, "
-          f"scenario {run.scenario}")
-    machine, violation = run_steps(cls, run.steps)
+    if replayed.stale is not None:
+        if args.impl in (None, run.spec):
+            print(f"pgconform replay: error: the replay string no longer applies to "
+                  f"{run.spec}: {replayed.stale} (recorded with another model or "
+                  "implementation version? record the failure again)", file=sys.stderr)
+            return 2
+        print(f"pgconform: note: judging {spec}, not the recorded {run.spec}: "
+              f"{replayed.stale}")
+    machine, violation = replayed.machine, replayed.violation
     if args.check_determinism:
         odd = check_determinism(run, args.impl)
         if odd is not None:
@@ -43,14 +55,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if violation is None:
         print("no violation: the schedule passes")
         return 0
-    if args.html:
+    if args.html and machine is not None:
         from pgconform.sim.timeline import write_html
 
-        write_html(args.html, machine.k.m, violation, title=f"{spec} on {run.arch}")
-    if args.full and machine.k is not None:
+        write_html(args.html, machine, violation, title=f"{spec} on {run.arch}")
+    if args.full and machine is not None:
         from pgconform.sim.trace import render
 
-        violation.diagram = render(machine.k.m, violation, full=True)
+        violation.diagram = render(machine, violation, full=True)
     print(violation)
     return 1
 
@@ -78,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=_cmd_list)
 
     p_replay = sub.add_parser("replay", help="run a failure again from the replay string it "
-                              "printed; exit status 1 if it fails, 0 if it passes")
-    p_replay.add_argument("string", help="the string after 'replay:' in the failure (pgc1:...)")
+                              "printed; exit status 1 if it fails, 0 if it passes, 2 if the "
+                              "string cannot be used or no longer applies")
+    p_replay.add_argument("string", help="the string after 'replay:' in the failure (pgc1:...), "
+                          "of a conformance machine or the sweep")
     p_replay.add_argument("--impl", metavar="SPEC", default=None,
                           help="judge this implementation instead of the one the string names")
     p_replay.add_argument("--html", metavar="PATH", default=None,

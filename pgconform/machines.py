@@ -99,6 +99,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.world = None
         self.kinds = self.op_kinds
         self.log: list[tuple[str, dict]] = []
+        replay.last_machine = (type(self), self.log)
 
     def _build(self):
         """The world of this run, with the clauses of the known-failures file tolerated (counted

@@ -391,6 +391,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from pgconform import replay
 
     replay.last_failure = None
+    replay.last_machine = None
     replay.tolerated_hits.clear()
 
 
@@ -438,22 +439,53 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
         also = f" (and distinct failures: {', '.join(others)})" if others else ""
         verdict.update(outcome=exc.outcome, clause=exc.clause, message=exc.message + also,
                        diagram_rows=count_rows(exc.diagram))
-    if failure is None or judged.machine is None:
+    if failure is None and judged.machine is not None and _is_flaky(exc):
+        # Hypothesis could not replay its own draws before any failure was recorded (the
+        # implementation changed which rules could run): replay the last run and compare
+        run = replay.latest_run()
+        if run is not None:
+            odd = _check_determinism(replay, run, None, report)
+            if odd is not None:
+                failure = replay.Failure(run, odd, None)
+                return _nondeterministic(item, judged, failure, odd, report, verdict)
+    if failure is None:
         return _write_trace(item, judged, getattr(exc, "machine", None), exc, report, verdict)
     verdict["replay"] = failure.string
-    if failure.violation.clause == "impl.hang":
+    # a sweep failure was checked by the sweep itself (pgconform.sweep.sweep), hangs included
+    if failure.violation.clause == "impl.hang" and not isinstance(failure.run, replay.SweepRun):
         return _confirm_hang(item, judged, failure, report, verdict)
+    odd = None
+    if not isinstance(failure.run, replay.SweepRun):
+        odd = _check_determinism(replay, failure.run, failure.violation.clause, report)
+    if odd is not None:
+        return _nondeterministic(item, judged, failure, odd, report, verdict)
+    return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
+
+
+def _is_flaky(exc) -> bool:
+    from hypothesis.errors import Flaky
+
+    return isinstance(exc, Flaky)
+
+
+def _check_determinism(replay, run, expected, report):
+    """``replay.check_determinism``; None, with a note in the report, if it cannot run."""
     try:
-        odd = replay.check_determinism(failure.run, expected=failure.violation.clause)
+        return replay.check_determinism(run, expected=expected)
     except Exception as e:  # noqa: BLE001 - the report must not crash on a broken replay
-        odd = None
         why = f"the determinism check could not run: {type(e).__name__}: {e}"
         report.sections.append(("pgconform", why))
-    if odd is not None:
-        verdict.update(outcome="errored", clause=odd.clause, message=odd.message)
-        text = "\n\n".join([odd.headline(), (f"replay: python -m pgconform replay "
-                              f"{failure.string} --check-determinism")])
-        report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
+        return None
+
+
+def _nondeterministic(item, judged: _Judged, failure, odd, report, verdict: dict) -> dict:
+    """The ``impl.nondeterministic`` verdict ``odd`` on ``failure``'s run, ahead of the failure
+    that was being judged."""
+    verdict["replay"] = failure.string
+    verdict.update(outcome="errored", clause=odd.clause, message=odd.message)
+    text = "\n\n".join([odd.headline(), (f"replay: python -m pgconform replay "
+                          f"{failure.string} --check-determinism")])
+    report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
     return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
 
 

@@ -26,7 +26,10 @@ from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
 from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Violation
-from pgconform.sim.policies.exhaustive import Exploration, explore
+from pgconform.sim.policies.exhaustive import Diverged, Exploration, explore, run_schedule
+
+#: steps one replayed sweep schedule may take (explore()'s budget)
+SCHEDULE_BUDGET = 4000
 
 #: the operations that free page tables (the protocol under test)
 FREERS = ("khugepaged", "madv_collapse")
@@ -114,24 +117,78 @@ def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
                     yield Pair(world, b, a)
 
 
+def _setup(impl, arch: str, pair: Pair, tolerated=None, hits=None):
+    """A fresh world of ``pair`` with its two operations started: (machine, tasks, finish);
+    tolerated violations counted in ``hits`` (by default the item's, replay.tolerated_hits)."""
+    from pgconform import replay
+
+    k = build_world(WORLDS[pair.world], impl, arch, tolerated=tolerated,
+                    hits=replay.tolerated_hits if hits is None else hits)
+    tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
+
+    def finish():
+        k.m.finish()
+        k.m.check(lambda: check_end_state(k))
+
+    return k.m, tasks, finish
+
+
 def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = None,
                  tolerated=None) -> Exploration:
     """Every schedule of ``pair`` with at most ``bound`` preemptions, end-of-run oracles included;
     violations of the ``tolerated`` clauses (a known-failures file) are counted, not raised."""
-    spec = WORLDS[pair.world]
-    from pgconform import replay
+    return explore(lambda: _setup(impl, arch, pair, tolerated), bound=bound, limit=limit)
 
-    def setup():
-        k = build_world(spec, impl, arch, tolerated=tolerated, hits=replay.tolerated_hits)
-        tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
 
-        def finish():
-            k.m.finish()
-            k.m.check(lambda: check_end_state(k))
+def replay_schedule(run, spec: str | None = None, tolerated=None):
+    """Run a sweep failure's replay string (:class:`pgconform.replay.SweepRun`) again, judging
+    ``spec`` instead of the recorded implementation if given: its world, its pair, its
+    decisions, then the default ones (the current task runs on), and the end-of-run checks;
+    violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
+    from pgconform.kernel.config import ARCHES
+    from pgconform.registry import resolve
+    from pgconform.replay import Replayed, ReplayError, StaleReplay
 
-        return k.m, tasks, finish
+    if run.arch not in ARCHES:
+        raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
+    if run.world not in WORLDS:
+        raise ReplayError(f"unknown sweep world {run.world!r} in the replay string")
+    spec = spec or run.spec
+    impl = resolve(spec)
+    kinds = op_kinds_for(VERSIONS[impl.kernel])
+    for op in (run.first, run.second):
+        if not isinstance(op, Op) or op.kind not in kinds:
+            raise StaleReplay(f"the operation kind {getattr(op, 'kind', op)!r} is none of kernel "
+                              f"{impl.kernel}'s")
+    if run.world not in worlds_for(VERSIONS[impl.kernel]):
+        raise StaleReplay(f"kernel {impl.kernel} is not swept in world {run.world}")
+    pair = Pair(run.world, run.first, run.second)
+    m = None
+    try:
+        m, tasks, finish = _setup(impl, run.arch, pair, tolerated, hits={})
+        run_schedule(m, tasks, run.decisions, 0, SCHEDULE_BUDGET)
+        finish()
+    except Violation as v:
+        v.run = run
+        v.context = _context(v, spec, run.arch, pair, run.decisions, run)
+        return Replayed(v.machine or m, v)
+    except Diverged as d:
+        return Replayed(m, None, str(d))
+    return Replayed(m, None)
 
-    return explore(setup, bound=bound, limit=limit)
+
+def _context(v: Violation, spec: str, arch: str, pair: Pair, decisions, run,
+             found: str = "") -> list[str]:
+    """The lines of a sweep verdict saying what was judged, the schedule, and its replay."""
+    from pgconform.replay import encode
+
+    judged = f"implementation: {spec} on {arch}, exhaustive sweep ({v.outcome}: {v.clause})"
+    if plain_reads_form() == "split":
+        judged += f", plain page-table reads split ({PLAIN_READS_ENV}=split)"
+    return [judged,
+            f"schedule: {pair}; decisions {list(decisions)} (task index per step, -1 an RCU "
+            f"callback){found}",
+            f"replay: python -m pgconform replay {encode(run)}"]
 
 
 @attrs.define
@@ -146,14 +203,20 @@ class SweepResult:
 
 
 def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
-          limit_per_pair: int | None = 20000, tolerated=None) -> SweepResult:
+          limit_per_pair: int | None = 20000, tolerated=None,
+          spec: str | None = None) -> SweepResult:
     """Explore every pair of every world; stop at the first violation, which names the pair and
-    the decisions (task indices, -1 for an RCU callback) of its schedule.
+    the decisions (task indices, -1 for an RCU callback) of its schedule, and carries its replay
+    string (naming the implementation as ``spec``, by default its name).  A failing schedule is
+    run again twice from a fresh world first: if the runs differ, the verdict is
+    ``impl.nondeterministic`` (:func:`pgconform.replay.check_determinism`).
 
     Iterative context bounding: every pair of every world without preemption first, then every
     pair with at most one, and so on up to ``bound``; a bug that needs fewer preemptions is
     found before the sweep spends its time on deep schedules.  (Each round re-runs the shallower
     schedules of a pair: at most twice the work, for the shallow bugs first.)"""
+    from pgconform import replay
+
     bound = default_bound() if bound is None else bound
     out = SweepResult()
     # the worlds' pairs interleaved: the first pairs of every world before the last of any
@@ -172,14 +235,17 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
             out.unconfirmed_hangs += r.unconfirmed_hangs
             if r.violation is not None:
                 v = r.violation
-                judged = (f"implementation: {impl.name} on {arch}, exhaustive sweep "
-                          f"({v.outcome}: {v.clause})")
-                if plain_reads_form() == "split":
-                    judged += f", plain page-table reads split ({PLAIN_READS_ENV}=split)"
-                where = (f"schedule: {pair}; decisions {list(r.decisions)} (task index per "
-                         f"step, -1 an RCU callback), found among {r.schedules} schedules with "
-                         f"at most {b} preemptions")
-                v.context = [judged, where]
+                run = replay.SweepRun(spec or impl.name, arch, pair.world, pair.first,
+                                      pair.second, tuple(r.decisions))
+                odd = (replay.check_determinism(run, expected=v.clause, tolerated=tolerated)
+                       if v.clause != "impl.nondeterministic" else None)
+                if odd is not None:  # shown with the diagram of the run that failed
+                    odd.machine, v = v.machine, odd
+                v.run = run
+                v.context = _context(v, run.spec, arch, pair, r.decisions, run,
+                                     f", found among {r.schedules} schedules with at most {b} "
+                                     "preemptions")
+                replay.last_failure = replay.Failure(run, v, v.machine)
                 out.violation, out.pair = v, pair
                 return out
     return out

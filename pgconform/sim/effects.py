@@ -10,11 +10,13 @@ checked there.  Effects are frozen values: the trace keeps them as they were.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from pgconform.sim.memory import Page
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 
@@ -43,6 +45,48 @@ class Effect:
         return ()
 
 
+def _type_name(tp) -> str:
+    args = typing.get_args(tp)
+    if args:
+        return " | ".join(_type_name(a) for a in args)
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def malformed(eff) -> str | None:
+    """What is wrong with an effect one of whose fields holds a value of the wrong type for it
+    (``Lock("x")``, ``Unlock(None)``), or None.  The cold path: asked only after an effect
+    raised, to tell a malformed effect from a well-formed one breaking on bad state."""
+    cls = type(eff)
+    if not attrs.has(cls):
+        return None
+    try:
+        attrs.resolve_types(cls)
+    except Exception:  # noqa: BLE001 - a type the module cannot name: nothing to check against
+        return None
+    for f in attrs.fields(cls):
+        tp = f.type
+        if tp is None or tp is Any:
+            continue
+        value = getattr(eff, f.name)
+        try:
+            ok = isinstance(value, tp)
+        except TypeError:  # a typing construct isinstance() cannot check
+            continue
+        if not ok:
+            return (f"its {f.name} is {value!r} ({type(value).__name__}), not "
+                    f"{_type_name(tp)}")
+    return None
+
+
+def effect_text(eff) -> str:
+    """An effect as the trace shows it; a malformed effect, whose ``__str__`` breaks on its
+    values, as its fields (``Lock(lock='x', subclass=0)``)."""
+    try:
+        return str(eff)
+    except Exception:  # noqa: BLE001 - the cold path of a verdict on a malformed effect
+        return repr(eff)
+
+
 # --------------------------------------------------------------------------------------------
 # memory
 
@@ -55,7 +99,7 @@ class Load(Effect):
 
     shows_result = True
 
-    page: Any
+    page: Page
     idx: int
 
     def execute(self, m, t):
@@ -75,7 +119,7 @@ class Load(Effect):
 class Store(Effect):
     """WRITE_ONCE of entry ``idx`` of a page; the page's ``check_store`` hook runs the oracles."""
 
-    page: Any
+    page: Page
     idx: int
     value: Any
 

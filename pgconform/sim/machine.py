@@ -26,6 +26,8 @@ from pgconform.sim.effects import (
     Effect,
     Lock,
     Trylock,
+    effect_text,
+    malformed,
 )
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.sync import RcuHead, RwSemaphore, Spinlock
@@ -174,9 +176,15 @@ class Machine:
             self._fail(self._errored(t, "impl.bad-yield", f"yielded {eff!r} "
                                      f"({type(eff).__name__}), which is not a simulator effect"), t)
         t.pending = eff
-        if eff.on_pending is not None:
-            eff.on_pending(self, t)
-        if eff.sleeps and (t.rcu or t.irq or t.spin or t.softirq):
+        try:  # zero-cost unless it raises: an effect built of wrong values breaks here first
+            if eff.on_pending is not None:
+                eff.on_pending(self, t)
+            sleeps = eff.sleeps
+        except Violation:
+            raise
+        except Exception as e:  # noqa: BLE001 - a malformed effect (Lock("x")) gets a verdict
+            self._fail(self._exception_verdict(t, e, eff), t)
+        if sleeps and (t.rcu or t.irq or t.spin or t.softirq):
             self.violation("sched.sleep-in-atomic",
                            f"{t.name} may sleep in {eff} while in atomic context "
                            f"({self._atomic_why(t)})", t, None)
@@ -334,12 +342,32 @@ class Machine:
             tb = tb.tb_next
         return False
 
+    def _yielded_by_implementation(self, t: Task | None) -> bool:
+        """Whether the code that yielded ``t``'s pending effect (the innermost generator of its
+        call chain) is the implementation's."""
+        codes = self.implementation_code
+        if codes is None:
+            return True
+        if t is None or t.gen.gi_frame is None:
+            return False
+        gen = t.gen
+        while gen.gi_yieldfrom is not None and hasattr(gen.gi_yieldfrom, "gi_code"):
+            gen = gen.gi_yieldfrom
+        return gen.gi_code in codes
+
     def _exception_verdict(self, t: Task | None, e: Exception, eff=None) -> ImplementationErrored:
-        """The verdict on an exception escaping kernel code: ``impl.raised`` if the implementation
-        raised it; ``impl.bad-value`` if the model raised it while an implementation is plugged
-        in (a value it returned or stored that the kernel could not hold); re-raised as a bug of
-        pgconform when the reference alone is running."""
-        where = f"{eff} raised " if eff is not None else ""
+        """The verdict on an exception escaping kernel code: ``impl.bad-yield`` if the effect
+        that raised was malformed (a field of the wrong type: ``Lock("x")``) and the
+        implementation's code yielded it; ``impl.raised`` if the implementation raised it;
+        ``impl.bad-value`` if the model raised it while an implementation is plugged in (a value
+        it returned or stored that the kernel could not hold); re-raised as a bug of pgconform
+        when the reference alone is running."""
+        if eff is not None:
+            bad = malformed(eff)
+            if bad is not None and self._yielded_by_implementation(t):
+                return self._errored(t, "impl.bad-yield", f"yielded {eff!r}, a malformed effect: "
+                                     f"{bad} ({type(e).__name__}: {e})")
+        where = f"{effect_text(eff)} raised " if eff is not None else ""
         if self._raised_by_implementation(e, eff):
             return self._errored(t, "impl.raised", f"{where}{type(e).__name__}: {e}")
         if not self.implementation_code:

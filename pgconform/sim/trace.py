@@ -15,6 +15,8 @@ import re
 import textwrap
 from collections import Counter
 
+from pgconform.sim.effects import effect_text
+
 #: effect rows a diagram shows at most (folded gaps are one line each, not counted)
 MAX_ROWS = 30
 COLUMN = 44
@@ -44,7 +46,7 @@ def where(path: tuple) -> str:
 
 def describe(eff, res) -> str:
     """One effect as the diagram shows it: what it did, the value read or the value replaced."""
-    what = str(eff)
+    what = effect_text(eff)
     if res == "!":
         return "*** " + what
     if type(eff).__name__ == "Store":
@@ -72,8 +74,11 @@ def focus_tokens(violation, trace) -> set[str]:
     objs = []
     if violation is not None:
         objs.append(violation.obj)
-    if trace and trace[-1][3] == "!":
-        objs.extend(trace[-1][2].objects())
+    if trace and trace[-1][3] == "!" and trace[-1][2] is not None:
+        try:
+            objs.extend(trace[-1][2].objects())
+        except Exception:  # noqa: BLE001 - a malformed effect: its message names the objects
+            pass
     tokens = set(_TOKEN.findall(violation.message)) if violation is not None else set()
     for obj in objs:
         if obj is None:
@@ -108,7 +113,8 @@ def select(trace, tokens: set[str], limit: int = MAX_ROWS, task=None) -> list[in
     for i, (_t, _path, eff, res) in enumerate(trace):
         if eff is None:
             continue
-        text = str(eff) if res is None or res == "!" else f"{eff} {res!r}"
+        what = effect_text(eff)
+        text = what if res is None or res == "!" else f"{what} {res!r}"
         if i == last or res == "!" or i in recent or _mentions(text, tokens):
             touching.append(i)
         elif type(eff).__name__ in _SYNC or (type(eff).__name__ in _LOCKS

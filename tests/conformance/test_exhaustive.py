@@ -9,7 +9,12 @@ world); it fails with the first violation, naming the pair and the schedule's de
 import pytest
 
 from pgconform.kernel.version import VERSIONS
-from pgconform.plugin import selected_arches, selected_implementation, selected_xfails
+from pgconform.plugin import (
+    selected_arches,
+    selected_implementation,
+    selected_spec,
+    selected_xfails,
+)
 from pgconform.sweep import WORLDS, default_bound, sweep, worlds_for
 
 _impl = selected_implementation()
@@ -24,7 +29,7 @@ def test_sweep(arch, world, request):
         pytest.skip(f"world {world} is not swept in kernel {_impl.kernel}")
     request.node.pgconform_item = (arch, f"sweep-{world}")
     tolerated = {c: why for c, (_, why) in selected_xfails(arch, f"sweep-{world}").items()}
-    r = sweep(_impl, arch, worlds=(world,), tolerated=tolerated)
+    r = sweep(_impl, arch, worlds=(world,), tolerated=tolerated, spec=selected_spec())
     request.node.pgconform_sweep = f"{r.pairs} pairs, {r.schedules} schedules, bound " \
                                    f"{default_bound()}, {'complete' if r.complete else 'limited'}" \
                                    + (f", {r.unconfirmed_hangs} hangs not confirmed when run again"

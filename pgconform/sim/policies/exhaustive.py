@@ -32,11 +32,30 @@ from collections.abc import Callable
 
 import attrs
 
-from pgconform.sim.errors import Hang, Violation
+from pgconform.sim.errors import Hang, ImplementationErrored, Violation
 from pgconform.sim.watchdog import first_timeout_s, hang_verdict, watchdog
 
 #: the decision that runs the first ready RCU callback
 CALLBACK = -1
+
+
+class Diverged(Exception):
+    """A prefix of decisions that does not apply: at ``pos`` it names a task that is not
+    runnable (or a callback when none is ready), or the run ended before the prefix did.  From a
+    fresh world a deterministic machine replays a prefix exactly, so in the exploration this is
+    the implementation's nondeterminism; in a replay string, a string that no longer applies."""
+
+    def __init__(self, pos: int, choice: int | None, runnable: list, ready: bool):
+        self.pos, self.choice, self.runnable, self.ready = pos, choice, runnable, ready
+        can = ", ".join(f"task {i}" for i in runnable) or "no task"
+        if ready:
+            can += " or an RCU callback"
+        if choice is None:
+            what = f"the run ended after {pos} decisions, before the recorded ones did"
+        else:
+            named = "an RCU callback" if choice == CALLBACK else f"task {choice}"
+            what = f"decision {pos + 1} runs {named}, but only {can} could run there"
+        super().__init__(what)
 
 
 @attrs.define
@@ -71,6 +90,8 @@ def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
         if not runnable and not ready:
             if any(not t.done for t in tasks):
                 m.check_deadlock()
+            if len(decisions) < len(prefix):
+                raise Diverged(len(decisions), None, runnable, ready)
             return decisions, branches
         pos = len(decisions)
         default = cur if cur in runnable else (runnable[0] if runnable else CALLBACK)
@@ -88,6 +109,8 @@ def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
             if alternatives:
                 branches.append((pos, alternatives))
         choice = prefix[pos] if pos < len(prefix) else default
+        if choice != default and choice not in runnable and (choice != CALLBACK or not ready):
+            raise Diverged(pos, choice, runnable, ready)
         if choice != default and cur in runnable:
             used += 1
         decisions.append(choice)
@@ -106,22 +129,24 @@ def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None
     most ``bound`` preemptions; stop at the first violation or after ``limit`` schedules."""
     result = Exploration(bound=bound)
     timeout = first_timeout_s()
-    stack: list[tuple] = [()]
+    # each prefix with the trace of the run it branches from (to show where runs part, should
+    # the implementation not replay it: Diverged)
+    stack: list[tuple] = [((), None)]
     while stack:
         if limit is not None and result.schedules >= limit:
             result.complete = False
             break
-        prefix = stack.pop()
+        prefix, parent = stack.pop()
         result.schedules += 1
         try:
             try:
-                decisions, branches = _watched(setup, prefix, bound, budget, timeout)
+                m, decisions, branches = _watched(setup, prefix, bound, budget, timeout)
             except Violation as hang:
                 if hang.clause != "impl.hang":
                     raise
                 # confirmed only if the same schedule hangs again at the same place
                 try:
-                    decisions, branches = _watched(setup, prefix, bound, budget, timeout)
+                    m, decisions, branches = _watched(setup, prefix, bound, budget, timeout)
                 except Violation as again:
                     if again.clause != "impl.hang":
                         raise
@@ -135,17 +160,22 @@ def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None
             result.violation = v
             result.decisions = prefix
             return result
+        except Diverged as d:
+            result.violation = nondeterministic(d, d.machine, parent)
+            result.decisions = prefix
+            return result
         for pos, alternatives in reversed(branches):
             if pos < len(prefix):
                 continue  # explored from an earlier run
             for alt in alternatives:
-                stack.append((*decisions[:pos], alt))
+                stack.append(((*decisions[:pos], alt), m.trace))
     return result
 
 
 def _watched(setup, prefix: tuple, bound: int, budget: int, timeout: float):
     """Set up and run one schedule and its end-of-run check under the watchdog (``timeout``
-    seconds of CPU time): :func:`run_schedule`'s result; a hang raises its ``impl.hang``."""
+    seconds of CPU time): the machine and :func:`run_schedule`'s result; a hang raises its
+    ``impl.hang``, a prefix that does not replay :class:`Diverged` with the machine."""
     m = None
     try:
         with watchdog(timeout):
@@ -154,4 +184,28 @@ def _watched(setup, prefix: tuple, bound: int, budget: int, timeout: float):
             finish()
     except Hang as h:
         raise hang_verdict(h, m, timeout) from None
-    return decisions, branches
+    except Diverged as d:
+        d.machine = m
+        raise
+    return m, decisions, branches
+
+
+def nondeterministic(d: Diverged, m, parent: list | None) -> ImplementationErrored:
+    """The ``impl.nondeterministic`` verdict on a prefix that did not replay: the first effect
+    where this run and the run it was taken from part (their traces)."""
+    from pgconform.replay import trace_rows
+
+    now = trace_rows(m.trace)
+    then = trace_rows(parent or [])
+    at = next((i for i, (a, b) in enumerate(zip(then, now, strict=False)) if a != b),
+              min(len(then), len(now)))
+    first = then[at] if at < len(then) else "(the run had ended)"
+    second = now[at] if at < len(now) else "(the run had ended)"
+    v = ImplementationErrored(
+        "impl.nondeterministic",
+        f"the same decisions run again from a fresh world took another course ({d}); the runs "
+        f"part at effect {at + 1}: {first!r} the first time, {second!r} the second (state kept "
+        "across runs, randomness, or iteration over unordered ids in the implementation)")
+    m.failed = True
+    v.machine = m
+    return v
