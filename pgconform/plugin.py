@@ -16,6 +16,12 @@ default                 ``reference``                   ``(from default)``
 not resolve is a usage error.  The resolved spec is written back to ``PGCONFORM_IMPL`` so that xdist
 workers and any subprocess agree with the controller.
 
+The entry point loads this plugin in every pytest run of the environment, so it acts only on
+pgconform's own runs: those that give one of its options or its ini key (from
+``pytest_configure``), or that collect a conformance module (when the module asks for the
+selection, :func:`_current`).  Any other run is left exactly as it was: its example database, its
+output, its exit status, whatever ``PGCONFORM_IMPL`` says.
+
 Each implementation gets its own Hypothesis example database, ``.hypothesis/examples/<name>`` under
 the rootdir, so judging one implementation never replays (or erases) another's failures.  It is set
 on a profile derived from whichever profile is loaded when the plugin configures (the root
