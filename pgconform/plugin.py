@@ -633,7 +633,7 @@ def _judged_nothing(config: pytest.Config) -> str | None:
     """Why a run that collected conformance items judged none of them, or None."""
     results = config.stash.get(_RESULTS_KEY, None) or []
     collected, deselected, others = config.stash.get(_PGCONFORM_ITEMS_KEY, (0, 0, 0))
-    if (not (collected or results) or others
+    if (config.getoption("collectonly", False) or not (collected or results) or others
             or any(r.outcome != "skipped" for r in results)):
         return None
     skipped = sum(1 for r in results if r.outcome == "skipped")
