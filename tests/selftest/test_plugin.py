@@ -660,6 +660,33 @@ def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypat
         assert sorted(p for p in examples.rglob("*") if p.is_file()) == saved
 
 
+def test_the_wheel_ships_only_the_pgconform_namespace():
+    """pip wheel --no-deps . lists pgconform/ and its dist-info only: the repository's
+    strategies/ folder is a re-export of pgconform.strategies."""
+    import tomllib
+
+    import pgconform.strategies
+    import strategies
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["pgconform"]
+    assert strategies.worlds is pgconform.strategies.worlds
+    assert strategies.make_op is pgconform.strategies.make_op
+    # coverage.py is for `python -m pgconform windows` and tox -e cov: an extra, not a dependency
+    assert not any(d.startswith("coverage") for d in project["project"]["dependencies"])
+    assert "cov" in project["project"]["optional-dependencies"]
+
+
+def test_tox_runs_each_test_once_and_passes_the_selection():
+    import configparser
+
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    envs = [e.strip() for e in tox["tox"]["env_list"].split(",")]
+    assert "selftest" in envs and "zoo" not in envs  # zoo is a subset of selftest
+    assert "PGCONFORM_IMPL" in tox["testenv"]["passenv"].split()
+
+
 def _pgconform(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pgconform", *args], capture_output=True, text=True, cwd=ROOT
@@ -803,6 +830,15 @@ def test_cli_bad_arguments_are_usage_errors(args, message):
     assert out.stdout == ""
     assert out.stderr.startswith(message), out.stderr
     assert len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_cli_windows_without_coverage_says_what_to_install():
+    code = ("import sys; sys.modules['coverage'] = None\n"  # as if coverage.py were not installed
+            "from pgconform.__main__ import main; sys.exit(main(['windows']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == ("pgconform windows: error: coverage.py is not installed (pip install "
+                          "'pgconform[cov]')\n")
 
 
 def test_cli_windows_data_that_measured_none_of_pgconform(tmp_path):
