@@ -210,10 +210,11 @@ ASKS_AT_COLLECTION = textwrap.dedent(
 )
 
 
-def test_unknown_name_from_env_says_so(pgconform_pytester, run_pgconform, monkeypatch):
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["", "xdist"])
+def test_unknown_name_from_env_says_so(pgconform_pytester, run_pgconform, monkeypatch, args):
     monkeypatch.setenv("PGCONFORM_IMPL", "no_such_impl")
     pgconform_pytester.makepyfile(test_conformance_like=ASKS_AT_COLLECTION)
-    result = run_pgconform()
+    result = run_pgconform(*args)  # under xdist the workers find it: the controller says it
     assert_usage_error(
         result, "unknown implementation 'no_such_impl'", "PGCONFORM_IMPL environment variable"
     )
