@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 import attrs
@@ -455,16 +456,18 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def _machine_of(item: pytest.Item):
     """The conformance machine class an item runs, or None for other tests."""
-    from pgconform.machines import ConformanceMachine
-
+    machines = sys.modules.get("pgconform.machines")
+    if machines is None:  # no machine was made in this process: nothing to import for others
+        return None
     cls = getattr(getattr(item, "obj", None), "_hypothesis_state_machine_class", None)
-    return cls if isinstance(cls, type) and issubclass(cls, ConformanceMachine) else None
+    return cls if isinstance(cls, type) and issubclass(cls, machines.ConformanceMachine) else None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    from pgconform import replay
-
+    replay = sys.modules.get("pgconform.replay")
+    if replay is None:  # not imported yet: nothing to reset (and nothing imported for others)
+        return
     replay.last_failure = None
     replay.tolerated_hits.clear()
 
@@ -700,8 +703,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     if message is not None:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         if config.getoption("dist", "no") != "no":  # else pytest prints the UsageError
-            import sys
-
             print(f"ERROR: {message}", file=sys.stderr)
         return
     if (_judged_nothing(config) is not None

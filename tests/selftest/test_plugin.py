@@ -614,11 +614,18 @@ def test_installed_plugin_loads_from_its_entry_point(myimpl, monkeypatch):
 #: database) and the database it runs with.
 UNRELATED = textwrap.dedent(
     """
+    import sys
+
     from hypothesis import given, settings, strategies as st
 
 
     def test_database():
         print("database:", repr(settings.default.database))
+
+
+    def test_nothing_of_pgconform_is_imported_but_the_plugin():
+        loaded = [m for m in sys.modules if m.startswith("pgconform.") and m != "pgconform.plugin"]
+        print("pgconform modules:", sorted(loaded))
 
 
     @given(st.integers(0, 10 ** 6))
@@ -644,6 +651,7 @@ def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypat
     args = ("-p", "no:cacheprovider", "-s")
     without = pgconform_pytester.runpytest_subprocess("-p", "no:pgconform", *args)
     assert without.ret == pytest.ExitCode.TESTS_FAILED
+    assert "pgconform modules: []" in without.stdout.str()
     without.stdout.fnmatch_lines(["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
     examples = pgconform_pytester.path / ".hypothesis" / "examples"
     saved = sorted(p for p in examples.rglob("*") if p.is_file())
