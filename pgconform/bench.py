@@ -148,7 +148,7 @@ def bench_effects(nseeds: int, reps: int) -> dict:
 # --------------------------------------------------------------------------------------------
 # 2 and 3. the conformance machine under Hypothesis
 
-LOCAL_PACKAGES = ("pgconform", "strategies")
+LOCAL_PACKAGES = ("pgconform",)  # the strategies are pgconform.strategies
 #: modules not needed by the machines (and with import-time side effects on pytest or argv)
 SKIP_MODULES = {"pgconform.__main__", "pgconform.plugin"}
 
@@ -160,8 +160,8 @@ def local_modules() -> set[str]:
 
 
 def preload() -> set[str]:
-    """Import every module of pgconform and strategies and every registered implementation, before
-    Hypothesis first runs.
+    """Import every module of pgconform (its strategies too) and every registered implementation,
+    before Hypothesis first runs.
 
     Hypothesis (>= 6.131) also draws integers from a pool of the constants found in the *local*
     modules loaded at the time (hypothesis.internal.conjecture.providers._get_local_constants), so

@@ -119,11 +119,14 @@ class Implementation:
             raise ImplementationError(
                 f"implementation {self.name!r}: kernel {self.kernel!r} is not a modelled kernel "
                 f"version; known: {', '.join(VERSIONS)}")
-        unknown_arches = sorted(set(self.arch_overrides) - set(ARCHES))
-        if unknown_arches:
-            raise ImplementationError(
-                f"implementation {self.name!r}: arch_overrides for {', '.join(unknown_arches)}, "
-                f"which are not modelled arches; known: {', '.join(ARCHES)}")
+        # a misspelt arch would make every item skip (arches) or the table apply nowhere
+        for field, names in (("arches", self.arches), ("arch_overrides", self.arch_overrides),
+                             ("arch_known_violations", self.arch_known_violations)):
+            unknown_arches = sorted(set(names) - set(ARCHES))
+            if unknown_arches:
+                raise ImplementationError(
+                    f"implementation {self.name!r}: {field} names {', '.join(unknown_arches)}, "
+                    f"which are not modelled arches; known: {', '.join(ARCHES)}")
         for where, table in (("", self.overrides),
                              *((f" on {a}", t) for a, t in self.arch_overrides.items())):
             unknown = sorted(set(table) - set(SERIES_FUNCTIONS))

@@ -31,8 +31,8 @@ from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
 from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
-from strategies import hot_places, make_op, op_draws, worlds
-from strategies.worlds import SHAPES
+from pgconform.strategies import hot_places, make_op, op_draws, worlds
+from pgconform.strategies.worlds import SHAPES
 
 NCPUS = 3
 #: the operations that free page tables: most runs start with one of them

@@ -20,6 +20,7 @@ expected one.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from importlib import resources
 
@@ -167,7 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH",
                    help="also write the matrix as JSON, with where each clause failed")
     args = p.parse_args(argv)
-    matrix = version_matrix(args.versions.split(","), args.arch or tuple(ARCHES),
+    from pgconform.implementation import ImplementationError
+
+    versions = [v.strip() for v in args.versions.split(",") if v.strip()]
+    problem = None if versions else "--versions names no version"
+    for spec in versions:
+        try:
+            resolve(spec)
+        except ImplementationError as e:
+            problem = problem or f"--versions: {e}"
+    unknown = [a for a in args.arch or () if a not in ARCHES]
+    if unknown and problem is None:
+        problem = f"unknown --arch {', '.join(unknown)}; known: {', '.join(ARCHES)}"
+    if problem is not None:  # one line, exit status 2, as argparse's own errors
+        print(f"{p.prog}: error: {problem}", file=sys.stderr)
+        return 2
+    matrix = version_matrix(versions, args.arch or tuple(ARCHES),
                             None if args.bound < 0 else args.bound)
     print(to_markdown(matrix), end="")
     if args.json:

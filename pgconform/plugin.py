@@ -16,6 +16,12 @@ default                 ``reference``                   ``(from default)``
 not resolve is a usage error.  The resolved spec is written back to ``PGCONFORM_IMPL`` so that xdist
 workers and any subprocess agree with the controller.
 
+The entry point loads this plugin in every pytest run of the environment, so it acts only on
+pgconform's own runs: those that give one of its options or its ini key (from
+``pytest_configure``), or that collect a conformance module (when the module asks for the
+selection, :func:`_current`).  Any other run is left exactly as it was: its example database, its
+output, its exit status, whatever ``PGCONFORM_IMPL`` says.
+
 Each implementation gets its own Hypothesis example database, ``.hypothesis/examples/<name>`` under
 the rootdir, so judging one implementation never replays (or erases) another's failures.  It is set
 on a profile derived from whichever profile is loaded when the plugin configures (the root
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 import attrs
@@ -60,8 +67,9 @@ class Selection:
 
 
 # A stack, not a single value: pytester runs pytest in-process inside pytest, and each run must see
-# its own selection and give the outer one back when it ends.
-_configured: list[Selection] = []
+# its own selection and give the outer one back when it ends.  Each configured run, innermost last;
+# its selection is in its stash once the plugin acts on it (see pytest_configure).
+_runs: list[pytest.Config] = []
 _lazy: Selection | None = None
 
 
@@ -96,8 +104,10 @@ def _resolve(spec: str, source: str) -> Selection:
 
 def _current() -> Selection:
     global _lazy
-    if _configured:
-        return _configured[-1]
+    if _runs:
+        selection = _runs[-1].stash.get(_SELECTION_KEY, None)
+        # None: a run that gave no pgconform option, now collecting a conformance module
+        return selection if selection is not None else _activate_on_collection(_runs[-1])
     # Outside a configured pytest run (a script, a REPL, a worker of some other runner): the
     # environment or the default, re-resolved if the environment changed since last time.
     spec, source = choose_spec(None, os.environ.get(ENV_VAR), None)
@@ -129,6 +139,16 @@ def selected_xfails(arch: str, scenario: str) -> dict:
         return {}
     with open(path, encoding="utf-8") as f:
         return tolerated_for(parse_xfails(f.read()), arch, scenario, CLAUSES)
+
+
+def scenarios() -> list[str]:
+    """The scenarios of the conformance items, as ``--xfails-file`` names them: the machines'
+    (:data:`pgconform.machines.SCENARIOS`), then the sweep's worlds (a sweep item's scenario is
+    its world, :data:`pgconform.sweep.WORLDS`)."""
+    from pgconform.machines import SCENARIOS
+    from pgconform.sweep import WORLDS
+
+    return list(dict.fromkeys([*SCENARIOS, *WORLDS]))
 
 
 def selected_spec() -> str:
@@ -211,6 +231,7 @@ _DATABASE_KEY = pytest.StashKey["str | None"]()
 _RESULTS_KEY = pytest.StashKey[list]()
 _XFAILS_KEY = pytest.StashKey[list]()
 _SELECTION_KEY = pytest.StashKey[Selection]()
+_PGCONFORM_ITEMS_KEY = pytest.StashKey[list]()
 
 
 def _use_own_database(config: pytest.Config, spec: str) -> str | None:
@@ -235,52 +256,122 @@ def _use_own_database(config: pytest.Config, spec: str) -> str | None:
     return str(path)
 
 
+#: The options that make a run pgconform's from the start (dests of pytest_addoption's options).
+_OPTION_DESTS = ("pgconform_impl", "pgconform_arch", "pgconform_xfails", "pgconform_report",
+                 "pgconform_trace_dir")
+_USAGE_KEY = pytest.StashKey[str]()
+
+
+def _explicit(config: pytest.Config) -> bool:
+    """Whether the run asks for pgconform: one of its options given, or its ini key set."""
+    return (any(config.getoption(dest, None) is not None for dest in _OPTION_DESTS)
+            or bool(str(config.getini(INI_KEY)).strip()))
+
+
 # trylast: Hypothesis's own plugin loads --hypothesis-profile in its pytest_configure; the
 # per-implementation profile must be derived from the profile that is finally in force.
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """The plugin is installed for every pytest run of the environment, so it acts only on
+    pgconform's own: from here when one of its options (or its ini key) is given, else when a
+    conformance module is collected (it asks for the selection: :func:`_current`).  Until then
+    it changes nothing: no environment, no Hypothesis database, no header."""
     if getattr(config.option, "help", False):
         return  # `pytest --help` must work whatever the environment selects
-    from pgconform.implementation import ImplementationError
-    from pgconform.kernel.config import plain_reads_form
-    from pgconform.sim.watchdog import first_timeout_s
+    config.addinivalue_line("markers", "pgconform_sweep: an item of pgconform's exhaustive "
+                                       "sweep (a conformance item)")
+    config.stash[_RESULTS_KEY] = []
+    # conformance items collected, deselected; other tests that ran
+    config.stash[_PGCONFORM_ITEMS_KEY] = [0, 0, 0]
+    _runs.append(config)
+    config.add_cleanup(lambda: _runs.remove(config) if config in _runs else None)
+    if _explicit(config):
+        _activate(config)
 
+
+def _activate_on_collection(config: pytest.Config) -> Selection:
+    """Act on a run that gave no option, as a conformance module is collected: a usage error
+    here is remembered and raised out of the collection (see pytest_make_collect_report)."""
     try:
-        plain_reads_form()
-        first_timeout_s()
-    except ValueError as exc:
-        raise pytest.UsageError(f"pgconform: {exc}") from None
-    spec, source = choose_spec(
-        config.getoption("pgconform_impl"), os.environ.get(ENV_VAR), config.getini(INI_KEY)
-    )
+        return _activate(config)
+    except pytest.UsageError as e:
+        config.stash[_USAGE_KEY] = str(e)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield
+    message = collector.config.stash.get(_USAGE_KEY, None)
+    if message is not None:  # exit 4 with the one line, not a collection error with a traceback
+        raise pytest.UsageError(message)
+    return report
+
+
+def _activate(config: pytest.Config) -> Selection:
+    """Resolve the selection and check the configuration: any problem is a usage error."""
+    from pgconform.implementation import ImplementationError
+    from pgconform.sweep import default_bound
+
+    option = config.getoption("pgconform_impl")
+    if option is not None and not option.strip():
+        raise pytest.UsageError(
+            "pgconform: --impl is empty; give a registered name (python -m pgconform list) or "
+            f"module:attr, or leave the option out (then ${ENV_VAR}, the {INI_KEY} ini key, or "
+            f"{DEFAULT_SPEC})")
+    spec, source = choose_spec(option, os.environ.get(ENV_VAR), config.getini(INI_KEY))
     try:
         selection = _resolve(spec, source)
     except ImplementationError as exc:
         raise pytest.UsageError(
             f"pgconform: {exc} (implementation chosen by {_describe_source(source, config)})"
         ) from None
+    from pgconform.kernel.config import plain_reads_form
+    from pgconform.sim.watchdog import first_timeout_s
 
-    _configured.append(selection)
+    try:
+        default_bound()
+        plain_reads_form()
+        first_timeout_s()
+    except ValueError as exc:
+        raise pytest.UsageError(f"pgconform: {exc}") from None
+    _check_output_paths(config)
+
     config.stash[_SELECTION_KEY] = selection
     _export_arches(config)
-
-    previous_env = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = spec
-
-    def restore() -> None:
-        if previous_env is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = previous_env
-        for i in range(len(_configured) - 1, -1, -1):
-            if _configured[i] is selection:
-                del _configured[i]
-                break
-
-    config.add_cleanup(restore)
+    _export_env(config, ENV_VAR, spec)
     config.stash[_DATABASE_KEY] = _use_own_database(config, spec)
     _export_xfails(config)
-    config.stash[_RESULTS_KEY] = []
+    return selection
+
+
+def _check_output_paths(config: pytest.Config) -> None:
+    """``--pgconform-trace-dir`` must be a directory that can be created, and
+    ``--pgconform-report`` a file that can be written: found out now, not after the run."""
+    trace_dir = config.getoption("pgconform_trace_dir")
+    if trace_dir is not None:
+        try:
+            os.makedirs(trace_dir, exist_ok=True)
+            if not os.access(trace_dir, os.W_OK):
+                raise PermissionError("not writable")
+        except OSError as e:
+            raise pytest.UsageError(
+                f"pgconform: --pgconform-trace-dir {trace_dir}: cannot create or write to it "
+                f"({e.strerror or e})") from None
+    report = config.getoption("pgconform_report")
+    if report is not None:
+        path = os.path.abspath(report)
+        parent = os.path.dirname(path)
+        if os.path.isdir(path):
+            why = "is a directory"
+        elif not os.path.isdir(parent):
+            why = f"no directory {parent}"
+        elif not os.access(path if os.path.exists(path) else parent, os.W_OK):
+            why = "not writable"
+        else:
+            return
+        raise pytest.UsageError(f"pgconform: --pgconform-report {report}: cannot write the "
+                                f"report there ({why})")
 
 
 def _export_env(config: pytest.Config, name: str, value: str) -> None:
@@ -301,7 +392,6 @@ def _export_xfails(config: pytest.Config) -> None:
     """Read ``--xfails-file``: a file that does not parse is a usage error; entries that cannot
     match anything are warned about (by the controller only)."""
     from pgconform.kernel.config import ARCHES
-    from pgconform.machines import SCENARIOS
     from pgconform.oracle.clauses import CLAUSES
     from pgconform.report import XfailsError, parse_xfails, static_warnings
 
@@ -314,6 +404,9 @@ def _export_xfails(config: pytest.Config) -> None:
     try:
         with open(path, encoding="utf-8") as f:
             entries = parse_xfails(f.read())
+    except UnicodeDecodeError as e:
+        raise pytest.UsageError(f"pgconform: --xfails-file {path}: not UTF-8 text (byte "
+                                f"{e.start}: {e.reason})") from None
     except (OSError, XfailsError) as e:
         raise pytest.UsageError(f"pgconform: --xfails-file {path}: {e}") from None
     config.stash[_XFAILS_KEY] = entries
@@ -321,7 +414,7 @@ def _export_xfails(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     arches = selected_arches() if os.environ.get(ARCH_ENV_VAR) else list(ARCHES)
-    for warning in static_warnings(entries, CLAUSES, arches, SCENARIOS):
+    for warning in static_warnings(entries, CLAUSES, arches, scenarios()):
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(f"pgconform: --xfails-file {path}, {warning}"), 2)
 
@@ -380,16 +473,18 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def _machine_of(item: pytest.Item):
     """The conformance machine class an item runs, or None for other tests."""
-    from pgconform.machines import ConformanceMachine
-
+    machines = sys.modules.get("pgconform.machines")
+    if machines is None:  # no machine was made in this process: nothing to import for others
+        return None
     cls = getattr(getattr(item, "obj", None), "_hypothesis_state_machine_class", None)
-    return cls if isinstance(cls, type) and issubclass(cls, ConformanceMachine) else None
+    return cls if isinstance(cls, type) and issubclass(cls, machines.ConformanceMachine) else None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    from pgconform import replay
-
+    replay = sys.modules.get("pgconform.replay")
+    if replay is None:  # not imported yet: nothing to reset (and nothing imported for others)
+        return
     replay.last_failure = None
     replay.last_machine = None
     replay.tolerated_hits.clear()
@@ -555,19 +650,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 f"{c} x{n} ({xfails[c][1]})" for c, n in sorted(known.items()) if c in xfails)
         result = ItemResult(item.nodeid, judged.arch, judged.scenario, known=known,
                             xfails=tuple(hit), **verdict)
+    elif report.failed:  # setup or teardown: no verdict, but the item did not pass
+        exc = call.excinfo.value if call.excinfo is not None else None
+        result = ItemResult(item.nodeid, judged.arch, judged.scenario, "errored",
+                            message=f"{report.when}: {type(exc).__name__}: {exc}")
     else:
         return
     report.user_properties.append(("pgconform", result.to_json()))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    ours = False
     for key, value in getattr(report, "user_properties", ()):
-        if key == "pgconform" and _configured:
+        if key == "pgconform":
             from pgconform.report import ItemResult
 
+            ours = True
             results = _current_results()
             if results is not None:
                 results.append(ItemResult(**{**value, "xfails": tuple(value["xfails"])}))
+    if not ours and report.when == "call" and not report.skipped and _configs:
+        # some other test ran: see _judged_nothing
+        counts = _configs[-1].stash.get(_PGCONFORM_ITEMS_KEY, None)
+        if counts is not None:
+            counts[2] += 1
 
 
 def _current_results() -> list | None:
@@ -583,17 +689,58 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _configs.append(session.config)
 
 
+def _is_conformance_item(item: pytest.Item) -> bool:
+    """A conformance machine's item or the sweep's (marked ``pgconform_sweep``), before it runs."""
+    return _machine_of(item) is not None or item.get_closest_marker("pgconform_sweep") is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    counts = config.stash.get(_PGCONFORM_ITEMS_KEY, None)
+    if counts is not None:
+        counts[0] += sum(1 for item in items if _is_conformance_item(item))
+
+
+def pytest_deselected(items) -> None:
+    config = items[0].config if items else None
+    counts = config.stash.get(_PGCONFORM_ITEMS_KEY, None) if config is not None else None
+    if counts is not None:
+        counts[1] += sum(1 for item in items if _is_conformance_item(item))
+
+
+def _judged_nothing(config: pytest.Config) -> str | None:
+    """Why a run that collected conformance items judged none of them, or None."""
+    results = config.stash.get(_RESULTS_KEY, None) or []
+    collected, deselected, others = config.stash.get(_PGCONFORM_ITEMS_KEY, (0, 0, 0))
+    if (config.getoption("collectonly", False) or not (collected or results) or others
+            or any(r.outcome != "skipped" for r in results)):
+        return None
+    skipped = sum(1 for r in results if r.outcome == "skipped")
+    parts = [f"{n} {what}" for n, what in ((skipped, "skipped"), (deselected, "deselected"))
+             if n]
+    return ("pgconform: usage error: the run judged nothing: every conformance item was "
+            f"skipped or deselected ({', '.join(parts) or 'none ran'}); check --arch, -k, -m "
+            "and the implementation's arches")
+
+
 def _implementation_info(config: pytest.Config) -> dict:
     selection = config.stash.get(_SELECTION_KEY, None)
     if selection is None:
-        return {}
+        # the xdist controller of a run without options: the workers chose the same way
+        spec, source = choose_spec(None, os.environ.get(ENV_VAR), config.getini(INI_KEY))
+        return {"spec": spec, "source": source}
     return {"spec": selection.spec, "source": selection.source,
             "name": selection.implementation.name}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    nothing = _judged_nothing(config)
     results = config.stash.get(_RESULTS_KEY, None)
-    if not results or hasattr(config, "workerinput"):
+    if nothing is not None:
+        terminalreporter.write_line(nothing, red=True)
+    if not results or nothing is not None:
         return
     from pgconform.report import summary_lines
 
@@ -611,13 +758,39 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
                 f"{e.scenario}) matched no violation in this run: fixed? remove it")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """An xdist worker's usage error (raised as it collected a conformance module) reaches the
+    controller here: the run ends with it, not with "no tests ran"."""
+    message = getattr(node, "workeroutput", {}).get("pgconform_usage_error")
+    if message:
+        node.config.stash[_USAGE_KEY] = message
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     config = session.config
     if _configs and _configs[-1] is config:
         _configs.pop()
+    message = config.stash.get(_USAGE_KEY, None)
+    if hasattr(config, "workerinput"):
+        if message is not None:
+            config.workeroutput["pgconform_usage_error"] = message
+        return
+    if message is not None:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        if config.getoption("dist", "no") != "no":  # else pytest prints the UsageError
+            print(f"ERROR: {message}", file=sys.stderr)
+        return
+    if (_judged_nothing(config) is not None
+            and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     results = config.stash.get(_RESULTS_KEY, None)
     path = config.getoption("pgconform_report", None)
-    if path and results is not None and not hasattr(config, "workerinput"):
+    if path and results is not None:
         from pgconform.report import write
 
-        write(path, results, _implementation_info(config))
+        try:
+            write(path, results, _implementation_info(config))
+        except OSError as e:  # checked at configure; it may still go away during the run
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            print(f"pgconform: --pgconform-report {path}: cannot write the report ({e})")

@@ -19,6 +19,9 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 OUTCOMES = ("passed", "failed", "errored", "known")
+#: The row of the items that failed or errored without a clause verdict (a test or harness error,
+#: an exception that is not a :class:`~pgconform.sim.errors.Violation`): counted as errored.
+NO_CLAUSE = "(no clause: not a verdict)"
 
 
 @attrs.frozen
@@ -56,9 +59,12 @@ def tally(results: Iterable[ItemResult], clauses: Iterable[str]) -> dict:
                 cell["known"] += 1
             else:
                 cell["passed"] += 1
-        if r.clause is not None and r.clause not in table:  # a clause not in CLAUSES (a bug)
-            table[r.clause] = {}
-            table[r.clause].setdefault(r.arch, dict.fromkeys(OUTCOMES, 0))[r.outcome] += 1
+        if r.outcome in ("failed", "errored") and r.clause not in clauses:
+            # no verdict (a test or harness error): errored, in a row of its own; or a clause
+            # not in CLAUSES (a bug): its own row too
+            row = NO_CLAUSE if r.clause is None else r.clause
+            outcome = "errored" if r.clause is None else r.outcome
+            table.setdefault(row, {}).setdefault(r.arch, dict.fromkeys(OUTCOMES, 0))[outcome] += 1
     return table
 
 
@@ -100,13 +106,24 @@ def summary_lines(results: list[ItemResult], header: str, verbose: bool = False)
             continue
         cells = [_cell(per_arch.get(a)).ljust(w) for a, w in zip(arches, cols, strict=True)]
         lines.append(clause.ljust(width) + "  ".join(cells).rstrip())
-    if quiet == len(table):
-        passed = sum(1 for r in results if r.outcome == "passed")
+    passed = sum(1 for r in results if r.outcome == "passed")
+    bad_items = [r for r in results if r.outcome in ("failed", "errored")]
+    if quiet == len(table) and not bad_items and passed:
         held = f"every clause held on every architecture ({passed} items passed; -v lists them)"
         lines[2:] = [held]
+    elif quiet == len(table) and not bad_items:
+        lines[2:] = ["no item was judged: every conformance item was skipped"]
     elif quiet:
         lines.append(f"... and {quiet} clauses with no failure on any architecture "
                      "(-v lists them)")
+    counts = {o: sum(1 for r in results if r.outcome == o)
+              for o in ("passed", "failed", "errored", "skipped")}
+    if bad_items:
+        without = sum(1 for r in bad_items if r.clause is None)
+        lines.append(f"items: {counts['passed']} passed, {counts['failed']} failed, "
+                     f"{counts['errored']} errored, {counts['skipped']} skipped"
+                     + (f" ({without} ended without a clause verdict: counted errored, in the "
+                        f"row {NO_CLAUSE})" if without else ""))
     return lines
 
 

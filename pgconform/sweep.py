@@ -89,8 +89,27 @@ KIND_ARGS = {"uffd_register": tuple(range(1, 9)),
 KIND_ADDRS = {"uffd_move": (5, 9)}
 
 
+#: the environment variable that sets the sweep's preemption bound (empty or unset: 1)
+BOUND_ENV_VAR = "PGCONFORM_PREEMPTION_BOUND"
+
+
 def default_bound() -> int:
-    return int(os.environ.get("PGCONFORM_PREEMPTION_BOUND", "1"))
+    """The preemption bound from ``PGCONFORM_PREEMPTION_BOUND`` (1 when unset or empty).
+
+    Raises ValueError, with a message fit for a user, for a value that is not an integer >= 0:
+    a negative bound would run no schedule at all, so every implementation would pass.  The
+    plugin calls this at configure, so a bad value is a usage error before the run."""
+    raw = os.environ.get(BOUND_ENV_VAR, "").strip()
+    if not raw:
+        return 1
+    try:
+        bound = int(raw)
+    except ValueError:
+        bound = -1
+    if bound < 0:
+        raise ValueError(f"{BOUND_ENV_VAR}={raw!r}: the preemption bound must be an integer "
+                         ">= 0 (default 1)")
+    return bound
 
 
 @attrs.frozen

@@ -100,6 +100,12 @@ def run_under_coverage(spec: str, arches: list[str], examples: int, sweep: bool)
     return cov.get_data()
 
 
+def _error(message: str) -> int:
+    """A usage error: one line on stderr, exit status 2 (as argparse's own)."""
+    print(f"pgconform windows: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="pgconform windows", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", metavar="FILE", help="read this coverage data file instead of running")
@@ -109,17 +115,38 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=int, default=200, help="examples per machine (default 200)")
     p.add_argument("--no-sweep", action="store_true", help="run the machines only")
     args = p.parse_args(argv)
-    if args.data:
+    try:
         import coverage
-
+    except ImportError:
+        return _error("coverage.py is not installed (pip install 'pgconform[cov]')")
+    if args.data:
+        if not Path(args.data).is_file():
+            return _error(f"--data {args.data}: no such file")
         data = coverage.CoverageData(basename=args.data)
-        data.read()
+        try:
+            data.read()
+        except Exception as e:  # noqa: BLE001 - coverage raises its own and sqlite's errors
+            return _error(f"--data {args.data}: not a coverage data file ({e})")
+        sources = {str(Path(w.path).resolve()) for w in windows()}
+        if not sources & {str(Path(f).resolve()) for f in data.measured_files()}:
+            return _error(f"--data {args.data}: measured none of pgconform's sources with race "
+                          f"windows ({', '.join(SOURCES)}); was it a run of pgconform?")
     else:
+        from pgconform.implementation import ImplementationError
+        from pgconform.kernel.config import ARCHES
+        from pgconform.registry import resolve
+
+        try:
+            resolve(args.impl)
+        except ImplementationError as e:
+            return _error(f"--impl: {e}")
+        unknown = [a for a in args.arch or () if a not in ARCHES]
+        if unknown:
+            return _error(f"unknown --arch {', '.join(unknown)}; known: {', '.join(ARCHES)}")
         data = run_under_coverage(args.impl, args.arch or ["x86_64"], args.examples,
                                   not args.no_sweep)
     print(report(reached(data)))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

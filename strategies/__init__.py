@@ -1,8 +1,6 @@
-"""Hypothesis strategies for pgconform: worlds, operations and schedules.
+"""The repository's ``strategies`` folder: a re-export of :mod:`pgconform.strategies`, where the
+Hypothesis strategies live (the wheel ships only the ``pgconform`` package)."""
 
-Every choice the conformance machines make is a draw from these, so failures shrink to minimal
-worlds and schedules and replay from the example database."""
-
-from strategies.worlds import hot_places, make_op, op_draws, worlds
+from pgconform.strategies import hot_places, make_op, op_draws, worlds
 
 __all__ = ["hot_places", "make_op", "op_draws", "worlds"]

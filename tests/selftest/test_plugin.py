@@ -106,7 +106,8 @@ def test_default_is_the_reference(pgconform_pytester, run_pgconform):
     needs_reference()
     pgconform_pytester.makepyfile(test_check=check_selection("reference", "default"))
     result = run_pgconform()
-    result.stdout.fnmatch_lines(["pgconform: implementation reference (from default)"])
+    # no option: the plugin acts when asked for the selection, and prints no header then
+    assert "pgconform:" not in result.stdout.str()
     result.assert_outcomes(passed=1)
 
 
@@ -195,12 +196,114 @@ def test_unknown_name_lists_registered(pgconform_pytester, run_pgconform):
         assert name in result.stderr.str()
 
 
-def test_unknown_name_from_env_says_so(pgconform_pytester, run_pgconform, monkeypatch):
+#: A module that asks for the selection when it is collected, as the conformance modules do.
+ASKS_AT_COLLECTION = textwrap.dedent(
+    """
+    from pgconform.plugin import selected_implementation
+
+    _impl = selected_implementation()
+
+
+    def test_judged():
+        assert _impl is not None
+    """
+)
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["", "xdist"])
+def test_unknown_name_from_env_says_so(pgconform_pytester, run_pgconform, monkeypatch, args):
     monkeypatch.setenv("PGCONFORM_IMPL", "no_such_impl")
-    result = run_pgconform()
+    pgconform_pytester.makepyfile(test_conformance_like=ASKS_AT_COLLECTION)
+    result = run_pgconform(*args)  # under xdist the workers find it: the controller says it
     assert_usage_error(
         result, "unknown implementation 'no_such_impl'", "PGCONFORM_IMPL environment variable"
     )
+    assert "ERROR collecting" not in result.stdout.str()
+
+
+def test_bad_preemption_bound_at_collection_is_a_usage_error(pgconform_pytester, run_pgconform,
+                                                            monkeypatch):
+    monkeypatch.setenv("PGCONFORM_PREEMPTION_BOUND", "-3")
+    pgconform_pytester.makepyfile(test_conformance_like=ASKS_AT_COLLECTION)
+    assert_usage_error(run_pgconform(), "pgconform: PGCONFORM_PREEMPTION_BOUND='-3': the "
+                       "preemption bound must be an integer >= 0 (default 1)")
+
+
+@pytest.mark.parametrize("value", ["-3", "two", "1.5"])
+def test_bad_preemption_bound_is_a_usage_error(myimpl, run_pgconform, monkeypatch, value):
+    monkeypatch.setenv("PGCONFORM_PREEMPTION_BOUND", value)
+    myimpl.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "myimpl:OPTION")
+    assert_usage_error(result, f"pgconform: PGCONFORM_PREEMPTION_BOUND={value!r}: the preemption "
+                               "bound must be an integer >= 0 (default 1)")
+
+
+def test_default_bound_is_validated_in_one_place(monkeypatch):
+    from pgconform.sweep import default_bound
+
+    for value, bound in (("", 1), (" 0 ", 0), ("2", 2)):
+        monkeypatch.setenv("PGCONFORM_PREEMPTION_BOUND", value)
+        assert default_bound() == bound
+    monkeypatch.delenv("PGCONFORM_PREEMPTION_BOUND")
+    assert default_bound() == 1
+    for value in ("-1", "x"):
+        monkeypatch.setenv("PGCONFORM_PREEMPTION_BOUND", value)
+        with pytest.raises(ValueError, match="must be an integer >= 0"):
+            default_bound()
+
+
+def test_empty_impl_option_is_a_usage_error(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makepyfile(test_never="def test_never(): pass")
+    for value in ("", "  "):
+        assert_usage_error(run_pgconform(f"--impl={value}"),
+                           "pgconform: --impl is empty; give a registered name")
+
+
+BAD_ARCHES = """
+from pgconform.implementation import Implementation
+
+TYPO = Implementation(name="typo", arches=("x86-64",))
+"""
+
+
+def test_unknown_arch_in_an_implementation_is_a_usage_error(pgconform_pytester, run_pgconform):
+    pgconform_pytester.makepyfile(badarches=BAD_ARCHES,
+                                  test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "badarches:TYPO")
+    assert_usage_error(result, "implementation 'typo': arches names x86-64, which are not "
+                               "modelled arches; known: x86_64, ")
+
+
+@pytest.mark.parametrize("field", ["arches", "arch_overrides", "arch_known_violations"])
+def test_implementation_arch_names_are_checked(field):
+    value = ("x86-64",) if field == "arches" else {"x86-64": {}}
+    with pytest.raises(ImplementationError, match=f"{field} names x86-64, which are not "
+                                                  "modelled arches; known: x86_64"):
+        Implementation(name="typo", **{field: value})
+
+
+def test_xfails_file_that_is_not_utf8_is_a_usage_error(myimpl, run_pgconform):
+    (myimpl.path / "xfails.txt").write_bytes(b"pt.use-after-free x86_64 # caf\xe9\n")
+    myimpl.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "myimpl:OPTION", "--xfails-file", "xfails.txt")
+    assert_usage_error(result, "xfails.txt: not UTF-8 text (byte 30: invalid continuation byte)")
+
+
+def test_uncreatable_trace_dir_is_a_usage_error(myimpl, run_pgconform):
+    (myimpl.path / "afile").write_text("")
+    myimpl.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "myimpl:OPTION", "--pgconform-trace-dir", "afile/traces")
+    assert_usage_error(result, "pgconform: --pgconform-trace-dir afile/traces: cannot create or "
+                               "write to it (Not a directory)")
+
+
+@pytest.mark.parametrize(("path", "why"), [("nodir/report.json", "no directory "),
+                                           (".", "is a directory")])
+def test_unwritable_report_path_is_a_usage_error(myimpl, run_pgconform, path, why):
+    myimpl.makepyfile(test_never="def test_never(): pass")
+    result = run_pgconform("--impl", "myimpl:OPTION", "--pgconform-report", path)
+    assert_usage_error(result, f"pgconform: --pgconform-report {path}: cannot write the report "
+                               f"there ({why}")
 
 
 def test_unknown_name_from_ini_says_so(pgconform_pytester, run_pgconform):
@@ -499,8 +602,98 @@ def test_installed_plugin_loads_from_its_entry_point(myimpl, monkeypatch):
     monkeypatch.setenv("PGCONFORM_IMPL", "myimpl:ENV")
     myimpl.makepyfile(test_check=check_selection("myimpl:ENV", "env", name="myimpl:ENV"))
     result = myimpl.runpytest_subprocess()  # no -p: the pytest11 entry point loads the plugin
+    result.assert_outcomes(passed=1)
+    result = myimpl.runpytest_subprocess("--arch", "x86_64")  # an option: the header shows
     result.stdout.fnmatch_lines(["pgconform: implementation myimpl:ENV (from env)"])
     result.assert_outcomes(passed=1)
+
+
+# --- installing pgconform changes nothing else ------------------------------------------------
+
+#: Another project's tests: a Hypothesis failure (saved to, and replayed from, its example
+#: database) and the database it runs with.
+UNRELATED = textwrap.dedent(
+    """
+    import sys
+
+    from hypothesis import given, settings, strategies as st
+
+
+    def test_database():
+        print("database:", repr(settings.default.database))
+
+
+    def test_nothing_of_pgconform_is_imported_but_the_plugin():
+        loaded = [m for m in sys.modules if m.startswith("pgconform.") and m != "pgconform.plugin"]
+        print("pgconform modules:", sorted(loaded))
+
+
+    @given(st.integers(0, 10 ** 6))
+    def test_small(n):
+        assert n < 1000
+    """
+)
+
+
+def _normalised(result: pytest.RunResult) -> list[str]:
+    import re
+
+    lines = [re.sub(r" in [0-9.]+s", " in Ns", line) for line in result.outlines]
+    return [line for line in lines if not line.startswith(("running:", "     in:"))]
+
+
+def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypatch):
+    """The pytest11 entry point loads the plugin in every pytest run of the environment: in a run
+    that is not pgconform's (none of its options, no conformance module), it changes nothing:
+    not the example database, not the exit status, not the output, even with a stale
+    PGCONFORM_IMPL in the environment."""
+    pgconform_pytester.makepyfile(test_other=UNRELATED)
+    args = ("-p", "no:cacheprovider", "-s")
+    without = pgconform_pytester.runpytest_subprocess("-p", "no:pgconform", *args)
+    assert without.ret == pytest.ExitCode.TESTS_FAILED
+    assert "pgconform modules: []" in without.stdout.str()
+    without.stdout.fnmatch_lines(["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
+    examples = pgconform_pytester.path / ".hypothesis" / "examples"
+    saved = sorted(p for p in examples.rglob("*") if p.is_file())
+    assert saved, "the failure was not saved to the project's database"
+    for env in (None, "no_such_impl", "reference"):
+        if env is None:
+            monkeypatch.delenv("PGCONFORM_IMPL", raising=False)
+        else:
+            monkeypatch.setenv("PGCONFORM_IMPL", env)
+        with_plugin = pgconform_pytester.runpytest_subprocess(*PLUGIN_ARGS, *args)
+        assert with_plugin.ret == without.ret, env
+        assert _normalised(with_plugin) == _normalised(without), env
+        with_plugin.stdout.fnmatch_lines(["E *n=1000,"])  # replayed from the saved failure
+        assert not (examples / "reference").exists()
+        assert sorted(p for p in examples.rglob("*") if p.is_file()) == saved
+
+
+def test_the_wheel_ships_only_the_pgconform_namespace():
+    """pip wheel --no-deps . lists pgconform/ and its dist-info only: the repository's
+    strategies/ folder is a re-export of pgconform.strategies."""
+    import tomllib
+
+    import pgconform.strategies
+    import strategies
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["pgconform"]
+    assert strategies.worlds is pgconform.strategies.worlds
+    assert strategies.make_op is pgconform.strategies.make_op
+    # coverage.py is for `python -m pgconform windows` and tox -e cov: an extra, not a dependency
+    assert not any(d.startswith("coverage") for d in project["project"]["dependencies"])
+    assert "cov" in project["project"]["optional-dependencies"]
+
+
+def test_tox_runs_each_test_once_and_passes_the_selection():
+    import configparser
+
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    envs = [e.strip() for e in tox["tox"]["env_list"].split(",")]
+    assert "selftest" in envs and "zoo" not in envs  # zoo is a subset of selftest
+    assert "PGCONFORM_IMPL" in tox["testenv"]["passenv"].split()
 
 
 def _pgconform(*args: str) -> subprocess.CompletedProcess[str]:
@@ -597,7 +790,8 @@ def test_implementation_is_skipped_where_it_does_not_apply():
          str(ROOT / "tests" / "conformance"), "--arch", "x86_64",
          "--impl", "pgconform.zoo.a10_pae_no_sync:MUTANT"],
         capture_output=True, text=True, cwd=ROOT, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
+    # a run that judged nothing is a usage error, with one line saying why
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
     # one machine item per scenario and one sweep item per world (the anon world too: skipped
     # anyway)
     from pgconform.machines import SCENARIOS
@@ -605,3 +799,63 @@ def test_implementation_is_skipped_where_it_does_not_apply():
 
     skipped = f"{len(SCENARIOS) + len(WORLDS)} skipped"
     assert skipped in out.stdout and "applies to x86_pae only" in out.stdout, out.stdout
+    assert ("pgconform: usage error: the run judged nothing: every conformance item was skipped "
+            f"or deselected ({skipped}); check --arch, -k, -m and the implementation's "
+            "arches") in out.stdout.splitlines()
+    assert "pgconform conformance summary" not in out.stdout
+
+
+def test_a_run_whose_conformance_items_are_all_deselected_is_a_usage_error():
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         str(ROOT / "tests" / "conformance"), "--arch", "x86_64", "-k", "no_such_item"],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
+    from pgconform.machines import SCENARIOS
+    from pgconform.sweep import WORLDS
+
+    n = len(SCENARIOS) + len(WORLDS)
+    assert ("pgconform: usage error: the run judged nothing: every conformance item was skipped "
+            f"or deselected ({n} deselected); check --arch, -k, -m and the implementation's "
+            "arches") in out.stdout.splitlines()
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("matrix", "--versions", "nosuch"),
+     "python -m pgconform matrix: error: --versions: unknown implementation 'nosuch'; registered:"),
+    (("matrix", "--arch", "vax"), "python -m pgconform matrix: error: unknown --arch vax; known: "),
+    (("windows", "--impl", "nosuch"),
+     "pgconform windows: error: --impl: unknown implementation 'nosuch'; registered: "),
+    (("windows", "--arch", "vax"), "pgconform windows: error: unknown --arch vax; known: "),
+    (("windows", "--data", "/nonexistent"),
+     "pgconform windows: error: --data /nonexistent: no such file"),
+    (("windows", "--data", "README.md"),
+     "pgconform windows: error: --data README.md: not a coverage data file ("),
+])
+def test_cli_bad_arguments_are_usage_errors(args, message):
+    out = _pgconform(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""
+    assert out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_cli_windows_without_coverage_says_what_to_install():
+    code = ("import sys; sys.modules['coverage'] = None\n"  # as if coverage.py were not installed
+            "from pgconform.__main__ import main; sys.exit(main(['windows']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == ("pgconform windows: error: coverage.py is not installed (pip install "
+                          "'pgconform[cov]')\n")
+
+
+def test_cli_windows_data_that_measured_none_of_pgconform(tmp_path):
+    import coverage
+
+    data = coverage.CoverageData(basename=str(tmp_path / ".coverage"))
+    data.add_lines({str(tmp_path / "other.py"): [1, 2]})
+    data.write()
+    out = _pgconform("windows", "--data", str(tmp_path / ".coverage"))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "measured none of pgconform's sources with race windows" in out.stderr
