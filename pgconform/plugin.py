@@ -554,7 +554,11 @@ def _verdict_longrepr(item: pytest.Item, excinfo: pytest.ExceptionInfo, violatio
     message = f"[{first.clause}] {first.message}".split("\n", 1)[0]
     if len(violations) > 1:
         message += f" (and {len(violations) - 1} more distinct failures)"
-    crash = ReprFileLocation(item.location[0], (item.location[1] or 0) + 1, message)
+    # where: the item's own file (a machine's runTest is Hypothesis's, in hypothesis/stateful.py)
+    path, line = item.nodeid.split("::", 1)[0], 1
+    if item.location[0] == path and item.location[1] is not None:
+        line = item.location[1] + 1
+    crash = ReprFileLocation(path, line, message)
     style = item.config.getoption("tbstyle", "auto")
     # --tb=line: the crash line alone, "path:line: [clause] message"
     lines = [] if style == "line" else verdict_text(violations).splitlines(keepends=True)
