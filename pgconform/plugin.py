@@ -488,8 +488,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 # what a failure shows: the verdict first, the harness traceback only when asked for
 
 #: The ``--tb`` styles that show the harness's traceback after the verdict: those who ask for a
-#: whole traceback get it.  ``auto`` (the default) and ``short`` show the verdict alone, ``line``
-#: its first line, ``no`` nothing.
+#: whole traceback get it (and ``--full-trace``).  ``auto`` (the default) and ``short`` show the
+#: verdict alone, ``line`` its first line, ``no`` nothing.
 _TRACEBACK_STYLES = ("long", "native")
 
 
@@ -560,6 +560,8 @@ def _verdict_longrepr(item: pytest.Item, excinfo: pytest.ExceptionInfo, violatio
         line = item.location[1] + 1
     crash = ReprFileLocation(path, line, message)
     style = item.config.getoption("tbstyle", "auto")
+    if item.config.getoption("fulltrace", False):
+        style = "long"  # --full-trace: pytest shows the long traceback, unfiltered
     # --tb=line: the crash line alone, "path:line: [clause] message"
     lines = [] if style == "line" else verdict_text(violations).splitlines(keepends=True)
     chain = [(ReprTracebackNative(lines), crash, None)]

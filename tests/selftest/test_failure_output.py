@@ -126,6 +126,10 @@ def test_machine_failure_is_its_verdict(suite):
     assert props["pgconform_clause"] == MACHINE_CLAUSE
     assert props["pgconform_outcome"] == "failed"
     assert f"replay: python -m pgconform replay {props['pgconform_replay']}" in section
+    readme = (ROOT / "README.md").read_text()
+    documented = readme.split("\n## Interpreting a failure\n", 1)[1].split("\n## ", 1)[0]
+    assert {name for name in props if name.startswith("pgconform_")} == set(
+        re.findall(r"`(pgconform_[a-z]+)`", documented))
 
 
 def test_machine_failure_is_printed_once_in_ci(suite, monkeypatch):
@@ -159,6 +163,16 @@ def test_machine_failure_with_tb_long_has_the_traceback_after_the_verdict(suite)
     out = result.stdout.str()
     assert out.count(f"  clause {MACHINE_CLAUSE}: ") == 1
     assert out.count("replay: python -m pgconform replay ") == 1
+
+
+def test_machine_failure_with_tb_line_is_one_line(suite):
+    result = _machine(suite, "--tb=line")
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    at = lines.index(next(line for line in lines if re.match(r"^=+ FAILURES =+$", line)))
+    assert lines[at + 1].startswith(f"test_conformance.py:1: [{MACHINE_CLAUSE}] ")
+    assert re.match(r"^=+ pgconform conformance summary =+$", lines[at + 2])
+    assert "stateful.py" not in result.stdout.str()
 
 
 def test_sweep_failure_is_its_verdict_once_in_ci_under_xdist(suite, monkeypatch):
