@@ -560,14 +560,15 @@ def _verdict_longrepr(item: pytest.Item, excinfo: pytest.ExceptionInfo, violatio
         line = item.location[1] + 1
     crash = ReprFileLocation(path, line, message)
     style = item.config.getoption("tbstyle", "auto")
+    asked = f"--tb={style}"
     if item.config.getoption("fulltrace", False):
-        style = "long"  # --full-trace: pytest shows the long traceback, unfiltered
+        style, asked = "long", "--full-trace"  # pytest shows the long traceback, unfiltered
     # --tb=line: the crash line alone, "path:line: [clause] message"
     lines = [] if style == "line" else verdict_text(violations).splitlines(keepends=True)
     chain = [(ReprTracebackNative(lines), crash, None)]
     if style in _TRACEBACK_STYLES and isinstance(original, ExceptionRepr):
         before = getattr(original, "chain", None) or [(original.reprtraceback, None, None)]
-        chain[0] = (chain[0][0], None, f"The harness's traceback (--tb={style}):")
+        chain[0] = (chain[0][0], None, f"The harness's traceback ({asked}):")
         chain += [(_without_message(tb, excinfo.value), where, why) for tb, where, why in before]
         chain[-1] = (chain[-1][0], crash, chain[-1][2])
     longrepr = ExceptionChainRepr(chain)
