@@ -542,7 +542,9 @@ def _show_verdict_first(item: pytest.Item, excinfo: pytest.ExceptionInfo, report
 def _verdict_longrepr(item: pytest.Item, excinfo: pytest.ExceptionInfo, violations: list,
                       original):
     """The failure section of ``violations`` (see :func:`_show_verdict_first`), built of pytest's
-    own repr classes so that xdist carries it from the workers."""
+    own repr classes so that xdist carries it from the workers and junitxml finds its message
+    (``_pytest._code.code``: pytest has no public way to build one; should they change, the
+    caller's fallback keeps pytest's own repr)."""
     from _pytest._code.code import (
         ExceptionChainRepr,
         ExceptionRepr,
