@@ -1,7 +1,8 @@
 """Hypothesis profiles for the whole repository.
 
 ``dev`` (the default) is quick; ``ci`` is derived from Hypothesis's own ``ci`` profile
-(derandomized, no example database, blobs printed); ``nightly`` runs long.  Which one loads:
+(derandomized, no example database) but prints no ``@reproduce_failure`` blobs (see below);
+``nightly`` runs long.  Which one loads:
 ``HYPOTHESIS_PROFILE`` if set, else ``ci`` when the ``CI`` environment variable is truthy, else
 ``dev``.
 ``--hypothesis-profile NAME`` on the command line overrides all of these.
@@ -46,7 +47,15 @@ settings.register_profile(
     parent=_hypothesis_ci,
     max_examples=500,
     deadline=None,
-    print_blob=True,
+    # Hypothesis's ci profile prints "@reproduce_failure(...) as a decorator on your test
+    # function": advice nobody can follow here.  The conformance items are state machines that
+    # tests/conformance builds in a loop (make_machine), so there is no function or class in the
+    # user's source to decorate; the blob encodes Hypothesis's choices for this Hypothesis
+    # version and these strategies only; and the profile is derandomized, so rerunning the same
+    # command finds the same failure anyway.  Every verdict ends with its replay string
+    # (python -m pgconform replay), which replays the schedule without Hypothesis, under any
+    # --impl.
+    print_blob=False,
     suppress_health_check=_suppress(_hypothesis_ci),
 )
 settings.register_profile(

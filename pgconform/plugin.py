@@ -641,6 +641,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         known = dict(replay.tolerated_hits)
         verdict = {"outcome": "passed"}
         if report.failed and call.excinfo is not None:
+            _show_verdict_first(item, call.excinfo, report)
             verdict = _judge_failure(item, judged, call.excinfo.value, report)
         xfails = judged.xfails
         hit = sorted({xfails[c][0] for c in known if c in xfails})
@@ -657,6 +658,143 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     else:
         return
     report.user_properties.append(("pgconform", result.to_json()))
+    _record_for_junit(item, result)
+
+
+# ------------------------------------------------------------------------------------------------
+# what a failure shows: the verdict first, the harness traceback only when asked for
+
+#: The ``--tb`` styles that show the harness's traceback after the verdict: those who ask for a
+#: whole traceback get it (and ``--full-trace``).  ``auto`` (the default) and ``short`` show the
+#: verdict alone, ``line`` its first line, ``no`` nothing.
+_TRACEBACK_STYLES = ("long", "native")
+
+
+def _violations_in(exc) -> list | None:
+    """The pgconform violations ``exc`` is (one, or Hypothesis's group of distinct failures), or
+    None when anything else was raised: a crash of the harness keeps pytest's traceback."""
+    from pgconform.sim.errors import Violation
+
+    if isinstance(exc, Violation):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_violations_in(e) for e in exc.exceptions]
+        if found and all(f is not None for f in found):
+            return [v for f in found for v in f]
+    return None
+
+
+def verdict_text(violations: list) -> str:
+    """What a failure shows first: each violation's verdict (headline, diagram, what was judged,
+    the replay line) and after it Hypothesis's notes on it (the program that reproduces it)."""
+    parts = []
+    for i, v in enumerate(violations):
+        if len(violations) > 1:
+            parts.append(f"distinct failure {i + 1} of {len(violations)}:")
+        parts.append(str(v))
+        notes = [str(n) for n in getattr(v, "__notes__", ())]
+        if notes:
+            parts.append("\n".join(notes))
+    return "\n\n".join(parts) + "\n"
+
+
+def _show_verdict_first(item: pytest.Item, excinfo: pytest.ExceptionInfo, report) -> None:
+    """For a pgconform violation, make the failure section the verdict: pytest's traceback of the
+    harness (Hypothesis, the machine, ``Machine.violation``) says nothing the verdict does not,
+    and it came first, 40-55 lines of it.  With ``--tb=long`` or ``--tb=native`` it follows the
+    verdict, its message cut to one line.  The crash line (the short test summary, ``--tb=line``,
+    JUnit's failure message) is the violation's first line only: pytest prints that message whole
+    when ``CI`` is set, and the verdict must be printed once.  Anything but a violation keeps
+    pytest's traceback."""
+    violations = _violations_in(excinfo.value)
+    if not violations:
+        return
+    try:
+        report.longrepr = _verdict_longrepr(item, excinfo, violations, report.longrepr)
+    except Exception as e:  # noqa: BLE001 - never an INTERNALERROR: pytest's own repr stands
+        report.sections.append(("pgconform", f"the verdict could not be put first: "
+                                             f"{type(e).__name__}: {e}"))
+
+
+def _verdict_longrepr(item: pytest.Item, excinfo: pytest.ExceptionInfo, violations: list,
+                      original):
+    """The failure section of ``violations`` (see :func:`_show_verdict_first`), built of pytest's
+    own repr classes so that xdist carries it from the workers and junitxml finds its message
+    (``_pytest._code.code``: pytest has no public way to build one; should they change, the
+    caller's fallback keeps pytest's own repr)."""
+    from _pytest._code.code import (
+        ExceptionChainRepr,
+        ExceptionRepr,
+        ReprFileLocation,
+        ReprTracebackNative,
+    )
+
+    first = violations[0]
+    message = f"[{first.clause}] {first.message}".split("\n", 1)[0]
+    if len(violations) > 1:
+        message += f" (and {len(violations) - 1} more distinct failures)"
+    # where: the item's own file (a machine's runTest is Hypothesis's, in hypothesis/stateful.py)
+    path, line = item.nodeid.split("::", 1)[0], 1
+    if item.location[0] == path and item.location[1] is not None:
+        line = item.location[1] + 1
+    crash = ReprFileLocation(path, line, message)
+    style = item.config.getoption("tbstyle", "auto")
+    asked = f"--tb={style}"
+    if item.config.getoption("fulltrace", False):
+        style, asked = "long", "--full-trace"  # pytest shows the long traceback, unfiltered
+    # --tb=line: the crash line alone, "path:line: [clause] message"
+    lines = [] if style == "line" else verdict_text(violations).splitlines(keepends=True)
+    chain = [(ReprTracebackNative(lines), crash, None)]
+    if style in _TRACEBACK_STYLES and isinstance(original, ExceptionRepr):
+        before = getattr(original, "chain", None) or [(original.reprtraceback, None, None)]
+        chain[0] = (chain[0][0], None, f"The harness's traceback ({asked}):")
+        chain += [(_without_message(tb, excinfo.value), where, why) for tb, where, why in before]
+        chain[-1] = (chain[-1][0], crash, chain[-1][2])
+    longrepr = ExceptionChainRepr(chain)
+    if isinstance(original, ExceptionRepr):
+        longrepr.sections.extend(original.sections)
+    return longrepr
+
+
+def _without_message(reprtraceback, exc):
+    """``reprtraceback`` with the exception's message cut to its first line: the rest of it is
+    the verdict, already shown above the traceback."""
+    import dataclasses
+    import traceback
+
+    from _pytest._code.code import ReprEntry, ReprEntryNative, ReprTraceback
+
+    entries = []
+    for entry in reprtraceback.reprentries:
+        if isinstance(entry, ReprEntry):
+            marks = [i for i, line in enumerate(entry.lines) if line.startswith("E")]
+            if len(marks) > 1:
+                lines = [*entry.lines[:marks[0] + 1], "E       (the verdict above)",
+                         *entry.lines[marks[-1] + 1:]]
+                entry = dataclasses.replace(entry, lines=lines)
+        elif isinstance(entry, ReprEntryNative):
+            only = traceback.format_exception_only(type(exc), exc)
+            lines = list(entry.lines)
+            if len(lines) > len(only) and lines[-len(only):] == only:
+                head = only[0].split("\n", 1)[0]
+                entry = ReprEntryNative([*lines[:-len(only)], f"{head}\n",
+                                         "    (the verdict above)\n"])
+        entries.append(entry)
+    return ReprTraceback(entries, reprtraceback.extraline, reprtraceback.style)
+
+
+def _record_for_junit(item: pytest.Item, result) -> None:
+    """A failure's clause, outcome and replay string as plain-string properties of the item, so
+    that JUnit XML (``--junitxml``) carries them to CI systems.  They go on the item: junitxml
+    writes the properties of the teardown report, which copies the item's; the ``pgconform``
+    property (a dict, for this plugin's summary) is on the call report only."""
+    if result.outcome not in ("failed", "errored"):
+        return
+    if result.clause:
+        item.user_properties.append(("pgconform_clause", result.clause))
+    item.user_properties.append(("pgconform_outcome", result.outcome))
+    if result.replay:
+        item.user_properties.append(("pgconform_replay", result.replay))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
