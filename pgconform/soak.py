@@ -101,7 +101,8 @@ def _sweep_task(task: tuple) -> dict:
     if r.violation is not None:
         failures.append({"arch": arch, "scenario": f"sweep {r.pair}", "seed": None,
                          "clause": r.violation.clause,
-                         "replay": getattr(r.violation, "replay", "") or ""})
+                         "replay": (replay.encode(r.violation.run)
+                                    if getattr(r.violation, "run", None) is not None else "")})
     return {"kind": "sweep", "arch": arch, "pairs": r.pairs, "schedules": r.schedules,
             "complete": r.complete, "bound": bound, "failures": failures,
             "known": dict(replay.tolerated_hits),
