@@ -77,7 +77,7 @@ def test_a_harness_error_through_pytest(pgconform_pytester, run_pgconform):
 
 def test_one_scenario_vocabulary_for_machines_and_sweep():
     scenarios = plugin.scenarios()
-    assert {"shared", "private", "mixed", "pte-mapped-thp", "anon"} == set(scenarios)
+    assert {"shared", "private", "mixed", "pte-mapped-thp", "anon", "shared-uffd"} == set(scenarios)
     entries = parse_xfails("pt.free-nonempty x86_64 private\npt.free-nonempty * sweep-private\n")
     assert static_warnings(entries, CLAUSES, ["x86_64"], scenarios) == [
         "line 2: 'sweep-private' matches no scenario"]
