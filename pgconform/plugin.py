@@ -580,7 +580,9 @@ def _nondeterministic(item, judged: _Judged, failure, odd, report, verdict: dict
     verdict.update(outcome="errored", clause=odd.clause, message=odd.message)
     text = "\n\n".join([odd.headline(), (f"replay: python -m pgconform replay "
                           f"{failure.string} --check-determinism")])
-    report.longrepr = f"{text}\n\n(the failure that was being judged)\n{report.longrepr}"
+    # the failure that was being judged goes below the verdict, never into its summary line
+    report.sections.append(("pgconform: the failure that was being judged", str(report.longrepr)))
+    report.longrepr = text
     return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
 
 
@@ -599,7 +601,7 @@ def _confirm_hang(item, judged: _Judged, failure, report, verdict: dict) -> dict
         return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
     if again is not None:  # its message gives the full time it ran for
         verdict["message"] = again.message
-        report.longrepr = f"confirmed when replayed: {again.message}\n\n{report.longrepr}"
+        report.sections.append(("pgconform: the hang, confirmed when replayed", again.message))
         return _write_trace(item, judged, failure.machine, failure.violation, report, verdict)
     reason = (f"pgconform: not judged: a hang was seen ({failure.violation.message}) and did not "
               f"reproduce when the run was replayed with the full {first_timeout_s():g} s of CPU "

@@ -244,7 +244,7 @@ def run_steps(machine_cls, steps: Sequence, skipped: list | None = None
     return machine, None
 
 
-def replay_run(run: Run | SweepRun, spec: str | None = None, tolerated=None) -> Replayed:
+def replay_run(run: Run | SweepRun, spec=None, tolerated=None) -> Replayed:
     """Run a decoded string again (judging ``spec`` instead of the recorded implementation, if
     given): a conformance machine's steps, or a sweep pair's schedule (with the ``tolerated``
     clauses of the known-failures file it was found with, if given)."""
@@ -259,18 +259,31 @@ def replay_run(run: Run | SweepRun, spec: str | None = None, tolerated=None) -> 
     return Replayed(k.m if k is not None else None, v, skipped[0] if skipped else None)
 
 
-def machine_for(run: Run, spec: str | None = None):
-    """The conformance machine class a run was recorded on (judging ``spec`` instead, if given)."""
+def judged_implementation(run: Run | SweepRun, spec=None):
+    """The implementation a replay of ``run`` judges, and the name it goes by: ``spec`` if given
+    (a registered name, ``module:attr``, or an :class:`~pgconform.implementation.Implementation`
+    itself, such as one a test built and never registered), else the one the run recorded."""
+    from pgconform.implementation import Implementation
+    from pgconform.registry import resolve
+
+    if isinstance(spec, Implementation):
+        return spec, spec.name
+    spec = spec or run.spec
+    return resolve(spec), spec
+
+
+def machine_for(run: Run, spec=None):
+    """The conformance machine class a run was recorded on (judging ``spec`` instead, if given:
+    see :func:`judged_implementation`)."""
     from pgconform.kernel.config import ARCHES
     from pgconform.machines import SCENARIOS, make_machine
-    from pgconform.registry import resolve
 
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
     if run.scenario not in SCENARIOS:
         raise ReplayError(f"unknown scenario {run.scenario!r} in the replay string")
-    spec = spec or run.spec
-    return make_machine(resolve(spec), run.arch, scenario=run.scenario, spec=spec)
+    impl, spec = judged_implementation(run, spec)
+    return make_machine(impl, run.arch, scenario=run.scenario, spec=spec)
 
 
 def trace_rows(trace) -> list[str]:
@@ -288,7 +301,7 @@ def trace_text(machine) -> list[str]:
     return trace_rows(k.m.trace)
 
 
-def check_determinism(run: Run | SweepRun, spec: str | None = None,
+def check_determinism(run: Run | SweepRun, spec=None,
                       expected: str | None = None, tries: int = 3,
                       tolerated=None) -> ImplementationErrored | None:
     """Replay ``run`` up to ``tries`` times; an ``impl.nondeterministic`` verdict if a run differs
@@ -325,7 +338,7 @@ def check_determinism(run: Run | SweepRun, spec: str | None = None,
         "across runs, randomness, or iteration over unordered ids in the implementation)")
 
 
-def confirm_hang(run: Run, hang: Violation, spec: str | None = None) -> Violation | None:
+def confirm_hang(run: Run, hang: Violation, spec=None) -> Violation | None:
     """Replay a run that ended in ``impl.hang``, once, with the watchdog's full time (a fresh
     machine class has never hung): the hang again if it hung at the same place (the same task,
     in the same function), else None.  A hang that does not reproduce is not a verdict on the

@@ -159,21 +159,19 @@ def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = No
     return explore(lambda: _setup(impl, arch, pair, tolerated), bound=bound, limit=limit)
 
 
-def replay_schedule(run, spec: str | None = None, tolerated=None):
+def replay_schedule(run, spec=None, tolerated=None):
     """Run a sweep failure's replay string (:class:`pgconform.replay.SweepRun`) again, judging
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
     decisions, then the default ones (the current task runs on), and the end-of-run checks;
     violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
     from pgconform.kernel.config import ARCHES
-    from pgconform.registry import resolve
-    from pgconform.replay import Replayed, ReplayError, StaleReplay
+    from pgconform.replay import Replayed, ReplayError, StaleReplay, judged_implementation
 
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
     if run.world not in WORLDS:
         raise ReplayError(f"unknown sweep world {run.world!r} in the replay string")
-    spec = spec or run.spec
-    impl = resolve(spec)
+    impl, spec = judged_implementation(run, spec)
     kinds = op_kinds_for(VERSIONS[impl.kernel])
     for op in (run.first, run.second):
         if not isinstance(op, Op) or op.kind not in kinds:
@@ -258,7 +256,8 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
                                       pair.second, tuple(r.decisions))
                 # a hang was confirmed by running its schedule again (explore), and a replay
                 # of it here would run outside the watchdog
-                odd = (replay.check_determinism(run, expected=v.clause, tolerated=tolerated)
+                odd = (replay.check_determinism(run, impl, expected=v.clause,
+                                                tolerated=tolerated)
                        if v.clause not in ("impl.nondeterministic", "impl.hang") else None)
                 if odd is not None:  # shown with the diagram of the run that failed
                     odd.machine, v = v.machine, odd

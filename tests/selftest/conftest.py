@@ -32,32 +32,3 @@ def run_pgconform(pgconform_pytester: pytest.Pytester) -> Callable[..., pytest.R
         return pgconform_pytester.runpytest_subprocess(*PLUGIN_ARGS, *args)
 
     return run
-
-
-#: Broken by the merge of 2026-12-03's branches (ops x oracle x sweeprep), found by the last
-#: selftest run with no time left to fix: each is a real defect to mend, not an expected failure
-#: (the closing note of that session lists them). Not strict: the nondeterminism one may pass.
-MERGE_BREAKAGE = {
-    "test_every_mutant_is_caught_with_every_other_function_overridden[zoo.collapse_pte_mapped_thp_uffd_window]":
-        "pass-through overrides now end in impl.bad-value (poison declarations x harness judges)",
-    "test_every_mutant_is_caught_with_every_other_function_overridden[zoo.retract_no_anon_vma_recheck]":
-        "pass-through overrides now end in impl.bad-value (poison declarations x harness judges)",
-    "test_every_mutant_is_caught_with_every_other_function_overridden[zoo.retract_no_uffd_wp_recheck]":
-        "pass-through overrides now end in impl.bad-value (poison declarations x harness judges)",
-    "test_a_broken_guard_path_is_caught_by_the_sweep":
-        "the sweep's determinism check resolves the implementation by name; a test-local one has none",
-    "test_a_broken_poison_path_is_caught_by_the_sweep":
-        "the sweep's determinism check resolves the implementation by name; a test-local one has none",
-    "test_nondeterministic_miniature_is_reported_as_such":
-        "nondeterminism verdict lost after merging the hang confirmation into _judge_failure",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    import pytest
-
-    for item in items:
-        why = MERGE_BREAKAGE.get(item.name)
-        if why is not None:
-            item.add_marker(pytest.mark.xfail(reason=f"merge breakage, to fix: {why}",
-                                              strict=False))

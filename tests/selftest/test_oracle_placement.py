@@ -191,14 +191,14 @@ def implementation_checks_left_out(monkeypatch):
     ignored = []
     violation = Machine.violation
 
-    def judged_only_outside(self, clause, message, t=None, obj=None):
+    def judged_only_outside(self, clause, *args, **kwargs):
         frame = sys._getframe(1)
         if frame.f_code is Machine.use_after_free.__code__:
             frame = frame.f_back
         if frame.f_code.co_filename.startswith(IMPLEMENTATION_DIRS):
             ignored.append((clause, frame.f_code.co_name))
             return None
-        return violation(self, clause, message, t, obj)
+        return violation(self, clause, *args, **kwargs)
 
     monkeypatch.setattr(Machine, "violation", judged_only_outside)
     return ignored
@@ -332,10 +332,10 @@ def test_cve_2024_50066_without_the_populate_check_is_still_caught(monkeypatch):
 
     violation = Machine.violation
 
-    def without_populate_check(self, clause, message, t=None, obj=None):
+    def without_populate_check(self, clause, *args, **kwargs):
         if sys._getframe(1).f_code is mremap._pmd_populate_moved.__code__:
             return None
-        return violation(self, clause, message, t, obj)
+        return violation(self, clause, *args, **kwargs)
 
     run = replay.decode(CORPUS["zoo.move_normal_pmd_no_recheck"])
     _, v = replay.run_steps(replay.machine_for(run), run.steps)

@@ -647,6 +647,11 @@ def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypat
     that is not pgconform's (none of its options, no conformance module), it changes nothing:
     not the example database, not the exit status, not the output, even with a stale
     PGCONFORM_IMPL in the environment."""
+    import hypothesis._settings
+
+    # outside CI, where Hypothesis keeps an example database (its CI profile has none)
+    for name in getattr(hypothesis._settings, "_CI_VARS", {"CI": None}):
+        monkeypatch.delenv(name, raising=False)
     pgconform_pytester.makepyfile(test_other=UNRELATED)
     args = ("-p", "no:cacheprovider", "-s")
     without = pgconform_pytester.runpytest_subprocess("-p", "no:pgconform", *args)

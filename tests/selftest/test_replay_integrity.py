@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -122,12 +122,20 @@ def test_flaky_draws_without_a_failure_are_replayed_from_the_last_run():
     """A counter that changes which rules can run makes Hypothesis raise a bare
     FlakyStrategyDefinition before any failure: the last run's log replays and shows it."""
     impl = _miniature("flaky_draws")
+    importlib.import_module("miniatures.flaky_draws").CALLS[0] = 0  # whatever ran before here
     cls = make_machine(impl, "x86_64", scenario="shared", spec="miniatures.flaky_draws:IMPL")
     replay.last_failure = replay.last_machine = None
-    with pytest.raises(Flaky):
-        run_state_machine_as_test(cls, settings=settings(
-            max_examples=200, database=None, deadline=None, stateful_step_count=20,
-            derandomize=True, suppress_health_check=list(HealthCheck)))
+    # whether Hypothesis meets the changed draws within its examples depends on its search
+    # (and the heap it runs in), not on the miniature: a few seeds, one of which must meet them
+    for attempt in range(8):
+        try:
+            run_state_machine_as_test(seed(attempt)(cls), settings=settings(
+                max_examples=200, database=None, deadline=None, stateful_step_count=20,
+                derandomize=False, suppress_health_check=list(HealthCheck)))
+        except Flaky:
+            break
+    else:
+        pytest.fail("Hypothesis never met the miniature's changed draws in 8 seeds")
     assert replay.last_failure is None
     run = replay.latest_run()
     assert run is not None and run.spec == "miniatures.flaky_draws:IMPL"
@@ -294,7 +302,9 @@ def _run(pytester, *args):
 @pytest.mark.parametrize(("name", "clause"), [("flaky_draws", "impl.nondeterministic"),
                                               ("bad_lock", "impl.bad-yield"),
                                               ("bad_unlock", "impl.bad-yield")])
-def test_machines_and_sweep_through_pytest(suite, name, clause):
+def test_machines_and_sweep_through_pytest(suite, name, clause, monkeypatch):
+    # as in CI, where pytest's summary line carries the whole message of a failure
+    monkeypatch.setenv("CI", "true")
     result = _run(suite, "--impl", f"miniatures.{name}:IMPL", "-k", "shared and not uffd")
     out = result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in out and "Traceback" not in out

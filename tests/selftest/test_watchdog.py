@@ -196,7 +196,7 @@ def test_machine_hang_is_confirmed_and_a_verdict(suite):
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "[impl.hang]" in out
-    assert "confirmed when replayed:" in out and "more than 0.5 s of CPU time" in out
+    assert "the hang, confirmed when replayed" in out and "more than 0.5 s of CPU time" in out
     item = json.loads((suite.path / "report.json").read_text())["items"][0]
     assert (item["outcome"], item["clause"]) == ("errored", "impl.hang")
     assert "__pte_offset_map (hangs.py:" in item["message"]
