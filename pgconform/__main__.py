@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("soak", add_help=False,
                    help="judge an implementation at volume (machines and sweep on every arch) "
                         "and write the figures (python -m pgconform soak --help)")
+    sub.add_parser("userrun", add_help=False,
+                   help="judge each zoo mutant by the conformance command a user types, with no "
+                        "stored examples (python -m pgconform userrun --help)")
     return parser
 
 
@@ -150,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgconform.soak import main as soak_main
 
         return soak_main(argv[1:])
+    if argv[:1] == ["userrun"]:  # and the zoo judged by the user's command
+        from pgconform.userrun import main as userrun_main
+
+        return userrun_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)
