@@ -1,0 +1,415 @@
+"""The README's "Model limits" table, kept true.
+
+Each row of the table names, in its last cell, a ``check_*`` function of this file; each check
+shows, by running the model where it can, that the limit the row states still holds, and fails
+the day the model stops having it (its docstring says when), so that the row is changed or
+removed with the model.  A row without a check, or a check without a row, fails
+:func:`test_every_row_has_a_check_and_every_check_a_row`.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+
+import attrs
+import pytest
+
+from pgconform.kernel import mmap, mprotect, userfaultfd
+from pgconform.kernel.config import PLAIN_READS_ENV, Geometry
+from pgconform.kernel.mmap import vm_munmap
+from pgconform.kernel.mprotect import do_mprotect_pkey
+from pgconform.kernel.objects import VM_UFFD_MISSING, VM_UFFD_WP, Pte, Vma
+from pgconform.kernel.pgtable import set_pmd
+from pgconform.kernel.secondary_mmu import SecondaryMmu
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.sim.effects import DownRead, Load
+from pgconform.sim.sync import RwSemaphore, SleepLock, Spinlock
+from pgconform.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
+from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PACKAGE = ROOT / "pgconform"
+COLUMNS = ["id", "the model", "the kernel", "consequence: bugs it cannot see", "kept true by"]
+
+#: -EINVAL as munmap and mprotect return it, and as UFFDIO_REGISTER does (a name)
+EINVAL = mmap.EINVAL
+UFFD_EINVAL = userfaultfd.EINVAL
+
+
+# ------------------------------------------------------------------------------------------------
+# the table
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one Markdown table row (a ``\\|`` inside a cell is not a separator)."""
+    body = line.strip()
+    assert body.startswith("|") and body.endswith("|"), line
+    return [c.strip() for c in re.split(r"(?<!\\)\|", body[1:-1])]
+
+
+def limits_table(text: str | None = None) -> list[dict[str, str]]:
+    """The rows of the table under ``## Model limits`` in the README, as column -> cell."""
+    text = README.read_text() if text is None else text
+    m = re.search(r"^## Model limits\n(.*?)(?=^## )", text, re.M | re.S)
+    assert m, "README.md has no '## Model limits' section"
+    lines = [ln for ln in m.group(1).splitlines() if ln.startswith("|")]
+    assert len(lines) >= 3, "the Model limits section has no table"
+    assert _cells(lines[0]) == COLUMNS, _cells(lines[0])
+    assert all(set(c) <= set("-: ") for c in _cells(lines[1])), lines[1]
+    rows = []
+    for ln in lines[2:]:
+        cells = _cells(ln)
+        assert len(cells) == len(COLUMNS), f"a row of {len(cells)} cells: {ln[:80]}"
+        rows.append(dict(zip(COLUMNS, cells)))
+    return rows
+
+
+def _row_id(row) -> str:
+    return row["id"].strip("`")
+
+
+def _check_name(row) -> str | None:
+    names = re.findall(r"\bcheck_\w+", row["kept true by"])
+    return names[0] if len(names) == 1 else None
+
+
+ROWS = limits_table()
+
+
+def _checks() -> dict[str, object]:
+    return {name: fn for name, fn in globals().items()
+            if name.startswith("check_") and callable(fn)}
+
+
+def test_every_row_has_a_check_and_every_check_a_row():
+    """Fails when a row names no check (or several), names one this file lacks, or when a check
+    here is named by no row: the table and the checks cannot drift apart."""
+    ids = [_row_id(r) for r in ROWS]
+    assert len(ids) == len(set(ids)), f"duplicate ids: {ids}"
+    named = {}
+    for row in ROWS:
+        name = _check_name(row)
+        assert name is not None, f"row {_row_id(row)}: 'kept true by' names no one check_ function"
+        assert name not in named, f"rows {named.get(name)} and {_row_id(row)} share {name}"
+        named[name] = _row_id(row)
+    checks = _checks()
+    assert not set(named) - set(checks), f"rows name checks that do not exist: " \
+        f"{sorted(set(named) - set(checks))}"
+    assert not set(checks) - set(named), f"checks that no row names: " \
+        f"{sorted(set(checks) - set(named))}"
+    for name, fn in checks.items():
+        assert fn.__doc__ and "fails when" in fn.__doc__.lower(), \
+            f"{name} does not say when it fails"
+
+
+def test_the_parser_rejects_a_drifted_table():
+    """The parser itself: a missing section, a wrong header and a short row are refused."""
+    with pytest.raises(AssertionError, match="no '## Model limits'"):
+        limits_table("# x\n## Other\n")
+    with pytest.raises(AssertionError):
+        limits_table("## Model limits\n| id | the model |\n|---|---|\n| a | b |\n## Next\n")
+    head = "| " + " | ".join(COLUMNS) + " |\n|---|---|---|---|---|\n"
+    with pytest.raises(AssertionError, match="a row of 4 cells"):
+        limits_table(f"## Model limits\n{head}| a | b | c | d |\n## Next\n")
+    assert limits_table(f"## Model limits\n{head}| `a` | b \\| c | d | e | `check_a` |\n"
+                        "## Next\n")[0]["the model"] == "b \\| c"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=_row_id)
+def test_limit_holds(row):
+    name = _check_name(row)
+    if name not in _checks():
+        pytest.fail(f"row {_row_id(row)} names {name}, which does not exist")
+    _checks()[name]()
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _run(k, op, lane="CPU0"):
+    t = start_op(k, lane, op)
+    k.m.run(t, k.m.step_bound)
+    assert t.done, f"{t.name} blocked in {t.pending}"
+    return t.result
+
+
+def _run_gen(k, gen, lane="CPU0", name="op"):
+    t = k.m.spawn(lane, gen, name)
+    k.m.run(t, k.m.step_bound)
+    assert t.done, f"{name} blocked in {t.pending}"
+    return t.result
+
+
+def _finish(k):
+    from pgconform.oracle.state import check_end_state
+
+    k.m.finish()
+    k.m.check(lambda: check_end_state(k))
+
+
+def _pte(k, addr, mm_i=0):
+    mm = k.mms[mm_i]
+    pmdv = mm.pmd_table.entries[k.geo.pmd_index(addr)]
+    return None if pmdv is None else k.pmd_table(pmdv).entries[k.geo.pte_index(addr)]
+
+
+def _uses(name: str) -> list[tuple[str, str]]:
+    """(file, innermost enclosing function) of every use of ``name`` (a call or a reference,
+    bare or as an attribute) inside a function of pgconform/, by the AST."""
+    sites = set()
+
+    class Visitor(ast.NodeVisitor):
+        def __init__(self, where):
+            self.where, self.stack = where, []
+
+        def visit_FunctionDef(self, node):
+            self.stack.append(node.name)
+            self.generic_visit(node)
+            self.stack.pop()
+
+        visit_AsyncFunctionDef = visit_FunctionDef
+
+        def _use(self, node, used):
+            if used == name and self.stack:
+                sites.add((self.where, self.stack[-1]))
+            self.generic_visit(node)
+
+        def visit_Name(self, node):
+            self._use(node, node.id)
+
+        def visit_Attribute(self, node):
+            self._use(node, node.attr)
+
+    for path in sorted(PACKAGE.rglob("*.py")):
+        Visitor(str(path.relative_to(ROOT))).visit(ast.parse(path.read_text(), str(path)))
+    return sorted(sites)
+
+
+#: the anonymous VMA of the sweep's anon world (7.0), not registered with userfaultfd, pages 5
+#: and 9 written
+ANON_UNREGISTERED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 4, shared=False, anon=True),),
+                              prefault=((0, 5, True), (0, 9, True)))
+
+
+#: a shared VMA over [4, 8) of a file with nothing in its page cache, registered with
+#: userfaultfd (missing)
+HOLES_MISSING = WorldSpec(vmas=(VmaSpec(0, 4, 4, 0, uffd_missing=True),),
+                          cached=(False,) * FILE_PAGES)
+#: a shared VMA over [4, 8), page 5 faulted in: room to move it elsewhere
+SMALL_SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 4, 0),), prefault=((0, 5, True),))
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks, one per row
+
+
+def check_plain_reads():
+    """The one modelled plain-read pair is change_pmd_range()'s, and it is modelled both ways:
+    split, khugepaged's retract clearing the PMD between the reads is ``pt.plain-read-race``.
+
+    Fails when pmd_none_plain_read() or the race's oracle is called from anywhere else (another
+    plain-read pair is modelled: the row must name it), when change_pmd_range() stops using it,
+    or when the split form no longer reports the race (with the reference's declaration
+    removed)."""
+    mprotect_py = "pgconform/kernel/mprotect.py"
+    assert _uses("pmd_none_plain_read") == [(mprotect_py, "change_pmd_range")]
+    assert _uses("_plain_reread") == [(mprotect_py, "pmd_none_plain_read")]
+    assert _uses("check_plain_read_race") == [(mprotect_py, "_plain_reread")]
+    readers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+                     if re.search(r"\.plain_reads\b", p.read_text()))
+    assert readers == ["pgconform/kernel/mprotect.py", "pgconform/kernel/world.py"], readers
+    # the split form reports the race (the pair of tests/selftest/test_plain_reads.py, 7.0 with
+    # PT reclaim as the freer: bound 1 is enough there)
+    undeclared = attrs.evolve(V7_0, name="v7.0-undeclared", known_violations={},
+                              known_consequences={})
+    pair = Pair("shared", RECLAIM_FREER, Op("uffd_register", 0, 5, 6))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PLAIN_READS_ENV, "split")
+        v = explore_pair(undeclared, "x86_64", pair, bound=1).violation
+    assert v is not None and v.clause == "pt.plain-read-race", v
+    assert "change_pmd_range()" in str(v)
+    assert mprotect.PLAIN_READ_RACE == "pt.plain-read-race@change_pmd_range"
+
+
+def _pmdp_collapse_flush_without_flush(k, vma, addr, pmdp):
+    """pmdp_collapse_flush() that clears the PMD and never flushes the TLB."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    yield from set_pmd(k, pmdp, None)
+    return pmdval
+
+
+NO_FLUSH = attrs.evolve(REFERENCE, name="reference-pmdp_collapse_flush-no-flush",
+                        overrides={"pmdp_collapse_flush": _pmdp_collapse_flush_without_flush})
+
+
+def check_no_cpu_tlb():
+    """No CPU caches a translation: the reference with a pmdp_collapse_flush() that skips the TLB
+    flush passes the sweep's shared world on x86_64 (where the flush is an IPI) without
+    preemption.  The secondary MMU does cache translations and table pointers.
+
+    Fails when the model gains per-CPU TLBs (a stale translation used after the skipped flush is
+    then caught), when the skipped flush is caught by anything else, or when the secondary MMU
+    loses its TLB or paging-structure cache."""
+    r = sweep(NO_FLUSH, "x86_64", worlds=("shared",), bound=0)
+    assert r.violation is None, r.violation
+    assert r.complete and r.pairs > 0 and r.schedules > 0
+    fields = attrs.fields_dict(SecondaryMmu)
+    assert "tlb" in fields and "pwc" in fields
+
+
+def check_geometry():
+    """The scaled geometry: 4 PTEs per table (HPAGE_PMD_NR = PTRS_PER_PTE = 4), 4 PMD slots in
+    one PMD table per mm that outlives munmap and exit, a file of 8 pages, in a built world.
+
+    Fails when any of these constants changes, or when an mm's PMD table is replaced or freed by
+    munmap or exit."""
+    geo = Geometry()
+    assert (geo.ptrs_per_pte, geo.hpage_pmd_nr, geo.ptrs_per_pmd, geo.task_size) == (4, 4, 4, 16)
+    assert FILE_PAGES == 8
+    k = build_world(WORLDS["shared"], REFERENCE)
+    assert k.geo == geo and len(k.files) == 1 and k.files[0].size == FILE_PAGES
+    mm = k.mms[0]
+    pmd_table = mm.pmd_table
+    assert len(pmd_table.entries) == 4
+    assert _run(k, Op("munmap", 0, 5)) == 0
+    assert _run(k, Op("exit", 0)) == 0
+    _finish(k)
+    assert mm.pmd_table is pmd_table and len(pmd_table.entries) == 4
+    assert all(e is None for e in pmd_table.entries)
+
+
+def check_anon_uffd_wp():
+    """UFFDIO_REGISTER in WP mode (and MISSING|WP) of an anonymous VMA is -EINVAL; MISSING alone
+    is accepted, and WP of a shmem VMA is too.
+
+    Fails when the model accepts uffd-wp registration of anonymous memory."""
+    for mode in ({VM_UFFD_WP}, {VM_UFFD_MISSING, VM_UFFD_WP}):
+        k = build_world(ANON_UNREGISTERED, V7_0)
+        assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5, frozenset(mode)),
+                        name="register") == UFFD_EINVAL
+        assert not (k.mms[0].vmas[0].flags & {VM_UFFD_WP, VM_UFFD_MISSING})
+        _finish(k)
+    k = build_world(ANON_UNREGISTERED, V7_0)
+    assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5,
+                                                        frozenset({VM_UFFD_MISSING})),
+                    name="register") == 0
+    _finish(k)
+    k = build_world(WORLDS["shared"], V7_0)
+    assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5, frozenset({VM_UFFD_WP})),
+                    name="register") == 0
+    _finish(k)
+
+
+def check_anon_zero_page():
+    """Two read faults on an anonymous VMA map two new zeroed anonymous pages, each with its own
+    folio, counted in rss.
+
+    Fails when a read fault maps a shared page (the zero page) or nothing."""
+    k = build_world(ANON_UNREGISTERED, V7_0)
+    mm = k.mms[0]
+    before = mm.rss["MM_ANONPAGES"]
+    assert _run(k, Op("read", 0, 6)) == "ok" and _run(k, Op("read", 0, 7)) == "ok"
+    a, b = _pte(k, 6), _pte(k, 7)
+    assert type(a) is Pte and type(b) is Pte and a.folio is not b.folio
+    for pte in (a, b):
+        assert pte.folio.anon and pte.folio.data == [0] and pte.folio.refcount == 1
+    assert mm.rss["MM_ANONPAGES"] == before + 2
+    _finish(k)
+
+
+def check_uffd_move_one_page():
+    """The operation UFFDIO_MOVE calls move_pages_pte() once, and it moves one page.
+
+    Fails when the operation moves more than one page, or a move_pages_pte() call returns more
+    than one page moved (a batch is modelled)."""
+    calls = []
+
+    def counting_move_pages_pte(*args):
+        ret = yield from userfaultfd.move_pages_pte(*args)
+        calls.append(ret)
+        return ret
+
+    impl = attrs.evolve(V7_0, name="v7.0-counting-moves",
+                        overrides={**V7_0.overrides, "move_pages_pte": counting_move_pages_pte})
+    k = build_world(WORLDS["anon"], impl)
+    assert _run(k, Op("uffd_move", 0, 9, 6)) == 1
+    assert calls == [1]
+    assert _pte(k, 9) is None and type(_pte(k, 6)) is Pte
+    _finish(k)
+
+
+def check_per_vma_locks():
+    """In the 7.0 environment a fault, MADV_DONTNEED and UFFDIO_MOVE take mmap_lock for read,
+    and a VMA has no lock of its own.
+
+    Fails when one of them stops taking mmap_lock for read (a per-VMA lock is modelled), or when
+    a Vma gets a field holding a lock."""
+    assert not any("lock" in name for name in attrs.fields_dict(Vma)), attrs.fields_dict(Vma)
+    for world, op in ((ANON_UNREGISTERED, Op("read", 0, 6)),
+                      (ANON_UNREGISTERED, Op("dontneed", 0, 4, 4)),
+                      (WORLDS["anon"], Op("uffd_move", 0, 9, 6))):
+        k = build_world(world, V7_0)
+        mm = k.mms[0]
+        first = len(k.m.trace)
+        _run(k, op)
+        effects = [entry[2] for entry in k.m.trace[first:]]
+        assert any(type(e) is DownRead and e.sem is mm.mmap_lock for e in effects), op
+        for vma in mm.vmas:
+            assert not any(isinstance(v, (RwSemaphore, Spinlock, SleepLock))
+                           for v in attrs.asdict(vma, recurse=False).values())
+        _finish(k)
+
+
+def check_two_op_sweep():
+    """A sweep pair is two operations, and a swept run starts two tasks.  The conformance
+    machines run up to three CPUs.
+
+    Fails when the sweep races a third operation, or when the machines run fewer than three
+    CPUs (then no part of the suite races three)."""
+    from pgconform.machines import NCPUS
+
+    assert [f.name for f in attrs.fields(Pair)] == ["world", "first", "second"]
+    some = next(iter(pairs("shared")))
+    _, tasks, finish = _setup(REFERENCE, "x86_64", some)
+    assert len(tasks) == 2
+    finish()
+    assert NCPUS >= 3
+
+
+def check_whole_vma():
+    """munmap and mprotect of part of a VMA are -EINVAL and leave it whole; mremap moves the
+    whole VMA.
+
+    Fails when a partial munmap or mprotect succeeds (VMA splits are modelled), or when mremap
+    moves only part of a VMA."""
+    k = build_world(SMALL_SHARED, REFERENCE)
+    mm = k.mms[0]
+    vma = mm.vmas[0]
+    span = (vma.start, vma.end)
+    assert span[1] - span[0] > 1
+    assert _run_gen(k, vm_munmap(k, mm, span[0], span[0] + 1), name="munmap") == EINVAL
+    assert _run_gen(k, do_mprotect_pkey(k, mm, span[0], span[0] + 1, False),
+                    name="mprotect") == EINVAL
+    assert mm.vmas == [vma] and (vma.start, vma.end) == span
+    new = _run(k, Op("mremap", 0, span[0] + 1, 0))
+    assert isinstance(new, int) and new >= 0
+    assert len(mm.vmas) == 1 and mm.vmas[0].end - mm.vmas[0].start == span[1] - span[0]
+    _finish(k)
+
+
+def check_uffd_monitor_idle():
+    """A write into a hole of a VMA registered for missing faults ends with ``UFFD_MISSING``, and
+    nothing is mapped there: nobody resolves the fault.
+
+    Fails when the model resolves the fault (the access then completes) or retries it."""
+    k = build_world(HOLES_MISSING, REFERENCE)
+    addr = 5
+    assert _pte(k, addr) is None and not k.files[0].pages
+    assert _run(k, Op("write", 0, addr)) == "UFFD_MISSING"
+    assert _pte(k, addr) is None
+    _finish(k)
