@@ -24,7 +24,7 @@ def test_readme_lists_every_clause():
 def test_readme_sections_in_order():
     sections = re.findall(r"^## (.+)$", README, flags=re.MULTILINE)
     assert sections == ["Quickstart", "Selecting the implementation", "What is covered",
-                        "Interpreting a failure", "Judging your own implementation", "CI",
+                        "Model limits", "Interpreting a failure", "Judging your own implementation", "CI",
                         "Configuration"]
 
 
