@@ -85,25 +85,46 @@ def _checks() -> dict[str, object]:
             if name.startswith("check_") and callable(fn)}
 
 
+def drift(rows: list[dict[str, str]], checks: dict[str, object]) -> list[str]:
+    """What keeps ``rows`` (of the table) and ``checks`` (check name -> function) apart: a row
+    naming no check or several, a duplicate id, two rows sharing a check, a row naming a check
+    that does not exist, a check no row names, a check that does not say when it fails."""
+    problems = []
+    ids = [_row_id(r) for r in rows]
+    problems += [f"duplicate id {i}" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    named: dict[str, str] = {}
+    for row in rows:
+        name = _check_name(row)
+        if name is None:
+            problems.append(f"row {_row_id(row)}: 'kept true by' names no one check_ function")
+        elif name in named:
+            problems.append(f"rows {named[name]} and {_row_id(row)} share {name}")
+        else:
+            named[name] = _row_id(row)
+    problems += [f"row {named[n]} names {n}, which does not exist"
+                 for n in sorted(set(named) - set(checks))]
+    problems += [f"{n} is named by no row" for n in sorted(set(checks) - set(named))]
+    problems += [f"{n} does not say when it fails" for n, fn in sorted(checks.items())
+                 if not (fn.__doc__ and "fails when" in fn.__doc__.lower())]
+    return problems
+
+
 def test_every_row_has_a_check_and_every_check_a_row():
     """Fails when a row names no check (or several), names one this file lacks, or when a check
     here is named by no row: the table and the checks cannot drift apart."""
-    ids = [_row_id(r) for r in ROWS]
-    assert len(ids) == len(set(ids)), f"duplicate ids: {ids}"
-    named = {}
-    for row in ROWS:
-        name = _check_name(row)
-        assert name is not None, f"row {_row_id(row)}: 'kept true by' names no one check_ function"
-        assert name not in named, f"rows {named.get(name)} and {_row_id(row)} share {name}"
-        named[name] = _row_id(row)
+    assert drift(ROWS, _checks()) == []
+
+
+def test_drift_is_found():
+    """A row dropped, a row naming a missing check, a check without a docstring: each is found."""
     checks = _checks()
-    assert not set(named) - set(checks), f"rows name checks that do not exist: " \
-        f"{sorted(set(named) - set(checks))}"
-    assert not set(checks) - set(named), f"checks that no row names: " \
-        f"{sorted(set(checks) - set(named))}"
-    for name, fn in checks.items():
-        assert fn.__doc__ and "fails when" in fn.__doc__.lower(), \
-            f"{name} does not say when it fails"
+    assert drift(ROWS[1:], checks) == [f"{_check_name(ROWS[0])} is named by no row"]
+    extra = dict(ROWS[0], id="`new`", **{"kept true by": "`check_new`"})
+    assert drift([*ROWS, extra], checks) == ["row new names check_new, which does not exist"]
+    assert drift([*ROWS, dict(extra, **{"kept true by": "a test"})], checks) == \
+        ["row new: 'kept true by' names no one check_ function"]
+    assert drift(ROWS, {**checks, "check_new": lambda: None}) == \
+        ["check_new is named by no row", "check_new does not say when it fails"]
 
 
 def test_the_parser_rejects_a_drifted_table():
@@ -413,3 +434,48 @@ def check_uffd_monitor_idle():
     assert _run(k, Op("write", 0, addr)) == "UFFD_MISSING"
     assert _pte(k, addr) is None
     _finish(k)
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks can fail
+
+
+def _pmdp_collapse_flush_keeps_pmd(k, vma, addr, pmdp):
+    """pmdp_collapse_flush() that flushes but leaves the PMD set."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    return pmdval
+
+
+def test_the_no_cpu_tlb_sweep_judges_pmdp_collapse_flush():
+    """The short sweep of check_no_cpu_tlb does exercise pmdp_collapse_flush(): one that leaves
+    the PMD pointing at the table it returns fails it.  Only the flush goes unjudged."""
+    bad = attrs.evolve(REFERENCE, name="reference-pmdp_collapse_flush-keeps-pmd",
+                       overrides={"pmdp_collapse_flush": _pmdp_collapse_flush_keeps_pmd})
+    v = sweep(bad, "x86_64", worlds=("shared",), bound=0).violation
+    assert v is not None and v.clause == "pt.free-linked", v
+
+
+def test_check_uffd_move_one_page_fails_on_a_longer_move(monkeypatch):
+    """An operation moving two pages makes check_uffd_move_one_page fail."""
+    import pgconform.scenario as scenario
+
+    one_page = scenario.move_pages
+    monkeypatch.setattr(scenario, "move_pages",
+                        lambda k, mm, dst, src, n, mode=0: one_page(k, mm, dst, src, 2, mode))
+    with pytest.raises(AssertionError):
+        check_uffd_move_one_page()
+
+
+def test_check_anon_uffd_wp_fails_when_wp_is_accepted(monkeypatch):
+    """A userfaultfd_register() that accepts WP on anonymous VMAs makes check_anon_uffd_wp
+    fail."""
+    def register_anything(k, mm, addr, mode):
+        vma = mm.find_vma(addr)
+        vma.flags = (vma.flags - userfaultfd.VM_UFFD_FLAGS) | mode
+        return 0
+        yield
+
+    monkeypatch.setattr(userfaultfd, "userfaultfd_register", register_anything)
+    with pytest.raises(AssertionError):
+        check_anon_uffd_wp()
+
