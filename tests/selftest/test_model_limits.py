@@ -404,10 +404,14 @@ def check_two_op_sweep():
 
 def check_whole_vma():
     """munmap and mprotect of part of a VMA are -EINVAL and leave it whole; mremap moves the
-    whole VMA.
+    whole VMA; UFFDIO_REGISTER and UNREGISTER take an address, not a range.
 
-    Fails when a partial munmap or mprotect succeeds (VMA splits are modelled), or when mremap
-    moves only part of a VMA."""
+    Fails when a partial munmap or mprotect succeeds (VMA splits are modelled), when mremap
+    moves only part of a VMA, or when (un)registration takes a range."""
+    import inspect
+
+    for fn in (userfaultfd.userfaultfd_register, userfaultfd.userfaultfd_unregister):
+        assert "end" not in inspect.signature(fn).parameters, fn  # the VMA at an address
     k = build_world(SMALL_SHARED, REFERENCE)
     mm = k.mms[0]
     vma = mm.vmas[0]
@@ -421,6 +425,59 @@ def check_whole_vma():
     assert isinstance(new, int) and new >= 0
     assert len(mm.vmas) == 1 and mm.vmas[0].end - mm.vmas[0].start == span[1] - span[0]
     _finish(k)
+
+
+def check_no_swap_migration():
+    """The entries the model has: a PTE value is None, a Pte or one of three PteMarkers; a PMD
+    value is None, a TablePmd or a HugePmd (TornPmd is what a torn PAE read returns, never
+    stored); what an implementation may return for a PMD is only those.  Every table of every
+    sweep world (6.6 and 7.0) holds only them after a MADV_DONTNEED and a read fault.
+
+    Fails when the model gains another entry kind (a swap, migration or device entry, a bad PMD)
+    in kernel/objects.py, in what the implementation's PMD readers may return, or in a world."""
+    from pgconform.implementation import return_checks
+    from pgconform.kernel import objects
+    from pgconform.kernel.objects import HugePmd, PteMarker, TablePmd, TornPmd
+
+    markers = {v.kind for v in vars(objects).values() if type(v) is PteMarker}
+    assert markers == {"UFFD_WP", "POISONED", "GUARD"}, markers
+    entry_kinds = {name for name, v in vars(objects).items()
+                   if isinstance(v, type) and re.search(r"swap|swp|migrat|device|bad", name, re.I)}
+    assert not entry_kinds, entry_kinds
+    accepts = return_checks()["pmdp_get_lockless"][1]
+    assert not accepts(("swap", 1)) and not accepts(object())
+    seen_pte, seen_pmd = set(), set()
+    for impl in (REFERENCE, V7_0):
+        for name, spec in WORLDS.items():
+            k = build_world(spec, impl)
+            _run(k, Op("dontneed", 0, 4, 1))
+            _run(k, Op("read", 0, 6))
+            for mm in k.mms:
+                for pmdv in mm.pmd_table.entries:
+                    seen_pmd.add(type(pmdv))
+                    if type(pmdv) is TablePmd:
+                        seen_pte.update(type(e) for e in k.pmd_table(pmdv).entries)
+            _finish(k)
+    assert seen_pmd <= {type(None), TablePmd, HugePmd} and TablePmd in seen_pmd, seen_pmd
+    assert seen_pte <= {type(None), Pte, PteMarker} and Pte in seen_pte, seen_pte
+    assert TornPmd not in seen_pmd
+
+
+def check_shmem_only():
+    """One file per world, made by build_world() as "shmem", and every file VMA of every sweep
+    world maps it; a File has no filesystem kind to vary.
+
+    Fails when a world gets another file, another function makes files, or File gains fields
+    (a filesystem kind, writeback state) that other file kinds would need."""
+    assert _uses("new_file") == [("pgconform/scenario.py", "build_world")]
+    assert [f.name for f in attrs.fields(type(build_world(WORLDS["shared"], REFERENCE)
+                                              .files[0]))] == \
+        ["name", "size", "i_mmap_rwsem", "pages", "i_mmap", "content", "i_pages_lock"]
+    for name, spec in WORLDS.items():
+        k = build_world(spec, V7_0)
+        assert [f.name for f in k.files] == ["shmem"], name
+        assert all(v.file is None or v.file is k.files[0] for mm in k.mms for v in mm.vmas)
+        _finish(k)
 
 
 def check_uffd_monitor_idle():
