@@ -134,9 +134,10 @@ def _entry(k, mm, addr):
 
 def check_end(k) -> None:
     """End of run: every promised marker is still in the page tables (a PTE_MARKER_UFFD_WP or a
-    present PTE with the uffd-wp bit; a PTE_MARKER_POISONED).  A guard marker (7.0) keeps a
-    write-protected address protected too: no store can land there at all (change_pte_range()
-    leaves guard markers alone, so UFFDIO_WRITEPROTECT over a guard region installs nothing)."""
+    present PTE with the uffd-wp bit; a PTE_MARKER_POISONED).  A poison marker, or a guard marker
+    (7.0), keeps a write-protected address protected too: no store can land there at all, and
+    change_pte_range() (mm/mprotect.c: 6.6, which added UFFDIO_POISON, and 7.0) leaves
+    both alone, so UFFDIO_WRITEPROTECT over a poisoned or guarded address installs nothing."""
     for mm in k.mms:
         u = mm.uffd
         for addr in sorted(u.wp):
@@ -145,7 +146,7 @@ def check_end(k) -> None:
                 continue
             ent = _entry(k, mm, addr)
             if ent == PTE_MARKER_UFFD_WP or (pte_present(ent) and ent.uffd_wp) or \
-                    ent == PTE_MARKER_GUARD:
+                    ent == PTE_MARKER_GUARD or ent == PTE_MARKER_POISONED:
                 continue
             what = "a huge PMD" if type(ent) is HugePmd else repr(ent)
             k.m.violation("data.uffd-marker-lost",

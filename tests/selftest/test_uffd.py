@@ -215,6 +215,34 @@ def test_poison():
     finish(k)
 
 
+def test_writeprotect_over_a_poisoned_address_keeps_the_poison_marker():
+    """change_pte_range() leaves a poison marker alone, so UFFDIO_WRITEPROTECT over a poisoned
+    address installs no uffd-wp marker there: the address is still protected (any store is
+    SIGBUS), and the end-of-run check accepts it.  Found by the soak on x86_64-nosplit: the
+    reference failed data.uffd-marker-lost there, a false alarm of the oracle."""
+    k = build_world(SHARED_MISSING, REFERENCE)
+    assert run(k, POISON_5) == 0
+    # UFFDIO_REGISTER(MISSING|WP), then UFFDIO_WRITEPROTECT of the whole VMA
+    assert run(k, Op("uffd_register", 0, 4, 6)) == 0
+    assert 5 in k.mms[0].uffd.wp and entries(k)[1] == PTE_MARKER_POISONED
+    assert run(k, Op("write", 0, 5)) == "SIGBUS"
+    finish(k)
+    # the soak's schedule: UFFDIO_POISON, then UFFDIO_REGISTER(MISSING|WP) + UFFDIO_WRITEPROTECT
+    again = replay.replay_run(replay.decode(SOAK_POISONED_THEN_PROTECTED))
+    assert again.stale is None and again.violation is None, again.violation
+
+
+#: the reference's false alarm of 2026-12-03's soak (x86_64-nosplit, scenario shared)
+SOAK_POISONED_THEN_PROTECTED = (
+    "pgc1:eNp9U9FOrDAQ_Zc-1wSWum54MvEHjDfe-0AIqaUsjdA20-JeQ_h3pwVRXGJIBnpm5syZ6TASDqIlOfl_OlZHdqONs53y"
+    "hBLV2w5xkI0EqYVEyAmpOSiDsGs5yDpgXlpH8qIgSitfXQx0CI-kASmB5AklrfEkv6PkVekaI7Ps9paxDB2Wg9chaEQR5zUG"
+    "2YemqStrlDMaS_Q9yQ-UXFoUgl_JhKmgeg7vaypbUy-gvFySsjUpO0xBKj_LGeWA7iKj-JR4jKKR6x4J_oXDHysFkgguWuwy"
+    "LzwMkja8c1v7DY6fwZRBnWz40PkwlpSmyYyjw_OXTroZZiVFewrwW88DONf_2_OlemgBx6Qtykb_CYnPpmlit9gL-IjFWfXK"
+    "OaVxEKHSRPeY0j2mZGVie0wLdrELcZhVmK8F46VY-mM4w3JCX7Fw0atLiSwgzwq3Bb70LJeTJjGZ12887tlIdHRbJV7xvqMT"
+    "JAy4C-P3yMqbqjMYM2ewbcZ-UHr4jNoryn5znrb8216zba_C2PerPjN23YoLCzZ0sQb3Uan7nL1ouQ4LW-DYDdThTynIw-Nz"
+    "gsxPD89o8XCYXykpd1Qdf72BZFV290NYOX0AIZlMtQ")
+
+
 def test_copy_over_markers():
     """mfill_atomic_install_pte() takes pte_none_mostly(): UFFDIO_COPY fills a hole over a uffd-wp
     marker (MISSING|WP) or a poison marker, and the promise ends there."""
