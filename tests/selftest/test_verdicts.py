@@ -214,6 +214,16 @@ def _results():
     ]
 
 
+def test_report_counts_a_scoped_known_violation_under_its_clause():
+    """A finding declared as clause[what]@function is a known violation of its clause."""
+    key = "pt.free-nonempty[PTE_MARKER_POISONED]@retract_page_tables"
+    doc = to_json([ItemResult("t::F", "s390", "shared", "passed", known={key: 2})],
+                  {"spec": "x", "source": "option"})
+    assert doc["clauses"]["pt.free-nonempty"]["per_arch"]["s390"] == {
+        "passed": 0, "failed": 0, "errored": 0, "known": 1}
+    assert doc["clauses"]["pt.use-after-free"]["per_arch"]["s390"]["passed"] == 1
+
+
 def test_report_keeps_failed_and_errored_apart():
     doc = to_json(_results(), {"spec": "x", "source": "option"})
     uaf = doc["clauses"]["pt.use-after-free"]["per_arch"]
