@@ -43,8 +43,10 @@ def _suite_copy(where: Path) -> Path:
     return where
 
 
-def judge(name: str, workers: int, timeout: float, profile: str | None) -> dict:
-    """The user's conformance run of ``name``, stopped at the first failure."""
+def judge(name: str, workers: int, timeout: float, profile: str | None,
+          arches: tuple[str, ...] = ()) -> dict:
+    """The user's conformance run of ``name`` (on ``arches``, default all), stopped at the first
+    failure."""
     from pgconform.registry import resolve
 
     impl = resolve(name)
@@ -56,6 +58,8 @@ def judge(name: str, workers: int, timeout: float, profile: str | None) -> dict:
                "--impl", name, "--pgconform-report", str(report)]
         if profile:
             cmd += ["--hypothesis-profile", profile]
+        for arch in arches:
+            cmd += ["--arch", arch]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
         env.pop("PGCONFORM_IMPL", None)
