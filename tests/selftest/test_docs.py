@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
+
+from pgconform.versions import VERSIONS
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -77,9 +80,26 @@ def test_worked_example_gets_the_verdict_the_readme_shows():
         suppress_health_check=list(HealthCheck), phases=[Phase.generate]))
 
 
-def test_readme_version_matrix_is_the_commands_output():
-    """The README's version matrix is what ``python -m pgconform matrix`` (bound 0) prints."""
+def _shown_matrix() -> list[str]:
+    shown = README.split("<!-- version-matrix -->\n", 1)[1].split("<!-- /version-matrix -->", 1)[0]
+    return shown.splitlines()
+
+
+def test_readme_version_matrix_has_a_row_per_version():
+    """The README's version matrix has the header ``python -m pgconform matrix`` prints and one
+    row per registered version, in order (each row is checked below, one version per item so
+    that xdist spreads them)."""
+    from pgconform.kernel.config import ARCHES
+
+    lines = _shown_matrix()
+    assert lines[:2] == ["| version | " + " | ".join(ARCHES) + " |", "|---|" + "---|" * len(ARCHES)]
+    assert [line.split(" | ", 1)[0].removeprefix("| ") for line in lines[2:]] == list(VERSIONS)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_readme_version_matrix_is_the_commands_output(version):
+    """The README's row of ``version`` is what ``python -m pgconform matrix`` (bound 0) prints."""
     from pgconform import matrix
 
-    shown = README.split("<!-- version-matrix -->\n", 1)[1].split("<!-- /version-matrix -->", 1)[0]
-    assert shown == matrix.to_markdown(matrix.version_matrix(bound=0))
+    row = matrix.to_markdown(matrix.version_matrix(versions=(version,), bound=0)).splitlines()[2]
+    assert row in _shown_matrix()

@@ -1,12 +1,17 @@
 """The soak command (pgconform/soak.py): its figures add up, a mutant's violations are listed and
 fail it, and bad arguments are usage errors."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from pgconform.kernel.config import ARCHES
 from pgconform.soak import soak, to_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_reference_soaks_clean_and_the_figures_add_up():
@@ -38,3 +43,20 @@ def test_bad_arguments_are_usage_errors(args, says):
     assert r.returncode == 2
     assert says in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_committed_soak_result():
+    """bench/soak.json, written by ``tox -e soak`` and committed: the reference judged at 10^5
+    machine runs or more on every architecture, plus the whole sweep (bound 1 or more) on each,
+    with no violation; bench/soak.md is its rendering, and the README quotes its time."""
+    data = json.loads((ROOT / "bench" / "soak.json").read_text())
+    assert data["implementation"] == "reference"
+    assert data["sweep_bound"] >= 1 and data["runs_per_arch"] >= 100_000
+    assert set(data["arches"]) == set(ARCHES)
+    for arch, a in data["arches"].items():
+        assert a["machine_runs"] >= 100_000, arch
+        assert a["sweep_complete"] and a["sweep_schedules"] >= a["sweep_pairs"] > 0, arch
+        assert a["violations"] == [], arch
+    assert (ROOT / "bench" / "soak.md").read_text() == to_markdown(data)
+    readme = (ROOT / "README.md").read_text()
+    assert f"{round(data['wall_s'] / 60)} minutes" in readme and "bench/soak.md" in readme
