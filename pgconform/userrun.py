@@ -1,13 +1,14 @@
 """The zoo judged by the command a user types: for each mutant,
 
-    pytest -n WORKERS --dist worksteal tests/conformance --impl NAME -x
+    pytest -n WORKERS --dist worksteal tests/conformance --impl NAME --arch ARCH -x
 
-run in a copy of the suite with no example database (as on a fresh clone, so no stored failure
+on the architecture the mutant's bug lives on (its first ``arches``, else x86_64; with
+``--all-arches``, every one), run in a copy of the suite with no example database (as on a fresh clone, so no stored failure
 replays), the wall time until pytest stopped at the first failure, and which item and clause
 failed.  This is the figure behind "every zoo mutant is caught by the conformance run a user
 would type": the random machines and the exhaustive sweep as they run by default, nothing stored.
 
-    python -m pgconform userrun [--mutants NAME,...] [--workers N] [--timeout S]
+    python -m pgconform userrun [--mutants NAME,...] [--workers N] [--timeout S] [--all-arches]
                                 [--profile NAME] [--json PATH] [--markdown PATH]
 
 Exit status 0 if every mutant was caught with a clause it expects, 1 if not, 2 on bad usage.
@@ -90,15 +91,19 @@ def to_markdown(data: dict) -> str:
              f"{cfg['timeout']:g}` on {data['date'][:10]} ({data['cpus']} CPUs, Python "
              f"{data['python']}, profile {cfg['profile'] or 'the default (dev)'}): each mutant "
              f"judged by `pytest -n {cfg['workers']} --dist worksteal tests/conformance --impl "
-             "NAME -x` in a copy of the suite with no example database. Wall time until pytest "
-             "stopped at the first failure (start-up included); one run each.", "",
-             "| mutant | caught | s | by | item | clause | expected |", "|---|---|---|---|---|---|---|"]
+             "NAME --arch ARCH -x` (ARCH: "
+             f"{'every one' if cfg.get('all_arches') else 'the one its bug lives on'}) in a copy "
+             "of the suite with no example database. Wall time until pytest stopped at the first "
+             "failure (start-up included); one run each.", "",
+             "| mutant | arch | caught | s | by | item | clause | expected |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in data["mutants"].items():
+        arch = r.get("arch", "")
         if r["caught"]:
-            lines.append(f"| {name} | yes | {r['s']} | {r['by']} | {r['item']} | {r['clause']} | "
-                         f"{'yes' if r['expected'] else 'NO'} |")
+            lines.append(f"| {name} | {arch} | yes | {r['s']} | {r['by']} | {r['item']} | "
+                         f"{r['clause']} | {'yes' if r['expected'] else 'NO'} |")
         else:
-            lines.append(f"| {name} | NO | {r['s']} | | | {r['why']} | |")
+            lines.append(f"| {name} | {arch} | NO | {r['s']} | | | {r['why']} | |")
     caught = sum(r["caught"] and r["expected"] for r in data["mutants"].values())
     times = sorted(r["s"] for r in data["mutants"].values() if r["caught"])
     median = times[len(times) // 2] if times else None
@@ -117,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=900.0,
                    help="seconds a mutant's run may take (default 900)")
     p.add_argument("--profile", help="Hypothesis profile (default: the suite's, dev outside CI)")
+    p.add_argument("--all-arches", action="store_true",
+                   help="judge every architecture, not only the mutant's own")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the figures as Markdown")
     args = p.parse_args(argv)
@@ -133,14 +140,19 @@ def main(argv=None) -> int:
         _suite_copy(Path(tempfile.mkdtemp(prefix="pgconform-userrun-check-")))
     except FileNotFoundError as exc:
         p.error(str(exc))
+    from pgconform.registry import resolve
+
     results = {}
     for name in mutants:
-        results[name] = judge(name, args.workers, args.timeout, args.profile)
+        impl = resolve(name)
+        arches = () if args.all_arches else (impl.arches[0] if impl.arches else "x86_64",)
+        results[name] = judge(name, args.workers, args.timeout, args.profile, arches)
+        results[name]["arch"] = ",".join(arches) or "all"
         print(f"userrun: {name:45} {results[name]}", flush=True)
     data = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "config": {"workers": args.workers, "timeout": args.timeout,
-                       "profile": args.profile},
+                       "profile": args.profile, "all_arches": args.all_arches},
             "mutants": results}
     md = to_markdown(data)
     print(md)

@@ -19,7 +19,7 @@ def test_a_mutant_is_judged_by_the_users_command():
             "mutants": {"zoo.retract_pte_free_immediate": r,
                         "zoo.other": {"caught": False, "s": 600.0, "why": "not caught"}}}
     md = to_markdown(data)
-    assert "| zoo.retract_pte_free_immediate | yes |" in md and "| zoo.other | NO |" in md
+    assert "| zoo.retract_pte_free_immediate |  | yes |" in md and "| zoo.other |  | NO |" in md
     assert "1 of 2 caught" in md
 
 
