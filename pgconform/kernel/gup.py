@@ -86,14 +86,16 @@ def _put(m, t, k, folio, refs):
 # GUP-fast
 
 
-def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio):
-    """``pte_val(pte) != pte_val(ptep_get(ptep))``; when unchanged the pin is confirmed (oracle)."""
+def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
+    """``pte_val(pte) != pte_val(ptep_get(ptep))``; when unchanged the pin is confirmed (oracle),
+    as of the PMD recheck just before (trace position ``pmd_confirmed``) if the table was
+    unlinked since."""
     table = ptep.table
     if table.freed:
         m.use_after_free(t, table, f"read of entry {ptep.idx}")
     if table.entries[ptep.idx] != pte:
         return False
-    check_gup_page(k, t, mm, addr, table, folio, pte.idx)
+    check_gup_page(k, t, mm, addr, table, folio, pte.idx, pmd_confirmed)
     return True
 
 
@@ -116,8 +118,10 @@ def gup_pte_range(k, mm, pmd, pmdp, addr, end, pages):
         if pmd != (yield Load(pmdp.table, pmdp.idx)):  # pmd_val(pmd) != pmd_val(*pmdp)
             yield from gup_put_folio(k, folio)
             break
+        pmd_confirmed = len(k.m.trace)  # the table was linked at pmdp until this point
         if not (yield Atomic(f"recheck pte {ptep!r} == {pte!r}", _pte_recheck,
-                             (k, mm, addr, ptep, pte, folio), touches=(ptep.table,))):
+                             (k, mm, addr, ptep, pte, folio, pmd_confirmed),
+                             touches=(ptep.table,))):
             yield from gup_put_folio(k, folio)
             break
         pages.append((addr, folio, pte.idx))

@@ -148,6 +148,9 @@ class PteTable(Page):
     #: (pmd table, index) it was last linked at, while unlinked: the private content of its
     #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
     unlinked_from: tuple | None = None
+    #: the trace position (``len(m.trace)``) when it was last unlinked: a lockless walker that
+    #: confirmed the PMD before then saw it linked (GUP-fast's linearization point)
+    unlinked_step: int = -1
     #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
     #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
     #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing

@@ -144,6 +144,7 @@ def make_pmd_store_check(k):
             table.state = DETACHED
             table.linked_at = None
             table.unlinked_from = (pmdtable, idx)
+            table.unlinked_step = len(m.trace)
             table.dormant_uffd_wp = not any(
                 VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
                 for v in mm.vmas)

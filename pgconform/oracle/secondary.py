@@ -60,21 +60,31 @@ def check_device_translation(k, t, smmu, addr, folio, idx) -> None:
         check_mapping_data(k, t, mm, vma, addr, folio, idx)
 
 
-def check_gup_page(k, t, mm, addr, table, folio, idx) -> None:
+def check_gup_page(k, t, mm, addr, table, folio, idx, pmd_confirmed: int | None = None) -> None:
     """GUP confirms a page for ``addr`` (GUP-fast after its PMD and PTE rechecks, slow GUP under
     the ptl): it came from a page table still linked (``table``, None for a huge PMD), the page is
     live, and while a VMA still covers the address the CPU page tables map that very page there,
-    holding what was last written."""
+    holding what was last written.
+
+    GUP-fast (mm/gup.c gup_pte_range(), 6.6) rechecks the PMD, then the PTE: a table unlinked
+    between the two (mremap's move_normal_pmd(), a retract; trace position after
+    ``pmd_confirmed``) was linked at the PMD recheck with the entry the PTE recheck finds, so the
+    pin is what the address mapped at that instant, its linearization point, and the table's
+    state and the translation are judged as of then (they held)."""
     why = None
+    linked_at_pmd_recheck = (pmd_confirmed is not None and table is not None and
+                             not table.freed and table.unlinked_step >= pmd_confirmed)
     if folio.freed:
         why = "a freed page"
-    elif table is not None and (table.freed or table.state != LINKED):
+    elif table is not None and (table.freed or table.state != LINKED) and \
+            not linked_at_pmd_recheck:
         why = f"a page read from {table!r}, which is {'freed' if table.freed else table.state}"
     elif not folio.anon and (folio.mapping is None or
                              folio.mapping.pages.get(folio.index + idx) is not folio):
         why = "a page that is no longer in the page cache"
     vma = mm.find_vma(addr)
-    live = cpu_translation(k, mm, addr) if why is None and vma is not None else (folio, idx)
+    live = (cpu_translation(k, mm, addr) if why is None and vma is not None and
+            not linked_at_pmd_recheck else (folio, idx))
     if why is None and (live is None or live[0] is not folio or live[1] != idx):
         why = f"a page the address no longer maps ({mm!r} maps {_name(live)} there)"
     if why is not None:

@@ -267,3 +267,34 @@ def test_a_second_exit_does_not_drop_a_device_reference():
     machine, v = replay.run_steps(replay.machine_for(run, "reference"), run.steps)
     assert v is None, v
     assert machine.k.mms[0].exited
+
+
+#: 2026-12-03's soak, powerpc64, scenario private: GUP-fast passes its PMD recheck, mremap's
+#: move_normal_pmd() clears that PMD, and GUP-fast's PTE recheck finds the entry unchanged in the
+#: now detached table (on powerpc no IPI waits for GUP-fast's IRQ-off section)
+SOAK_MREMAP_BETWEEN_RECHECKS = (
+    "pgc1:eNqVUrtuwzAM_BfOGhwncVFP_YcC7RAYBmFTsVDrAVqOUQT-91Jy4HTo0o0ij3enk-6A3A1QQ_ALceiqEygwNozSYtLE"
+    "5DqS1tSRQzY-IdncMOZmpDBBfbmAcSa2i-exB3UHzUQMdalg8BHqQsGXcb0gD-fiXJQvCgJydAlzF_1rhiaIsFsmi0HIrRW8"
+    "gmUQD8KxqiRskb__tzRFvEpZSRNZppezKtWxkWN2K1xvQvCZDu-BOkgypHEeY7pYoSqlcZyoUVKfVOR5K6vf5YYQzpvFlMfG"
+    "-WHxwZhcSQguiBWZn0Tj6rXO1TQgk_jIHNkuxzyYte5ba5yXlJLW3pkm465bb23WVTwA9jeUd2qjb0fffaU3cJuOkVNdZtBG"
+    "rR7hVc_wZvcM77iHV77-sXXYtxY2-Q887rYnnnaYeHayszbN-gP2xMCq")
+
+
+def test_gup_fast_is_judged_at_its_pmd_recheck(monkeypatch):
+    """GUP-fast's pin stands for what the address mapped at its PMD recheck: a table unlinked
+    after that recheck and before the PTE recheck (the soak's schedule) is no stale page, and the
+    same schedule judged as if the PMD had been confirmed after the unlink is one."""
+    from pgconform import replay
+
+    run = replay.decode(SOAK_MREMAP_BETWEEN_RECHECKS)
+    again = replay.replay_run(run)
+    assert again.stale is None and again.violation is None, again.violation
+    recheck = gup._pte_recheck
+
+    def confirmed_late(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
+        return recheck(m, t, k, mm, addr, ptep, pte, folio, len(m.trace))
+
+    monkeypatch.setattr(gup, "_pte_recheck", confirmed_late)
+    late = replay.replay_run(run)
+    assert late.violation is not None and late.violation.clause == "gup.stale-page"
+    assert "which is detached" in late.violation.message
