@@ -1,7 +1,8 @@
 """Command line: ``python -m pgconform SUBCOMMAND`` (also installed as ``pgconform``).
 
 Subcommands are registered in :func:`build_parser`; each sets ``func`` (taking the parsed arguments
-and returning an exit status) with ``set_defaults``.
+and returning an exit status) with ``set_defaults``, except those in :data:`DELEGATED`, whose own
+module parses their options.
 """
 
 from __future__ import annotations
@@ -67,10 +68,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from pgconform.bench import main as bench_main
-
-    return bench_main(args.bench_args)
+#: Subcommands that parse their own options (``python -m pgconform NAME --help``): the module whose
+#: ``main(argv)`` runs them, and the line ``python -m pgconform --help`` shows.
+DELEGATED = {
+    "bench": ("pgconform.bench", "the benchmark: effects/s, examples/s with 1 and 2 xdist "
+                                 "workers, time to catch each mutant; --json PATH, --quick"),
+    "windows": ("pgconform.windows", "which race windows of the reference a run reaches "
+                                     "(coverage.py)"),
+    "matrix": ("pgconform.matrix", "the version matrix: which clauses each kernel version fails "
+                                   "on which arch"),
+    "soak": ("pgconform.soak", "judge an implementation at volume (machines and sweep on every "
+                               "arch) and write the figures"),
+    "userrun": ("pgconform.userrun", "judge each zoo mutant by the conformance command a user "
+                                     "types, with no stored examples"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,24 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run the schedule twice more and report if the runs differ")
     p_replay.set_defaults(func=_cmd_replay)
 
-    p_bench = sub.add_parser("bench", add_help=False,
-                             help="the benchmark (python -m pgconform bench --help): effects/s, "
-                                  "examples/s with 1 and 2 xdist workers, time to catch each "
-                                  "mutant; --json PATH, --quick")
-    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p_bench.set_defaults(func=_cmd_bench)
-    sub.add_parser("windows", add_help=False,
-                   help="which race windows of the reference a run reaches (coverage.py): "
-                        "python -m pgconform windows --help")
-    sub.add_parser("matrix", add_help=False,
-                   help="the version matrix: which clauses each kernel version fails on which "
-                        "arch (python -m pgconform matrix --help)")
-    sub.add_parser("soak", add_help=False,
-                   help="judge an implementation at volume (machines and sweep on every arch) "
-                        "and write the figures (python -m pgconform soak --help)")
-    sub.add_parser("userrun", add_help=False,
-                   help="judge each zoo mutant by the conformance command a user types, with no "
-                        "stored examples (python -m pgconform userrun --help)")
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, add_help=False,
+                       help=f"{text} (python -m pgconform {name} --help)")
     return parser
 
 
@@ -137,26 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pgconform: error: {exc}", file=sys.stderr)
         return 2
-    if argv[:1] == ["bench"]:  # the benchmark parses its own options (bench --help)
-        from pgconform.bench import main as bench_main
+    if argv and argv[0] in DELEGATED:  # it parses its own options
+        import importlib
 
-        return bench_main(argv[1:])
-    if argv[:1] == ["windows"]:  # so does the race-window report
-        from pgconform.windows import main as windows_main
-
-        return windows_main(argv[1:])
-    if argv[:1] == ["matrix"]:  # and the version matrix
-        from pgconform.matrix import main as matrix_main
-
-        return matrix_main(argv[1:])
-    if argv[:1] == ["soak"]:  # and the soak
-        from pgconform.soak import main as soak_main
-
-        return soak_main(argv[1:])
-    if argv[:1] == ["userrun"]:  # and the zoo judged by the user's command
-        from pgconform.userrun import main as userrun_main
-
-        return userrun_main(argv[1:])
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # an unknown subcommand exits 2 with usage on stderr
     func = getattr(args, "func", None)

@@ -34,13 +34,14 @@ SUITE_FILES = ("conftest.py", "pyproject.toml", "tests/conformance/test_conforma
                "tests/conformance/test_exhaustive.py")
 
 
+def _missing_suite_files() -> list[str]:
+    return [str(ROOT / name) for name in SUITE_FILES if not (ROOT / name).exists()]
+
+
 def _suite_copy(where: Path) -> Path:
     for name in SUITE_FILES:
-        src = ROOT / name
-        if not src.exists():
-            raise FileNotFoundError(f"{src} not found: run from a checkout of pgconform")
         (where / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, where / name)
+        shutil.copy(ROOT / name, where / name)
     return where
 
 
@@ -136,10 +137,9 @@ def main(argv=None) -> int:
                 f"(registered: {', '.join(zoo)})")
     if args.workers < 1 or args.timeout <= 0:
         p.error("--workers must be at least 1 and --timeout positive")
-    try:
-        _suite_copy(Path(tempfile.mkdtemp(prefix="pgconform-userrun-check-")))
-    except FileNotFoundError as exc:
-        p.error(str(exc))
+    missing = _missing_suite_files()
+    if missing:
+        p.error(f"{', '.join(missing)} not found: run from a checkout of pgconform")
     from pgconform.registry import resolve
 
     results = {}
