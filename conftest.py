@@ -79,7 +79,7 @@ def _profile_name() -> str:
 
 
 settings.load_profile(_profile_name())
-# the benchmark's xdist measure (pgconform/bench.py): a fixed, derandomized workload
+# the benchmark's xdist measure (pgconform/tools/bench.py): a fixed, derandomized workload
 settings.register_profile(
     "bench",
     parent=_hypothesis_default,

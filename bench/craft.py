@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pgconform import replay
-from pgconform.machines import LANES
+from pgconform.harness import replay
+from pgconform.harness.machines import LANES
 from pgconform.registry import resolve
-from pgconform.scenario import OP_KINDS
+from pgconform.harness.scenario import OP_KINDS
 
 OUT = ROOT / "pgconform" / "data" / "history_schedules.json"
 FREERS = ("khugepaged", "madv_collapse")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgconform import replay
-from pgconform.bench import hunt
+from pgconform.harness import replay
+from pgconform.tools.bench import hunt
 from pgconform.registry import resolve
 from pgconform.zoo import MUTANTS
 

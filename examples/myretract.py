@@ -35,20 +35,20 @@ def retract(k, mapping, pgoff, free):
         if vma.anon_vma is not None or addr % nr or addr < vma.start or vma.end < addr + nr:
             continue
         mm = vma.mm
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, addr)
         if result != SCAN_SUCCEED or userfaultfd_wp(vma):
             continue
-        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+        if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
             continue
         yield from mmu_notifier_invalidate_range_start(k, mm, addr, addr + nr)
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-        ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
+        ptl = yield from k.ops.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
         if ptl is not pml:
             yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
         skip = vma.anon_vma is not None or userfaultfd_wp(vma)  # the recheck under ptl
         if not skip:
-            pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
-            yield from k.impl.pmdp_get_lockless_sync(k)
+            pmd = yield from k.ops.pmdp_collapse_flush(k, vma, addr, pmdp)
+            yield from k.ops.pmdp_get_lockless_sync(k)
         if ptl is not pml:
             yield Unlock(ptl)
         yield Unlock(pml)
@@ -61,12 +61,12 @@ def retract(k, mapping, pgoff, free):
 
 def retract_page_tables(k, mapping, pgoff):
     """The mistake: pte_free() at once, no grace period."""
-    yield from retract(k, mapping, pgoff, k.impl.pte_free)
+    yield from retract(k, mapping, pgoff, k.ops.pte_free)
 
 
 def retract_page_tables_fixed(k, mapping, pgoff):
     """As the series does: pte_free_defer()."""
-    yield from retract(k, mapping, pgoff, k.impl.pte_free_defer)
+    yield from retract(k, mapping, pgoff, k.ops.pte_free_defer)
 
 
 IMPL = {"retract_page_tables": retract_page_tables}

@@ -26,7 +26,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     or the string no longer applies (another format or model version; a step whose rule cannot
     run there, or a decision naming a task that cannot)."""
     from pgconform.implementation import ImplementationError
-    from pgconform.replay import ReplayError, SweepRun, check_determinism, decode, replay_run
+    from pgconform.harness.replay import ReplayError, SweepRun, check_determinism, decode, replay_run
 
     try:
         run = decode(args.string)
@@ -57,11 +57,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print("no violation: the schedule passes")
         return 0
     if args.html and machine is not None:
-        from pgconform.sim.timeline import write_html
+        from pgconform.report.timeline import write_html
 
         write_html(args.html, machine, violation, title=f"{spec} on {run.arch}")
     if args.full and machine is not None:
-        from pgconform.sim.trace import render
+        from pgconform.report.trace import render
 
         violation.diagram = render(machine, violation, full=True)
     print(violation)
@@ -71,15 +71,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 #: Subcommands that parse their own options (``python -m pgconform NAME --help``): the module whose
 #: ``main(argv)`` runs them, and the line ``python -m pgconform --help`` shows.
 DELEGATED = {
-    "bench": ("pgconform.bench", "the benchmark: effects/s, examples/s with 1 and 2 xdist "
+    "bench": ("pgconform.tools.bench", "the benchmark: effects/s, examples/s with 1 and 2 xdist "
                                  "workers, time to catch each mutant; --json PATH, --quick"),
-    "windows": ("pgconform.windows", "which race windows of the reference a run reaches "
+    "windows": ("pgconform.tools.windows", "which race windows of the reference a run reaches "
                                      "(coverage.py)"),
-    "matrix": ("pgconform.matrix", "the version matrix: which clauses each kernel version fails "
+    "matrix": ("pgconform.tools.matrix", "the version matrix: which clauses each kernel version fails "
                                    "on which arch"),
-    "soak": ("pgconform.soak", "judge an implementation at volume (machines and sweep on every "
+    "soak": ("pgconform.tools.soak", "judge an implementation at volume (machines and sweep on every "
                                "arch) and write the figures"),
-    "userrun": ("pgconform.userrun", "judge each zoo mutant by the conformance command a user "
+    "userrun": ("pgconform.tools.userrun", "judge each zoo mutant by the conformance command a user "
                                      "types, with no stored examples"),
 }
 

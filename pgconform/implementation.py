@@ -5,9 +5,9 @@ not define comes from the reference (``pgconform.reference``).  The environment 
 series function directly: they go through the table built by :func:`build_table`, so a plugged
 ``pte_offset_map_lock`` is the one that faults, zap and rmap walkers use.
 
-Every series function takes the kernel context ``k`` first (``k.impl`` is the table, ``k.arch`` the
+Every series function takes the kernel context ``k`` first (``k.ops`` is the table, ``k.arch`` the
 architecture config) and is a generator: it yields simulator effects and ``return``s its result, so
-callers compose with ``yield from k.impl.NAME(k, ...)``.
+callers compose with ``yield from k.ops.NAME(k, ...)``.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def selected_arches() -> list[str]:
 def selected_xfails(arch: str, scenario: str) -> dict:
     """The known-failures file's entries for one item: clause -> (line, reason)."""
     from pgconform.oracle.clauses import CLAUSES
-    from pgconform.report import parse_xfails, tolerated_for
+    from pgconform.report.summary import parse_xfails, tolerated_for
 
     path = os.environ.get(XFAILS_ENV_VAR)
     if not path:
@@ -143,10 +143,10 @@ def selected_xfails(arch: str, scenario: str) -> dict:
 
 def scenarios() -> list[str]:
     """The scenarios of the conformance items, as ``--xfails-file`` names them: the machines'
-    (:data:`pgconform.machines.SCENARIOS`), then the sweep's worlds (a sweep item's scenario is
-    its world, :data:`pgconform.sweep.WORLDS`)."""
-    from pgconform.machines import SCENARIOS
-    from pgconform.sweep import WORLDS
+    (:data:`pgconform.harness.machines.SCENARIOS`), then the sweep's worlds (a sweep item's scenario is
+    its world, :data:`pgconform.harness.sweep.WORLDS`)."""
+    from pgconform.harness.machines import SCENARIOS
+    from pgconform.harness.sweep import WORLDS
 
     return list(dict.fromkeys([*SCENARIOS, *WORLDS]))
 
@@ -311,7 +311,7 @@ def pytest_make_collect_report(collector: pytest.Collector):
 def _activate(config: pytest.Config) -> Selection:
     """Resolve the selection and check the configuration: any problem is a usage error."""
     from pgconform.implementation import ImplementationError
-    from pgconform.sweep import default_bound
+    from pgconform.harness.sweep import default_bound
 
     option = config.getoption("pgconform_impl")
     if option is not None and not option.strip():
@@ -393,7 +393,7 @@ def _export_xfails(config: pytest.Config) -> None:
     match anything are warned about (by the controller only)."""
     from pgconform.kernel.config import ARCHES
     from pgconform.oracle.clauses import CLAUSES
-    from pgconform.report import XfailsError, parse_xfails, static_warnings
+    from pgconform.report.summary import XfailsError, parse_xfails, static_warnings
 
     path = config.getoption("pgconform_xfails")
     if not path:
@@ -473,7 +473,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def _machine_of(item: pytest.Item):
     """The conformance machine class an item runs, or None for other tests."""
-    machines = sys.modules.get("pgconform.machines")
+    machines = sys.modules.get("pgconform.harness.machines")
     if machines is None:  # no machine was made in this process: nothing to import for others
         return None
     cls = getattr(getattr(item, "obj", None), "_hypothesis_state_machine_class", None)
@@ -482,7 +482,7 @@ def _machine_of(item: pytest.Item):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    replay = sys.modules.get("pgconform.replay")
+    replay = sys.modules.get("pgconform.harness.replay")
     if replay is None:  # not imported yet: nothing to reset (and nothing imported for others)
         return
     replay.last_failure = None
@@ -517,7 +517,7 @@ def _judged_by(item: pytest.Item) -> _Judged | None:
 def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     """Clause, outcome, message and replay string of a failed item; checks that the failure is
     deterministic, and writes its picture with ``--pgconform-trace-dir``."""
-    from pgconform import replay
+    from pgconform.harness import replay
     from pgconform.sim.errors import Violation
 
     failure = replay.last_failure
@@ -529,7 +529,7 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
         if found:
             exc, others = found[0], [e.clause for e in found[1:]]
     if isinstance(exc, Violation):
-        from pgconform.sim.trace import count_rows
+        from pgconform.report.trace import count_rows
 
         also = f" (and distinct failures: {', '.join(others)})" if others else ""
         verdict.update(outcome=exc.outcome, clause=exc.clause, message=exc.message + also,
@@ -546,7 +546,7 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     if failure is None:
         return _write_trace(item, judged, getattr(exc, "machine", None), exc, report, verdict)
     verdict["replay"] = failure.string
-    # a sweep failure was checked by the sweep itself (pgconform.sweep.sweep), hangs included
+    # a sweep failure was checked by the sweep itself (pgconform.harness.sweep.sweep), hangs included
     if failure.violation.clause == "impl.hang" and not isinstance(failure.run, replay.SweepRun):
         return _confirm_hang(item, judged, failure, report, verdict)
     odd = None
@@ -590,7 +590,7 @@ def _confirm_hang(item, judged: _Judged, failure, report, verdict: dict) -> dict
     """An ``impl.hang`` is a verdict only if replaying the run, with the watchdog's full CPU
     time, hangs again at the same place (this replaces the determinism check).  A hang that does
     not reproduce judged nothing: the item is reported skipped, never failed."""
-    from pgconform import replay
+    from pgconform.harness import replay
     from pgconform.sim.watchdog import first_timeout_s
 
     try:
@@ -615,7 +615,7 @@ def _write_trace(item, judged: _Judged, machine, violation, report, verdict: dic
     """With ``--pgconform-trace-dir``, the failure's timeline, named after the item."""
     trace_dir = item.config.getoption("pgconform_trace_dir")
     if trace_dir and machine is not None:
-        from pgconform.sim.timeline import write_html
+        from pgconform.report.timeline import write_html
 
         os.makedirs(trace_dir, exist_ok=True)
         name = item.nodeid.split("::")[-2] if item.nodeid.count("::") >= 2 else item.name
@@ -634,8 +634,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     judged = _judged_by(item)
     if judged is None:
         return
-    from pgconform import replay
-    from pgconform.report import ItemResult
+    from pgconform.harness import replay
+    from pgconform.report.summary import ItemResult
 
     if report.skipped and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
         result = ItemResult(item.nodeid, judged.arch, judged.scenario, "skipped")
@@ -803,7 +803,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     ours = False
     for key, value in getattr(report, "user_properties", ()):
         if key == "pgconform":
-            from pgconform.report import ItemResult
+            from pgconform.report.summary import ItemResult
 
             ours = True
             results = _current_results()
@@ -882,7 +882,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(nothing, red=True)
     if not results or nothing is not None:
         return
-    from pgconform.report import summary_lines
+    from pgconform.report.summary import summary_lines
 
     info = _implementation_info(config)
     terminalreporter.write_sep("=", "pgconform conformance summary")
@@ -927,7 +927,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     results = config.stash.get(_RESULTS_KEY, None)
     path = config.getoption("pgconform_report", None)
     if path and results is not None:
-        from pgconform.report import write
+        from pgconform.report.summary import write
 
         try:
             write(path, results, _implementation_info(config))

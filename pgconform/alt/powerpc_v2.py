@@ -85,7 +85,7 @@ def pte_free_defer(k, mm, pgtable):
     new = yield Atomic(f"atomic_add_return(PTE_FREE_DEFERRED - 1, {page!r}->pt_frag_refcount)",
                        _add_bias, (k, table), touches=(table, page))
     if new < 2 * D:
-        yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+        yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
 
 
 def _remove_bias(m, t, k, page):
@@ -125,14 +125,14 @@ def pte_free_now(k, head):
                              (k, page), touches=(page,))
     if new < D:
         # page_address(page) in the kernel: only its page matters to pte_fragment_free()
-        yield from k.impl.pte_fragment_free(k, PtePtr(ours, 0) if ours is not None
+        yield from k.ops.pte_fragment_free(k, PtePtr(ours, 0) if ours is not None
                                             else PtePtr(page.slots[0], 0), 0)
         return
     while new >= 2 * D:
         new = yield Atomic(f"atomic_sub_return(PTE_FREE_DEFERRED, {label})", _drop_extra,
                            (k, page), touches=(page,))
     yield Atomic(f"atomic_dec({label})", _drop_ours, (k, page, ours), touches=(page,))
-    yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+    yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
 
 
 IMPLEMENTATION = Implementation(

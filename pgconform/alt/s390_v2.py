@@ -290,7 +290,7 @@ def pte_free_half(k, head, bit):
     page = head.owner  # container_of()
     mask = yield Atomic(f"atomic_xor_bits({page!r}, 0x04 << {bit}) >> 24", _clear_h, (page, bit),
                         touches=(page,))
-    yield from k.impl.__tlb_remove_table(k, tagged_half(page, bit))
+    yield from k.ops.__tlb_remove_table(k, tagged_half(page, bit))
     if mask & 0x0C:
         yield CallRcu(page.rcu_head, pte_free_now0 if bit else pte_free_now1, (k, page.rcu_head))
 

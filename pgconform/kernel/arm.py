@@ -79,14 +79,14 @@ def adjust_pte(k, vma, address, pfn):
         if not split:
             break
         yield Lock(ptl, 1)  # do_pte_lock(): spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
-        if pmdval is None or pmdval == (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+        if pmdval is None or pmdval == (yield from k.ops.pmdp_get_lockless(k, pmdp)):
             break
         yield Unlock(ptl)  # window: adjust_pte's pmd_same recheck fails
-        yield from k.impl.pte_unmap(k, pte)
+        yield from k.ops.pte_unmap(k, pte)
     ret = yield from do_adjust_pte(k, vma, address, pfn, pte)
     if split:
         yield Unlock(ptl)  # do_pte_unlock()
-    yield from k.impl.pte_unmap(k, pte)
+    yield from k.ops.pte_unmap(k, pte)
     return ret
 
 

@@ -78,14 +78,14 @@ def copy_pte_range(k, dst_vma, src_vma, dst_pmd, src_pmd, addr, end):
     mapped)."""
     dst_mm, src_mm = dst_vma.mm, src_vma.mm
     yield from pte_alloc(k, dst_mm, dst_pmd)  # pte_alloc_map_lock()
-    dst_pte, dst_ptl = yield from k.impl.pte_offset_map_lock(k, dst_mm, dst_pmd, addr)
+    dst_pte, dst_ptl = yield from k.ops.pte_offset_map_lock(k, dst_mm, dst_pmd, addr)
     if dst_pte is None:
         return ENOMEM
     # 6.13+: pte_offset_map_rw_nolock(), no recheck: the parent's mmap_lock for write, and
     # retract_page_tables() leaving alone a VMA with an anon_vma (which COW needs) keep it linked
     src_pte, _, src_ptl = yield from pte_map_rw_as(k, src_mm, src_pmd, addr)
     if src_pte is None:
-        yield from k.impl.pte_unmap_unlock(k, dst_pte, dst_ptl)
+        yield from k.ops.pte_unmap_unlock(k, dst_pte, dst_ptl)
         return 0  # the child faults it in later
     yield Lock(src_ptl, 1)  # spin_lock_nested(src_ptl, SINGLE_DEPTH_NESTING)
     for i in range(end - addr):
@@ -114,8 +114,8 @@ def copy_pte_range(k, dst_vma, src_vma, dst_pmd, src_pmd, addr, end):
         yield Store(dptep.table, dptep.idx, child)  # set_pte_at()
         mapped_pte(k, dst_mm, addr + i, folio, ent.idx)  # rss[] of the child, mapcount
     yield Unlock(src_ptl)
-    yield from k.impl.pte_unmap(k, src_pte)
-    yield from k.impl.pte_unmap_unlock(k, dst_pte, dst_ptl)
+    yield from k.ops.pte_unmap(k, src_pte)
+    yield from k.ops.pte_unmap_unlock(k, dst_pte, dst_ptl)
     return 0
 
 

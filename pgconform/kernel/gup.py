@@ -31,7 +31,7 @@ from pgconform.kernel.objects import (
 from pgconform.kernel.pgtable import pae_split
 from pgconform.oracle.secondary import check_gup_page
 from pgconform.sim.effects import Atomic, DownRead, IrqDisable, IrqEnable, Load, Unlock, UpRead
-from pgconform.sim.memory import Page
+from pgconform.sim.physmem import Page
 
 EFAULT = -14
 
@@ -104,7 +104,7 @@ def gup_pte_range(k, mm, pmd, pmdp, addr, end, pages):
     ptep_get_lockless(), bail on a non-present one, try_grab_folio(), then recheck the PMD
     (70cbc3cc78a9) and the PTE, dropping the reference if either changed.  Returns 1 if the
     whole range was got, else 0 (what was got stays in ``pages``)."""
-    ptem = ptep = yield from k.impl.pte_offset_map(k, stack_pmd(k, pmd), addr)
+    ptem = ptep = yield from k.ops.pte_offset_map(k, stack_pmd(k, pmd), addr)
     if ptep is None:
         return 0
     ret = 0
@@ -130,7 +130,7 @@ def gup_pte_range(k, mm, pmd, pmdp, addr, end, pages):
             ret = 1
             break
         ptep += 1
-    yield from k.impl.pte_unmap(k, ptem)
+    yield from k.ops.pte_unmap(k, ptem)
     return ret
 
 
@@ -166,7 +166,7 @@ def gup_pmd_range(k, mm, addr, end, pages):
     while addr < end:
         nxt = min(end, geo.haddr(addr) + geo.ptrs_per_pte)
         pmdp = mm.pmd_offset(addr, geo)
-        pmd = yield from k.impl.pmdp_get_lockless(k, pmdp)
+        pmd = yield from k.ops.pmdp_get_lockless(k, pmdp)
         if pmd_none(pmd):
             return 0
         if pmd_trans_huge(pmd):
@@ -222,7 +222,7 @@ def follow_page_pte(k, vma, addr, pmdp):
     under ptl; not present: NULL; else try_grab_folio() and pte_unmap_unlock().  Returns
     (folio, idx) or None."""
     mm = vma.mm
-    ptep, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    ptep, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if ptep is None:
         return None
     pte = yield Load(ptep.table, ptep.idx)
@@ -231,7 +231,7 @@ def follow_page_pte(k, vma, addr, pmdp):
         folio = yield Atomic(f"try_grab_folio({pte.folio!r}, 1)", _grab_locked,
                              (k, mm, addr, ptep.table, pte), touches=(pte.folio,))
         page = (folio, pte.idx)
-    yield from k.impl.pte_unmap_unlock(k, ptep, ptl)
+    yield from k.ops.pte_unmap_unlock(k, ptep, ptl)
     return page
 
 
@@ -247,12 +247,12 @@ def follow_pmd_mask(k, vma, addr):
     """mm/gup.c: follow_pmd_mask() (6.6): pmdp_get_lockless(); none: no_page_table(); a table:
     follow_page_pte(); huge: under pmd_lock() recheck it and follow_trans_huge_pmd()."""
     pmdp = vma.mm.pmd_offset(addr, k.geo)
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmdval):
         return None
     if not pmd_trans_huge(pmdval):
         return (yield from follow_page_pte(k, vma, addr, pmdp))
-    ptl = yield from k.impl.pmd_lock(k, vma.mm, pmdp)
+    ptl = yield from k.ops.pmd_lock(k, vma.mm, pmdp)
     cur = yield Load(pmdp.table, pmdp.idx)
     if pmd_none(cur):
         yield Unlock(ptl)

@@ -29,7 +29,7 @@ def hpage_collapse_scan_file(k, mm, addr, file, start, is_khugepaged):
     result = yield Atomic(f"hpage_collapse_scan_file({file!r}, {start})", _scan_file,
                           (k, file, start), touches=(file,))
     if result == "SCAN_SUCCEED":
-        result = yield from k.impl.collapse_file(k, mm, addr, file, start, is_khugepaged)
+        result = yield from k.ops.collapse_file(k, mm, addr, file, start, is_khugepaged)
     return result
 
 
@@ -59,10 +59,10 @@ def khugepaged_scan_mm_slot(k, mm, haddr):
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, True)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
         yield DownRead(mm.mmap_lock)
-        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+        if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
             yield UpRead(mm.mmap_lock)
             return "exiting"
-        result = yield from k.impl.collapse_pte_mapped_thp(k, mm, haddr, False)
+        result = yield from k.ops.collapse_pte_mapped_thp(k, mm, haddr, False)
         yield UpRead(mm.mmap_lock)
     return result
 
@@ -86,6 +86,6 @@ def madvise_collapse_as(k, mm, haddr, write_locked=False):
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, False)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
         yield (DownWrite if write_locked else DownRead)(mm.mmap_lock)
-        result = yield from k.impl.collapse_pte_mapped_thp(k, mm, haddr, True)
+        result = yield from k.ops.collapse_pte_mapped_thp(k, mm, haddr, True)
         yield (UpWrite if write_locked else UpRead)(mm.mmap_lock)
     return result

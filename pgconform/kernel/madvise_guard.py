@@ -86,7 +86,7 @@ def guard_install_pte_range(k, vma, pmdp, addr, end):
     that already is a guard marker and stops the walk (>0: "zap needed") at any other.  Returns
     ``(err, again)``: ``again`` when the table could not be mapped (ACTION_AGAIN)."""
     mm = vma.mm
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return 0, True
     err = 0
@@ -101,7 +101,7 @@ def guard_install_pte_range(k, vma, pmdp, addr, end):
         elif ent != PTE_MARKER_GUARD:  # populated: abort, the caller zaps and retries
             err = 1
             break
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return err, False
 
 
@@ -186,7 +186,7 @@ def guard_remove_pte_range(k, vma, pmdp, addr, end):
     pte_offset_map_lock(), clear each guard marker (pte_clear() then update_mmu_cache()); leave
     every other entry.  Returns True when the table could not be mapped (ACTION_AGAIN)."""
     mm = vma.mm
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return True
     for a in range(addr, end):
@@ -199,7 +199,7 @@ def guard_remove_pte_range(k, vma, pmdp, addr, end):
             marker_replaced(mm, a)
             if k.arch.vivt_cache:
                 yield from update_mmu_cache_range(k, vma, a, ptep)
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return False
 
 

@@ -207,7 +207,7 @@ def __handle_mm_fault(k, vma, addr, write, allow_retry=False):
     """mm/memory.c: __handle_mm_fault() (6.6): a huge PMD is used or split; else handle_pte_fault().
     (create_huge_pmd() falls back for shmem: it has no ->huge_fault.)"""
     vmf = VmFault(vma, addr, write, vma.mm.pmd_offset(addr, k.geo), allow_retry=allow_retry)
-    orig_pmd = yield from k.impl.pmdp_get_lockless(k, vmf.pmd)
+    orig_pmd = yield from k.ops.pmdp_get_lockless(k, vmf.pmd)
     if pmd_trans_huge(orig_pmd):
         if write and not orig_pmd.write:
             # wp_huge_pmd(): file VMAs split the PMD (it is just cleared) and fall back
@@ -231,7 +231,7 @@ def handle_pte_fault(k, vmf):
             return VM_FAULT_OK
         vmf.orig_pte = yield Load(vmf.pte.table, vmf.pte.idx)  # ptep_get_lockless()
         if pte_none(vmf.orig_pte):
-            yield from k.impl.pte_unmap(k, vmf.pte)
+            yield from k.ops.pte_unmap(k, vmf.pte)
             vmf.pte = None
     if vmf.pte is None:
         return (yield from do_pte_missing(k, vmf))
@@ -240,7 +240,7 @@ def handle_pte_fault(k, vmf):
     yield Lock(vmf.ptl)
     entry = yield Load(vmf.pte.table, vmf.pte.idx)
     if entry != vmf.orig_pte:  # !pte_same(): someone changed it; let the access retry
-        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
         return VM_FAULT_OK
     if vmf.write and pte_present(entry) and not entry.write:
         return (yield from do_wp_page(k, vmf, entry))
@@ -252,7 +252,7 @@ def handle_pte_fault(k, vmf):
         yield Store(vmf.pte.table, vmf.pte.idx, attrs.evolve(entry, young=True))
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vmf.vma, vmf.address, vmf.pte)
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return VM_FAULT_OK
 
 
@@ -278,16 +278,16 @@ def do_anonymous_page(k, vmf):
     yield from anon_vma_prepare(k, vma)
     folio = k.new_folio(f"anon({mm.name}:{vmf.address})", 1, anon=True, data=[0])
     folio.refcount = 1
-    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    vmf.pte, vmf.ptl = yield from k.ops.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
     if vmf.pte is None:
         folio_put(k, folio)
         return VM_FAULT_OK
     if (yield Load(vmf.pte.table, vmf.pte.idx)) != vmf.orig_pte:  # vmf_pte_changed()
-        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
         folio_put(k, folio)
         return VM_FAULT_OK
     if VM_UFFD_MISSING in vma.flags:  # userfaultfd_missing()
-        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
         folio_put(k, folio)
         return handle_userfault(k, vmf, VM_UFFD_MISSING)
     # folio_add_new_anon_rmap() + set_ptes(): writable if the VMA is (the page is its own)
@@ -295,14 +295,14 @@ def do_anonymous_page(k, vmf):
     mapped_pte(k, mm, vmf.address, folio, 0)
     if k.arch.vivt_cache:
         yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return VM_FAULT_OK
 
 
 def do_swap_page(k, vmf):
     """mm/memory.c: do_swap_page() (6.6) for the non-swap entries of the model: PTE markers
     (pte_unmap_same() ends the map of handle_pte_fault(); then handle_pte_marker())."""
-    yield from k.impl.pte_unmap(k, vmf.pte)
+    yield from k.ops.pte_unmap(k, vmf.pte)
     vmf.pte = None
     if type(vmf.orig_pte) is PteMarker:
         return (yield from handle_pte_marker(k, vmf))
@@ -336,12 +336,12 @@ def pte_marker_clear(k, vmf):
     """mm/memory.c: pte_marker_clear() (6.6): under pte_offset_map_lock(), clear the entry only if
     it is still the marker the fault saw (pte_same)."""
     mm = vmf.vma.mm
-    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    vmf.pte, vmf.ptl = yield from k.ops.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
     if vmf.pte is None:
         return VM_FAULT_OK
     if (yield Load(vmf.pte.table, vmf.pte.idx)) == vmf.orig_pte:
         yield Store(vmf.pte.table, vmf.pte.idx, None)  # pte_clear()
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return VM_FAULT_OK
 
 
@@ -422,7 +422,7 @@ def finish_fault(k, vmf):
             if ret != VM_FAULT_FALLBACK:
                 return ret
         yield from pte_alloc(k, mm, vmf.pmd)
-    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    vmf.pte, vmf.ptl = yield from k.ops.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
     if vmf.pte is None:
         return VM_FAULT_NOPAGE
     ret = VM_FAULT_NOPAGE
@@ -437,7 +437,7 @@ def finish_fault(k, vmf):
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vma, vmf.address, vmf.pte)
         ret = VM_FAULT_OK
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     return ret
 
 
@@ -459,7 +459,7 @@ def do_set_pmd(k, vmf, folio):
         return VM_FAULT_FALLBACK  # !transhuge_vma_suitable()
     if vma.linear_page_index(haddr) != folio.index:
         return VM_FAULT_FALLBACK
-    ptl = yield from k.impl.pmd_lock(k, mm, vmf.pmd)
+    ptl = yield from k.ops.pmd_lock(k, mm, vmf.pmd)
     ret = VM_FAULT_FALLBACK
     if pmd_none((yield Load(vmf.pmd.table, vmf.pmd.idx))):
         mm.rss[mm_counter_file(folio)] += k.geo.hpage_pmd_nr
@@ -513,7 +513,7 @@ def do_wp_page(k, vmf, entry):
     vma = vmf.vma
     mm = vma.mm
     if entry.uffd_wp and VM_UFFD_WP in vma.flags:  # userfaultfd_pte_wp()
-        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
         return handle_userfault(k, vmf, VM_UFFD_WP)
     if vma.shared or (entry.folio.anon and entry.folio.refcount == 1):
         # wp_page_shared()/wp_page_reuse(): an anonymous page is reused only while nobody else
@@ -522,9 +522,9 @@ def do_wp_page(k, vmf, entry):
         if k.arch.debug_vm:  # ptep_set_access_flags()
             yield from assert_pte_locked(k, mm, vmf.address)
         yield Store(vmf.pte.table, vmf.pte.idx, attrs.evolve(entry, write=True, young=True))
-        yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+        yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
         return VM_FAULT_OK
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     yield from anon_vma_prepare(k, vma)
     old = entry.folio
     anon = k.new_folio(f"anon({mm.name}:{vmf.address})", 1, anon=True,
@@ -532,7 +532,7 @@ def do_wp_page(k, vmf, entry):
     anon.refcount = 1
     # the range of the one page being replaced (secondary MMUs drop their translation of it)
     yield from mmu_notifier_invalidate_range_start(k, mm, vmf.address, vmf.address + 1)
-    vmf.pte, vmf.ptl = yield from k.impl.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
+    vmf.pte, vmf.ptl = yield from k.ops.pte_offset_map_lock(k, mm, vmf.pmd, vmf.address)
     if vmf.pte is None:
         folio_put(k, anon)
         yield from mmu_notifier_invalidate_range_end(k, mm, vmf.address, vmf.address + 1)
@@ -551,7 +551,7 @@ def do_wp_page(k, vmf, entry):
         k.anon_shadow[(mm, vmf.address)] = anon.data[0]
     else:
         folio_put(k, anon)
-    yield from k.impl.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
+    yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
     yield from mmu_notifier_invalidate_range_end(k, mm, vmf.address, vmf.address + 1)
     return VM_FAULT_OK
 
@@ -567,7 +567,7 @@ def __split_huge_pmd(k, vma, pmdp, addr):
     haddr = k.geo.haddr(addr)
     end = haddr + k.geo.hpage_pmd_nr
     yield from mmu_notifier_invalidate_range_start(k, mm, haddr, end)
-    ptl = yield from k.impl.pmd_lock(k, mm, pmdp)
+    ptl = yield from k.ops.pmd_lock(k, mm, pmdp)
     old = yield Load(pmdp.table, pmdp.idx)
     if pmd_trans_huge(old):
         yield from set_pmd(k, pmdp, None)  # pmdp_huge_clear_flush()
@@ -582,7 +582,7 @@ def zap_huge_pmd(k, vma, pmdp):
     """mm/huge_memory.c: zap_huge_pmd() (6.6): under __pmd_trans_huge_lock(), clear a huge file PMD.
     Returns False if the PMD was no longer huge."""
     mm = vma.mm
-    ptl = yield from k.impl.pmd_lock(k, mm, pmdp)
+    ptl = yield from k.ops.pmd_lock(k, mm, pmdp)
     old = yield Load(pmdp.table, pmdp.idx)
     if not pmd_trans_huge(old):
         yield Unlock(ptl)
@@ -667,7 +667,7 @@ def zap_empty_pte_table(k, mm, pmdp, ptl):
     filled one while ptl was held.  Returns the old PMD value, or None if pml was busy (the caller
     goes the slow way).  (6.14 trylocked pml even when it is the ptl already held, so without
     split ptlocks the fast path always failed; 7.0 skips the trylock then.)"""
-    pml = yield from k.impl.pmd_lockptr(k, mm, pmdp)
+    pml = yield from k.ops.pmd_lockptr(k, mm, pmdp)
     if pml is not ptl and not (yield Trylock(pml)):
         return None  # window: zap_empty_pte_table finds pml busy
     pmdval = yield Load(pmdp.table, pmdp.idx)  # pmdp_get()
@@ -690,8 +690,8 @@ def zap_pte_table_if_empty(k, mm, pmdp, addr):
 def zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=True):
     """zap_pte_table_if_empty() with its look at every entry under pml and ptl as a parameter
     (a variant that trusts the zap's finding: tests/selftest/test_pt_reclaim.py)."""
-    pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-    start_pte, pmdval, ptl = yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
+    pml = yield from k.ops.pmd_lock(k, mm, pmdp)
+    start_pte, pmdval, ptl = yield from k.ops.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
     if start_pte is None:
         yield Unlock(pml)  # window: zap_pte_table_if_empty finds no table
         return None
@@ -701,11 +701,11 @@ def zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=True):
     for i in range(k.geo.ptrs_per_pte if rescan else 0):
         if not pte_none((yield Load(table, i))):  # ptep_get()
             # window: zap_pte_table_if_empty finds the table refilled
-            yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+            yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
             if ptl is not pml:
                 yield Unlock(pml)
             return None
-    yield from k.impl.pte_unmap(k, start_pte)
+    yield from k.ops.pte_unmap(k, start_pte)
     yield from pmd_clear(k, pmdp)
     if ptl is not pml:
         yield Unlock(ptl)
@@ -740,7 +740,7 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
     need_resched() or full batch: the kernel's other reasons to go the slow way)."""
     mm = vma.mm
     can_reclaim_pt = tlb is not None and pte_table_reclaim_possible(k, addr, end, details)
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return addr
     for a in range(addr, end):
@@ -790,7 +790,7 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
             can_reclaim_pt = False
         else:
             pmdval = yield from zap_empty_pte_table(k, mm, pmdp, ptl)
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     if can_reclaim_pt:
         if pmdval is None:
             pmdval = yield from zap_pte_table_if_empty(k, mm, pmdp, addr)

@@ -113,7 +113,7 @@ def tlb_table_invalidate(k, tlb):
 def __tlb_remove_table_one_rcu(k, table):
     """mm/mmu_gather.c: __tlb_remove_table_one_rcu() (7.0, CONFIG_PT_RECLAIM): the RCU callback,
     the arch's __tlb_remove_table() of the ptdesc the rcu_head is in."""
-    yield from k.impl.__tlb_remove_table(k, table)
+    yield from k.ops.__tlb_remove_table(k, table)
 
 
 def tlb_remove_table_one(k, table):
@@ -127,7 +127,7 @@ def tlb_remove_table_one(k, table):
         yield CallRcu(table.rcu_head, __tlb_remove_table_one_rcu, (k, table))
         return
     yield IpiSync()  # tlb_remove_table_sync_one()
-    yield from k.impl.__tlb_remove_table(k, table)
+    yield from k.ops.__tlb_remove_table(k, table)
 
 
 def tlb_remove_page(k, tlb, page):
@@ -155,7 +155,7 @@ def tlb_remove_table_rcu(k, batch):
     __tlb_remove_table_free(): the arch's __tlb_remove_table() for each entry, then the batch
     page goes."""
     for table in batch.tables:
-        yield from k.impl.__tlb_remove_table(k, table)
+        yield from k.ops.__tlb_remove_table(k, table)
 
 
 def tlb_table_flush(k, tlb):
@@ -201,7 +201,7 @@ def pte_free_tlb(k, tlb, pgtable, address):
     __pte_free_tlb()."""
     tlb.freed_tables = True
     __tlb_adjust_range(tlb, k.geo.haddr(address), k.geo.ptrs_per_pte)
-    yield from k.impl.__pte_free_tlb(k, tlb, pgtable, address)
+    yield from k.ops.__pte_free_tlb(k, tlb, pgtable, address)
 
 
 @attrs.frozen(slots=True, repr=False)

@@ -177,7 +177,7 @@ def change_pte_range(k, vma, pmdp, addr, end, cp_flags):
     drop uffd-wp markers; with MM_CP_UFFD_WP put a PTE_MARKER_UFFD_WP in every none entry of a
     file VMA.  Returns the number of entries changed, or -EAGAIN."""
     mm = vma.mm
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return EAGAIN
     uffd_wp = cp_flags & MM_CP_UFFD_WP
@@ -202,7 +202,7 @@ def change_pte_range(k, vma, pmdp, addr, end, cp_flags):
         elif uffd_wp and userfaultfd_wp_use_markers(vma):
             yield Store(ptep.table, ptep.idx, PTE_MARKER_UFFD_WP)
             pages += 1
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return pages
 
 
@@ -211,7 +211,7 @@ def change_huge_pmd(k, vma, pmdp, addr, cp_flags):
     file PMDs first): under pmd_lock, rewrite the write bit of a PMD that is still huge.  Returns
     HPAGE_PMD_NR, or 0 if it was no longer huge."""
     mm = vma.mm
-    ptl = yield from k.impl.pmd_lock(k, mm, pmdp)
+    ptl = yield from k.ops.pmd_lock(k, mm, pmdp)
     old = yield Load(pmdp.table, pmdp.idx)
     if not pmd_trans_huge(old):
         yield Unlock(ptl)
@@ -245,7 +245,7 @@ def change_pmd_range(k, vma, start, end, cp_flags):
             if not notified:
                 yield from mmu_notifier_invalidate_range_start(k, mm, start, end)
                 notified = True
-            pmdv = yield from k.impl.pmdp_get_lockless(k, pmdp)
+            pmdv = yield from k.ops.pmdp_get_lockless(k, pmdp)
             if pmd_trans_huge(pmdv):
                 if nxt - addr != geo.hpage_pmd_nr or pgtable_split_needed(vma, cp_flags):
                     yield from __split_huge_pmd(k, vma, pmdp, addr)

@@ -107,7 +107,7 @@ def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, ne
     err = 0
     if need_rmap_locks:
         yield from take_rmap_locks(k, vma)
-    old_pte, old_ptl = yield from k.impl.pte_offset_map_lock(k, mm, old_pmd, old_addr)
+    old_pte, old_ptl = yield from k.ops.pte_offset_map_lock(k, mm, old_pmd, old_addr)
     if old_pte is None:
         err = EAGAIN
     else:
@@ -115,7 +115,7 @@ def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, ne
         # has no entries for retract_page_tables() to find)
         new_pte, _, new_ptl = yield from pte_map_rw_as(k, mm, new_pmd, new_addr)
         if new_pte is None:
-            yield from k.impl.pte_unmap_unlock(k, old_pte, old_ptl)
+            yield from k.ops.pte_unmap_unlock(k, old_pte, old_ptl)
             err = EAGAIN
         else:
             if new_ptl is not old_ptl:
@@ -137,8 +137,8 @@ def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, ne
                 yield from flush_tlb_range(k, vma, old_addr, old_end)
             if new_ptl is not old_ptl:
                 yield Unlock(new_ptl)
-            yield from k.impl.pte_unmap(k, new_pte)
-            yield from k.impl.pte_unmap_unlock(k, old_pte, old_ptl)
+            yield from k.ops.pte_unmap(k, new_pte)
+            yield from k.ops.pte_unmap_unlock(k, old_pte, old_ptl)
     if need_rmap_locks:
         yield from drop_rmap_locks(k, vma)
     return err
@@ -175,8 +175,8 @@ def move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd, recheck=Tru
         return False
     if not pmd_none((yield Load(new_pmd.table, new_pmd.idx))):
         return False  # WARN_ON_ONCE: free_pgtables() should have released it
-    old_ptl = yield from k.impl.pmd_lock(k, mm, old_pmd)
-    new_ptl = yield from k.impl.pmd_lockptr(k, mm, new_pmd)
+    old_ptl = yield from k.ops.pmd_lock(k, mm, old_pmd)
+    new_ptl = yield from k.ops.pmd_lockptr(k, mm, new_pmd)
     if new_ptl is not old_ptl:
         yield Lock(new_ptl, 1)
     pmd = yield Load(old_pmd.table, old_pmd.idx)
@@ -202,12 +202,12 @@ def move_huge_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):
     mm = vma.mm
     if not pmd_none((yield Load(new_pmd.table, new_pmd.idx))):
         return False
-    old_ptl = yield from k.impl.pmd_lock(k, mm, old_pmd)
+    old_ptl = yield from k.ops.pmd_lock(k, mm, old_pmd)
     pmd = yield Load(old_pmd.table, old_pmd.idx)
     if not pmd_trans_huge(pmd):
         yield Unlock(old_ptl)
         return False
-    new_ptl = yield from k.impl.pmd_lockptr(k, mm, new_pmd)
+    new_ptl = yield from k.ops.pmd_lockptr(k, mm, new_pmd)
     if new_ptl is not old_ptl:
         yield Lock(new_ptl, 1)
     yield from set_pmd(k, old_pmd, None)  # pmdp_huge_get_and_clear()
@@ -228,7 +228,7 @@ def move_pgt_entry(k, entry, vma, old_addr, new_addr, old_pmd, new_pmd, need_rma
     if need_rmap_locks:
         yield from take_rmap_locks(k, vma)
     if entry == NORMAL_PMD:
-        moved = yield from k.impl.move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd)
+        moved = yield from k.ops.move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd)
     else:
         moved = yield from move_huge_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd)
     if need_rmap_locks:

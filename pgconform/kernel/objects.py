@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from pgconform.sim.memory import Page
+from pgconform.sim.physmem import Page
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 # ------------------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ def smaps_pte_range(k, vma, pmdp, addr, end):
     PMD (ACTION_AGAIN).  Returns (again, pages seen present)."""
     mm = vma.mm
     if pmd_trans_huge((yield Load(pmdp.table, pmdp.idx))):  # pmd_trans_huge_lock()
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
         if pmd_trans_huge((yield Load(pmdp.table, pmdp.idx))):
             yield Unlock(pml)
             return False, end - addr
         yield Unlock(pml)
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return True, 0
     present = 0
@@ -32,7 +32,7 @@ def smaps_pte_range(k, vma, pmdp, addr, end):
         ptep = pte + (k.geo.pte_index(a) - pte.idx)
         if pte_present((yield Load(ptep.table, ptep.idx))):  # smaps_pte_entry()
             present += 1
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return False, present
 
 

@@ -1,6 +1,6 @@
 """Page-table installation outside the series: __pte_alloc()/pmd_install() (mm/memory.c, Linux
 6.6).  The allocator itself (pte_alloc_one()/pte_free()) is the architecture's: it is called
-through ``k.impl`` (pgconform.reference.arch)."""
+through ``k.ops`` (pgconform.reference.arch)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def mm_dec_nr_ptes(k, mm):
 def pmd_install(k, mm, pmdp, pgtable):
     """mm/memory.c: pmd_install() (6.6): under pmd_lock, link the table if the pmd is still none
     (mm_inc_nr_ptes + pmd_populate).  Returns True if it was installed (else the caller frees it)."""
-    pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+    pml = yield from k.ops.pmd_lock(k, mm, pmdp)
     installed = False
     if pmd_none((yield Load(pmdp.table, pmdp.idx))):
         mm.nr_ptes += 1  # mm_inc_nr_ptes()
@@ -39,9 +39,9 @@ def pmd_install(k, mm, pmdp, pgtable):
 
 def __pte_alloc(k, mm, pmdp):
     """mm/memory.c: __pte_alloc() (6.6): allocate, install unless someone else did, free if not."""
-    pgtable = yield from k.impl.pte_alloc_one(k, mm)
+    pgtable = yield from k.ops.pte_alloc_one(k, mm)
     if not (yield from pmd_install(k, mm, pmdp, pgtable)):
-        yield from k.impl.pte_free(k, mm, pgtable)
+        yield from k.ops.pte_free(k, mm, pgtable)
 
 
 def pte_alloc(k, mm, pmdp):

@@ -176,8 +176,8 @@ def pte_map_ro_as(k, mm, pmdp, addr):
     """How a caller that only reads under the ptl maps a table without locking it, by version:
     pte_offset_map_nolock() (6.5-6.12), pte_offset_map_ro_nolock() (6.13+).  ``(pte, ptl)``."""
     if k.version.rw_nolock:
-        return (yield from k.impl.pte_offset_map_ro_nolock(k, mm, pmdp, addr))
-    return (yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr))
+        return (yield from k.ops.pte_offset_map_ro_nolock(k, mm, pmdp, addr))
+    return (yield from k.ops.pte_offset_map_nolock(k, mm, pmdp, addr))
 
 
 def pte_map_rw_as(k, mm, pmdp, addr):
@@ -185,6 +185,6 @@ def pte_map_rw_as(k, mm, pmdp, addr):
     pte_offset_map_nolock() (6.5-6.12: no snapshot, pmdval None), pte_offset_map_rw_nolock()
     (6.13+: the pmd snapshot, for the caller's pmd_same() recheck).  ``(pte, pmdval, ptl)``."""
     if k.version.rw_nolock:
-        return (yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, addr))
-    pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr)
+        return (yield from k.ops.pte_offset_map_rw_nolock(k, mm, pmdp, addr))
+    pte, ptl = yield from k.ops.pte_offset_map_nolock(k, mm, pmdp, addr)
     return pte, None, ptl

@@ -31,4 +31,4 @@ def assert_pte_locked(k, mm, addr):
         m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "
                     f"{ptl!r}, the ptl of {pte.table!r}, is not locked by anyone "
                     "(assert_spin_locked)", m.current, pte.table)
-    yield from k.impl.pte_unmap(k, pte)
+    yield from k.ops.pte_unmap(k, pte)

@@ -45,9 +45,9 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
     for places in by_pmd.values():
         pmdp = mm.pmd_offset(places[0][0], geo)
         while True:  # "restart": re-examine this pmd after a NULL map
-            pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)
+            pmde = yield from k.ops.pmdp_get_lockless(k, pmdp)
             if pmd_trans_huge(pmde):
-                pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+                pml = yield from k.ops.pmd_lock(k, mm, pmdp)
                 pmde = yield Load(pmdp.table, pmdp.idx)
                 if pmd_trans_huge(pmde):
                     if pmde.folio is folio and visit_pmd is not None:
@@ -74,7 +74,7 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
                     yield Lock(ptl)
                     locked = True
                     if pmdval is not None and pmdval != (
-                            yield from k.impl.pmdp_get_lockless(k, pmdp)):
+                            yield from k.ops.pmdp_get_lockless(k, pmdp)):
                         stale = True  # window: map_pte's pmd_same recheck fails
                         break
                     ent = yield Load(ptep.table, ptep.idx)
@@ -83,7 +83,7 @@ def page_vma_mapped_walk(k, vma, folio, visit_pte, visit_pmd=None):
                     yield from visit_pte(k, vma, ptep, addr, ent)
             if locked:
                 yield Unlock(ptl)
-            yield from k.impl.pte_unmap(k, pte)
+            yield from k.ops.pte_unmap(k, pte)
             if not stale:
                 break
 

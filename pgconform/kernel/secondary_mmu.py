@@ -138,16 +138,16 @@ def hmm_vma_walk_pmd(k, vma, addr):
     ``("fault", table)`` or ``("again", None)``, ``table`` being the PTE table the walk went
     through (None for a none or huge PMD)."""
     pmdp = vma.mm.pmd_offset(addr, k.geo)
-    pmd = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmd = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmd):
         return ("fault", None)
     if pmd_trans_huge(pmd):
         return ("ok", None, pmd.folio, addr - k.geo.haddr(addr))  # hmm_vma_handle_pmd()
-    ptep = yield from k.impl.pte_offset_map(k, pmdp, addr)
+    ptep = yield from k.ops.pte_offset_map(k, pmdp, addr)
     if ptep is None:
         return ("again", None)
     pte = yield Load(ptep.table, ptep.idx)  # hmm_vma_handle_pte(): ptep_get()
-    yield from k.impl.pte_unmap(k, ptep)
+    yield from k.ops.pte_unmap(k, ptep)
     if not pte_present(pte):
         return ("fault", ptep.table)
     return ("ok", ptep.table, pte.folio, pte.idx)

@@ -120,7 +120,7 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
     table cannot be mapped.  The PTE is writable if the VMA is and the page is its own (a
     page-cache page in a private VMA is mapped read-only)."""
     mm = vma.mm
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return EAGAIN
     ret = EEXIST
@@ -134,7 +134,7 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vma, addr, pte)
         ret = 0
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return ret
 
 
@@ -193,9 +193,9 @@ def _mfill_atomic_prepare(k, mm, addr, shmem_only=False):
     if not vma.shared:
         yield from anon_vma_prepare(k, vma)
     pmdp = mm.pmd_offset(addr, k.geo)
-    if pmd_none((yield from k.impl.pmdp_get_lockless(k, pmdp))):
+    if pmd_none((yield from k.ops.pmdp_get_lockless(k, pmdp))):
         yield from __pte_alloc(k, mm, pmdp)
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmdval) or pmd_trans_huge(pmdval):
         yield UpRead(mm.mmap_lock)
         return None, None, EEXIST
@@ -249,7 +249,7 @@ def mfill_atomic_pte_poison(k, vma, pmdp, addr):
     -EAGAIN), a PTE_MARKER_POISONED in a none entry (any other entry, a marker too, is -EEXIST).
     No folio lock is involved: nothing but the ptl orders it against retract_page_tables()."""
     mm = vma.mm
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if pte is None:
         return EAGAIN
     ret = EEXIST
@@ -257,7 +257,7 @@ def mfill_atomic_pte_poison(k, vma, pmdp, addr):
         yield Store(pte.table, pte.idx, PTE_MARKER_POISONED)
         poison_installed(vma, addr)
         ret = 0
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return ret
 
 
@@ -418,7 +418,7 @@ def is_pte_pages_stable(k, dst_pte, src_pte, orig_dst_pte, orig_src_pte, dst_pmd
         return False
     if (yield Load(dst_pte.table, dst_pte.idx)) != orig_dst_pte:
         return False
-    return not dst_recheck or dst_pmdval == (yield from k.impl.pmdp_get_lockless(k, dst_pmdp))
+    return not dst_recheck or dst_pmdval == (yield from k.ops.pmdp_get_lockless(k, dst_pmdp))
 
 
 def _move_rmap(m, t, k, mm, folio, dst_vma, src_addr, dst_addr):
@@ -496,13 +496,13 @@ def move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src
     src_folio = None
     src_folio_pte = None
     while True:  # retry:
-        dst_pte, dst_pmdval, dst_ptl = yield from k.impl.pte_offset_map_rw_nolock(
+        dst_pte, dst_pmdval, dst_ptl = yield from k.ops.pte_offset_map_rw_nolock(
             k, mm, dst_pmdp, dst_addr)
         src_pte = None
         if dst_pte is None:
             ret = EAGAIN  # a huge PMD materialized (or the table went)
             break
-        src_pte, _, src_ptl = yield from k.impl.pte_offset_map_rw_nolock(
+        src_pte, _, src_ptl = yield from k.ops.pte_offset_map_rw_nolock(
             k, mm, src_pmdp, src_addr)
         if src_pte is None:
             ret = EAGAIN
@@ -548,8 +548,8 @@ def move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src
             src_folio, src_folio_pte = folio, orig_src_pte
             yield Unlock(src_ptl)
             if not locked:
-                yield from k.impl.pte_unmap(k, src_pte)
-                yield from k.impl.pte_unmap(k, dst_pte)
+                yield from k.ops.pte_unmap(k, src_pte)
+                yield from k.ops.pte_unmap(k, dst_pte)
                 yield Lock(src_folio.lock)  # now we can block and wait
                 continue
         ret = yield from move_present_ptes(k, mm, dst_vma, src_vma, dst_addr, src_addr,
@@ -565,9 +565,9 @@ def move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src
         yield Unlock(src_folio.lock)
         folio_put(k, src_folio)
     if src_pte is not None:
-        yield from k.impl.pte_unmap(k, src_pte)
+        yield from k.ops.pte_unmap(k, src_pte)
     if dst_pte is not None:
-        yield from k.impl.pte_unmap(k, dst_pte)
+        yield from k.ops.pte_unmap(k, dst_pte)
     yield from mmu_notifier_invalidate_range_end(k, mm, src_addr, src_addr + 1)
     return ret
 
@@ -622,7 +622,7 @@ def move_pages(k, mm, dst_start, src_start, length, mode=0):
     while src_addr < src_start + length:
         src_pmdp = yield from mm_find_pmd(k, mm, src_addr)
         dst_pmdp = mm.pmd_offset(dst_addr, k.geo)  # mm_alloc_pmd(): the model's one PMD table
-        if pmd_trans_huge((yield from k.impl.pmdp_get_lockless(k, dst_pmdp))):
+        if pmd_trans_huge((yield from k.ops.pmdp_get_lockless(k, dst_pmdp))):
             err = EEXIST
             break
         if pmd_none((yield Load(src_pmdp.table, src_pmdp.idx))):
@@ -631,7 +631,7 @@ def move_pages(k, mm, dst_start, src_start, length, mode=0):
                 break
             yield from __pte_alloc(k, mm, src_pmdp)
         yield from pte_alloc(k, mm, dst_pmdp)
-        ret = yield from k.impl.move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
+        ret = yield from k.ops.move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
                                                dst_addr, src_addr, mode)
         if ret == EAGAIN:
             continue

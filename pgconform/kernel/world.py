@@ -1,6 +1,6 @@
 """The kernel context ``k`` every modelled function receives, and the builders of a world.
 
-``k.impl`` is the function table of the implementation under test (reference plus overrides),
+``k.ops`` is the function table of the implementation under test (reference plus overrides),
 ``k.version`` the kernel version around it (kernel/version.py), ``k.arch`` the architecture
 configuration in that version, ``k.geo`` the geometry, ``k.m`` the simulated machine and
 ``k.mem`` its physical memory.  ``k.tables`` and ``k.folios`` list everything ever allocated, so the
@@ -39,7 +39,7 @@ from pgconform.oracle.pagetable import (
     on_table_call_rcu,
 )
 from pgconform.sim.machine import Machine
-from pgconform.sim.memory import Page, PhysMem
+from pgconform.sim.physmem import Page, PhysMem
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 
@@ -60,7 +60,7 @@ def implementation_code(table) -> set:
 class Kernel:
     def __init__(self, impl, arch: ArchConfig = X86_64, geo: Geometry | None = None,
                  machine: Machine | None = None, version: KernelVersion = V6_6):
-        self.impl = impl
+        self.ops = impl
         self.arch = arch
         #: the kernel version of the environment (callers, other actors): kernel/version.py
         self.version = version

@@ -58,7 +58,7 @@ def find_pmd_or_thp_or_none(k, mm, addr):
     """mm/khugepaged.c: find_pmd_or_thp_or_none() (6.6): a lockless look at the PMD for ``addr``.
     Returns ``(result, pmdp)``."""
     pmdp = yield from mm_find_pmd(k, mm, addr)
-    pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmde = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmde):
         return SCAN_PMD_NONE, pmdp
     if pmd_trans_huge(pmde):
@@ -101,26 +101,26 @@ def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=Tr
         if addr % geo.hpage_pmd_nr or addr < vma.start or vma.end < addr + geo.hpage_pmd_nr:
             continue
         mm = vma.mm
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, addr)
         if result != SCAN_SUCCEED:
             continue  # window: retract_page_tables finds no table
-        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+        if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
             continue  # window: retract_page_tables finds the mm exiting
         if userfaultfd_wp(vma):
             continue
         end = addr + geo.hpage_pmd_nr
         if notify:
             yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-        ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
+        ptl = yield from k.ops.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
         if ptl is not pml:
             yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
         skipped_uffd = False
         if recheck(vma):
             skipped_uffd = True  # window: retract_page_tables recheck under ptl fails
         else:
-            pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
-            yield from k.impl.pmdp_get_lockless_sync(k)
+            pgt_pmd = yield from k.ops.pmdp_collapse_flush(k, vma, addr, pmdp)
+            yield from k.ops.pmdp_get_lockless_sync(k)
         if ptl is not pml:
             yield Unlock(ptl)
         yield Unlock(pml)
@@ -128,7 +128,7 @@ def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=Tr
             yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if not skipped_uffd:
             yield from mm_dec_nr_ptes(k, mm)
-            yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
+            yield from k.ops.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     yield from i_mmap_unlock_read(mapping)
 
 
@@ -192,7 +192,7 @@ def collapse_file(k, mm, addr, file, start, is_khugepaged=True):
 def retract_then_result(k, file, start, mm, addr, hpage, is_khugepaged):
     """The retract step of collapse_file() (6.6, patch 09): retract_page_tables(mapping, start);
     for MADV_COLLAPSE the result becomes SCAN_PTE_MAPPED_HUGEPAGE (the caller maps its own PMD)."""
-    yield from k.impl.retract_page_tables(k, file, start)
+    yield from k.ops.retract_page_tables(k, file, start)
     return SCAN_SUCCEED if is_khugepaged else SCAN_PTE_MAPPED_HUGEPAGE
 
 
@@ -293,13 +293,13 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
     notified = False
     nr_ptes = 0
     if not vma_first:
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
         if result == SCAN_PMD_MAPPED:
             return result
     if vma is None or vma.file is None or haddr < vma.start or end > vma.end:
         return SCAN_VMA_CHECK
     if vma_first:
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
         if result == SCAN_PMD_MAPPED:
             return result
     if userfaultfd_wp(vma):
@@ -314,11 +314,11 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
     notified = True
     # a98460494b16: an anon PTE can be inserted at any time in a uffd-armed private VMA
     if uffd_pml and userfaultfd_armed(vma) and not vma.shared:
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
     if uffd_pml:
-        start_pte, ptl = yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, haddr)
+        start_pte, ptl = yield from k.ops.pte_offset_map_nolock(k, mm, pmdp, haddr)
     else:
-        start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
+        start_pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, haddr)
     if start_pte is None:
         # window: collapse_pte_mapped_thp loses the table between steps
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, None, ptl, pml, notified,
@@ -334,7 +334,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
         # window: collapse_pte_mapped_thp step 2 recheck fails
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml,
                                   notified, bad))
-    yield from k.impl.pte_unmap(k, start_pte)
+    yield from k.ops.pte_unmap(k, start_pte)
     if pml is None:
         yield Unlock(ptl)
 
@@ -345,17 +345,17 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pm
 
     # step 4: remove the page table
     if pml is None:
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
         if ptl is not pml:
             yield Lock(ptl, 1)
-    pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, haddr, pmdp)
-    yield from k.impl.pmdp_get_lockless_sync(k)
+    pgt_pmd = yield from k.ops.pmdp_collapse_flush(k, vma, haddr, pmdp)
+    yield from k.ops.pmdp_get_lockless_sync(k)
     if ptl is not pml:
         yield Unlock(ptl)
     yield Unlock(pml)
     yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
     yield from mm_dec_nr_ptes(k, mm)
-    yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
+    yield from k.ops.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
 
 
@@ -375,12 +375,12 @@ def folio_and_step1_as(k, mm, vma, haddr, install_pmd, lookup="find_lock_page()"
         return (yield from _drop_hpage(k, hpage, SCAN_FAIL))
     if hpage.nr != geo.hpage_pmd_nr or hpage.index != vma.linear_page_index(haddr):
         return (yield from _drop_hpage(k, hpage, SCAN_PAGE_COMPOUND))
-    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
     if result == SCAN_PMD_NONE:
         return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
     if result != SCAN_SUCCEED:
         return (yield from _drop_hpage(k, hpage, result))
-    start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
+    start_pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, haddr)
     if start_pte is None:
         return (yield from _drop_hpage(k, hpage, SCAN_FAIL))
     # step 1: read-only check under ptl
@@ -389,7 +389,7 @@ def folio_and_step1_as(k, mm, vma, haddr, install_pmd, lookup="find_lock_page()"
         if bad:
             return (yield from _abort(k, mm, vma, haddr, hpage, 0, start_pte, ptl, None, False,
                                       bad))
-    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
     return hpage, pmdp
 
 
@@ -439,7 +439,7 @@ def _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml, notified, res
         folio_put(k, hpage, nr_ptes)
         mm.rss[mm_counter_file(hpage)] -= nr_ptes
     if start_pte is not None:
-        yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+        yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
     if pml is not None and pml is not ptl:
         yield Unlock(pml)
     if notified:

@@ -14,7 +14,7 @@ def pmd_lockptr(k, mm, pmdp):
 
 def pmd_lock(k, mm, pmdp):
     """include/linux/mm.h: pmd_lock() (6.6): spin_lock(pmd_lockptr()) and return it."""
-    ptl = yield from k.impl.pmd_lockptr(k, mm, pmdp)
+    ptl = yield from k.ops.pmd_lockptr(k, mm, pmdp)
     yield Lock(ptl)
     return ptl
 

@@ -78,9 +78,9 @@ def __pte_offset_map(k, pmdp, addr):
     named by the snapshot (which may already be detached; RCU keeps it valid and empty).
     Returns ``(pte, pmdval)``; the snapshot is returned even when ``pte`` is NULL."""
     yield RcuReadLock()
-    irqflags = yield from k.impl.pmdp_get_lockless_start(k)
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
-    yield from k.impl.pmdp_get_lockless_end(k, irqflags)
+    irqflags = yield from k.ops.pmdp_get_lockless_start(k)
+    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
+    yield from k.ops.pmdp_get_lockless_end(k, irqflags)
     if pmd_none(pmdval) or pmd_trans_huge(pmdval):
         yield RcuReadUnlock()
         return None, pmdval  # window: __pte_offset_map finds no table
@@ -90,7 +90,7 @@ def __pte_offset_map(k, pmdp, addr):
 
 def pte_offset_map(k, pmdp, addr):
     """include/linux/pgtable.h: pte_offset_map() (6.6) = __pte_offset_map(pmd, addr, NULL)."""
-    pte, _ = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, _ = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     return pte
 
 
@@ -103,16 +103,16 @@ def pte_unmap(k, pte):
 def pte_unmap_unlock(k, pte, ptl):
     """include/linux/mm.h: pte_unmap_unlock() (6.6): spin_unlock(ptl), then pte_unmap()."""
     yield Unlock(ptl)
-    yield from k.impl.pte_unmap(k, pte)
+    yield from k.ops.pte_unmap(k, pte)
 
 
 def pte_offset_map_nolock(k, mm, pmdp, addr):
     """mm/pgtable-generic.c: pte_offset_map_nolock() (6.5-6.12): map as __pte_offset_map() and
     return the ptl computed from the *same* snapshot, not taken.  Returns ``(pte, ptl)``."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
     return pte, ptl
 
 
@@ -121,7 +121,7 @@ def pte_offset_map_ro_nolock(k, mm, pmdp, addr):
     pte_offset_map_nolock()): the same as pte_offset_map_nolock(), for callers that only read
     the entries under the ptl (the model keeps one body for both names).  Returns
     ``(pte, ptl)``."""
-    return (yield from k.impl.pte_offset_map_nolock(k, mm, pmdp, addr))
+    return (yield from k.ops.pte_offset_map_nolock(k, mm, pmdp, addr))
 
 
 def pte_offset_map_rw_nolock(k, mm, pmdp, addr):
@@ -129,10 +129,10 @@ def pte_offset_map_rw_nolock(k, mm, pmdp, addr):
     return the pmd snapshot with the ptl computed from it; a caller that writes must first check,
     under the ptl, that the table is still linked (pmd_same() against the snapshot, or pte_same()
     on a non-none entry).  Returns ``(pte, pmdval, ptl)``; ptl is None when pte is."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, pmdval, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
     return pte, pmdval, ptl
 
 
@@ -141,14 +141,14 @@ def pte_offset_map_lock(k, mm, pmdp, addr):
     return only if ``*pmd`` still names that table (pmd_same); otherwise unlock, unmap and retry.
     Returns ``(pte, ptl)`` with ptl held and RCU entered, or ``(None, None)``."""
     while True:
-        pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+        pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
         if pte is None:
             return None, None
-        ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+        ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
         yield Lock(ptl)
-        if pmdval == (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+        if pmdval == (yield from k.ops.pmdp_get_lockless(k, pmdp)):
             return pte, ptl
-        yield from k.impl.pte_unmap_unlock(k, pte, ptl)  # window: pte_offset_map_lock retries
+        yield from k.ops.pte_unmap_unlock(k, pte, ptl)  # window: pte_offset_map_lock retries
 
 
 def pmdp_collapse_flush(k, vma, addr, pmdp):
@@ -164,11 +164,11 @@ def pte_free_now(k, head):
     """mm/pgtable-generic.c: pte_free_now() (6.6, patch 08): the RCU callback, pte_free() of the
     page the rcu_head lives in (destructor, then free)."""
     table = head.owner
-    yield from k.impl.pte_free(k, table.mm, table)
+    yield from k.ops.pte_free(k, table.mm, table)
 
 
 def pte_free_defer(k, mm, pgtable):
     """mm/pgtable-generic.c: pte_free_defer() (6.6, patch 08): call_rcu() on the page's rcu_head
     (pgtable_t is the struct page here); the table and its ptlock stay valid until a grace period
     has passed, then pte_free_now()."""
-    yield CallRcu(pgtable.rcu_head, k.impl.pte_free_now, (k, pgtable.rcu_head))
+    yield CallRcu(pgtable.rcu_head, k.ops.pte_free_now, (k, pgtable.rcu_head))

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from pgconform.sim.memory import Page
+from pgconform.sim.physmem import Page
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 

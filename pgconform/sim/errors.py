@@ -25,7 +25,7 @@ class Violation(AssertionError):
         self._diagram: str | None = None
         self._context: list[str] | None = None
         self.machine = None  # the simulated machine it was raised in
-        self.run = None      # the conformance machine's run (pgconform.replay.Run), if any
+        self.run = None      # the conformance machine's run (pgconform.harness.replay.Run), if any
         self.judged = ""     # what was judged: implementation, arch, scenario
 
     @property
@@ -33,7 +33,7 @@ class Violation(AssertionError):
         if self._diagram is None:
             if self.machine is None:
                 return ""
-            from pgconform.sim.trace import render
+            from pgconform.report.trace import render
 
             self._diagram = render(self.machine, self)
         return self._diagram
@@ -47,7 +47,7 @@ class Violation(AssertionError):
         if self._context is None:
             if self.run is None:
                 return []
-            from pgconform.replay import encode
+            from pgconform.harness.replay import encode
 
             self._context = [self.judged, f"replay: python -m pgconform replay {encode(self.run)}"]
         return self._context

@@ -11,7 +11,7 @@ CPU time, never wall-clock time: a verdict must depend on the implementation, no
 it runs on.  A loaded machine, a slow CI runner, a stopped process (SIGSTOP, a debugger, a laptop
 asleep) spend wall-clock time but no CPU time of this process, so they cannot make a correct
 implementation "hang".  And a hang is confirmed before it is a verdict: the plugin replays the
-failing run with the full time (:func:`pgconform.replay.confirm_hang`), the sweep runs the
+failing run with the full time (:func:`pgconform.harness.replay.confirm_hang`), the sweep runs the
 schedule again; one that does not hang again at the same place is not judged.
 
 A machine's first hang waits :func:`first_timeout_s` (``PGCONFORM_HANG_S``, default

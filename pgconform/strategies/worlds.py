@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from pgconform.kernel.config import Geometry
-from pgconform.scenario import FILE_PAGES, OP_KINDS, Op, VmaSpec, WorldSpec
+from pgconform.harness.scenario import FILE_PAGES, OP_KINDS, Op, VmaSpec, WorldSpec
 
 GEO = Geometry()
 

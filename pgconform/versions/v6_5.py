@@ -13,7 +13,7 @@ safe only because everything that frees it excludes every software walker by loc
 * collapse_pte_mapped_thp() needs mmap_lock for write and takes i_mmap_rwsem for write;
 * collapse_and_free_pmd() clears the PMD without pmd_lock or ptl, sends
   tlb_remove_table_sync_one() for GUP-fast, and pte_free()s the table through the arch's own
-  allocator (``k.impl.pte_free``).
+  allocator (``k.ops.pte_free``).
 
 What the model leaves out, and why (the restrictions of this version):
 
@@ -95,7 +95,7 @@ def __pte_offset_map(k, pmdp, addr):
     (no rcu_read_lock(), no IRQ-off section: patches 01 and 02 came in 6.6); none or trans-huge
     -> NULL, else a pointer into the table that value names.  The caller's locks alone keep that
     table alive.  Returns ``(pte, pmdval)``."""
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if not (pmd_none(pmdval) or pmd_trans_huge(pmdval)):
         return PtePtr(k.pmd_table(pmdval), k.geo.pte_index(addr)), pmdval
     return None, pmdval
@@ -137,12 +137,12 @@ def collapse_and_free_pmd(k, mm, vma, addr, pmdp):
     _mmap_assert_write_locked(k, mm)
     end = addr + k.geo.hpage_pmd_nr
     yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
-    pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
+    pgt_pmd = yield from k.ops.pmdp_collapse_flush(k, vma, addr, pmdp)
     yield from tlb_remove_table_sync_one(k)
     yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
     yield from mm_dec_nr_ptes(k, mm)
     # page_table_check_pte_clear_range(): page_table_check is not modelled
-    yield from k.impl.pte_free(k, mm, k.pmd_pgtable(pgt_pmd))
+    yield from k.ops.pte_free(k, mm, k.pmd_pgtable(pgt_pmd))
 
 
 def _pte_mapped_thp(mm) -> list:
@@ -179,10 +179,10 @@ def khugepaged_collapse_pte_mapped_thps(k, mm):
         return
     if not (yield DownWriteTrylock(mm.mmap_lock)):
         return
-    if not (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+    if not (yield from k.ops.hpage_collapse_test_exit(k, mm)):
         i = 0
         while i < len(_pte_mapped_thp(mm)):  # re-reads nr_pte_mapped_thp each time round
-            yield from k.impl.collapse_pte_mapped_thp(k, mm, _pte_mapped_thp(mm)[i], False)
+            yield from k.ops.collapse_pte_mapped_thp(k, mm, _pte_mapped_thp(mm)[i], False)
             i += 1
     yield Atomic(f"{mm!r} mm_slot->nr_pte_mapped_thp = 0", _clear_pte_mapped_thp, (mm,),
                  touches=(mm,))
@@ -196,7 +196,7 @@ def _retract_one(k, vma, mm, addr, pmdp, hpage, is_khugepaged, is_target):
     # vma_try_start_write(vma): per-VMA locks are not modelled (no walker takes one): succeeds
     if vma.anon_vma is not None:  # stable now: anon_vma_prepare() needs mmap_lock
         return SCAN_PAGE_ANON
-    if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+    if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
         return SCAN_ANY_PROCESS
     if userfaultfd_wp(vma):
         return SCAN_PTE_UFFD_WP
@@ -230,7 +230,7 @@ def retract_page_tables(k, mapping, pgoff, target_mm, target_addr, hpage, is_khu
             continue  # SCAN_VMA_CHECK
         mm = vma.mm
         is_target = mm is target_mm and addr == target_addr
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, addr)
         if result == SCAN_SUCCEED:
             result = SCAN_PTE_MAPPED_HUGEPAGE
             # trylock: the fault path takes mmap_lock, then the page lock we hold
@@ -250,7 +250,7 @@ def retract_page_tables(k, mapping, pgoff, target_mm, target_addr, hpage, is_khu
 def _retract_with_target(k, file, start, mm, addr, hpage, is_khugepaged):
     """collapse_file() (6.5): ``result = retract_page_tables(mapping, start, mm, addr, hpage,
     cc)``: the caller's result is its own mm's."""
-    return (yield from k.impl.retract_page_tables(k, file, start, mm, addr, hpage, is_khugepaged))
+    return (yield from k.ops.retract_page_tables(k, file, start, mm, addr, hpage, is_khugepaged))
 
 
 def collapse_file(k, mm, addr, file, start, is_khugepaged=True):
@@ -286,7 +286,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     haddr = geo.haddr(addr)
     vma = mm.find_vma(haddr)  # vma_lookup()
     _mmap_assert_write_locked(k, mm)
-    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
     if result == SCAN_PMD_MAPPED:
         return result
     if vma is None or vma.file is None or haddr < vma.start or haddr + geo.hpage_pmd_nr > vma.end:
@@ -310,7 +310,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
     # vma_start_write(vma): per-VMA locks are not modelled
     yield DownWrite(mapping.i_mmap_rwsem)  # i_mmap_lock_write()
     result = SCAN_FAIL
-    start_pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, haddr)
+    start_pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, haddr)
     if start_pte is None:
         yield UpWrite(mapping.i_mmap_rwsem)  # drop_immap
         return (yield from _drop_hpage(k, hpage, result))
@@ -320,7 +320,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
         ent = yield Load(start_pte.table, start_pte.idx + i)
         bad = _not_hpage_subpage(ent, hpage, i)
         if bad:  # abort: pte_unmap_unlock(), then drop_immap
-            yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+            yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
             yield UpWrite(mapping.i_mmap_rwsem)
             return (yield from _drop_hpage(k, hpage, bad))
         count += not pte_none(ent)
@@ -329,7 +329,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
         ent = yield Load(start_pte.table, start_pte.idx + i)
         if not pte_none(ent):
             hpage.mapcount -= 1  # page_remove_rmap(page, vma, false)
-    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
     # step 3: set proper refcount and mm_counters
     if count:
         folio_put(k, hpage, count)  # page_ref_sub()
@@ -363,7 +363,7 @@ def khugepaged_scan_mm_slot(k, mm, haddr):
     file, start = found
     result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, True)
     if result == SCAN_PTE_MAPPED_HUGEPAGE:
-        result, _ = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+        result, _ = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
         if result == SCAN_SUCCEED:
             yield from khugepaged_add_pte_mapped_thp(k, mm, haddr)
     return result

@@ -65,7 +65,7 @@ def check_pmd_state(k, pmdp):
     """mm/khugepaged.c: check_pmd_state() (6.14+, 7.0): the lockless classification of a pmd that
     find_pmd_or_thp_or_none() does after its walk: none -> SCAN_NO_PTE_TABLE, huge ->
     SCAN_PMD_MAPPED, a table -> SCAN_SUCCEED (the model has no migration or bad pmds)."""
-    pmde = yield from k.impl.pmdp_get_lockless(k, pmdp)
+    pmde = yield from k.ops.pmdp_get_lockless(k, pmdp)
     if pmd_none(pmde):
         return SCAN_NO_PTE_TABLE
     if pmd_trans_huge(pmde):
@@ -111,24 +111,24 @@ def retract_page_tables_as(k, mapping, pgoff, retractable=file_backed_vma_is_ret
         if addr % geo.hpage_pmd_nr or addr < vma.start or vma.end < addr + geo.hpage_pmd_nr:
             continue
         mm = vma.mm
-        result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+        result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, addr)
         if result != SCAN_SUCCEED:
             continue  # window: retract_page_tables finds no table
-        if (yield from k.impl.hpage_collapse_test_exit(k, mm)):
+        if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
             continue  # window: retract_page_tables finds the mm exiting
         if not retractable(vma):
             continue
         end = addr + geo.hpage_pmd_nr
         yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
         success = False
         if not pmd_state_recheck or (yield from check_pmd_state(k, pmdp)) == SCAN_SUCCEED:
-            ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
+            ptl = yield from k.ops.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
             if ptl is not pml:
                 yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
             if retractable(vma):
-                pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
-                yield from k.impl.pmdp_get_lockless_sync(k)
+                pgt_pmd = yield from k.ops.pmdp_collapse_flush(k, vma, addr, pmdp)
+                yield from k.ops.pmdp_get_lockless_sync(k)
                 success = True
             # else: window: retract_page_tables recheck under ptl fails
             if ptl is not pml:
@@ -138,7 +138,7 @@ def retract_page_tables_as(k, mapping, pgoff, retractable=file_backed_vma_is_ret
         yield from mmu_notifier_invalidate_range_end(k, mm, addr, end)
         if success:
             yield from mm_dec_nr_ptes(k, mm)
-            yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
+            yield from k.ops.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     yield from i_mmap_unlock_read(mapping)
 
 
@@ -171,7 +171,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, step4_recheck=True):
     nr_ptes = 0
     if vma is None or vma.file is None or haddr < vma.start or end > vma.end:
         return SCAN_VMA_CHECK
-    result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, haddr)
+    result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, haddr)
     if result == SCAN_PMD_MAPPED:
         return result
     if userfaultfd_wp(vma):
@@ -185,8 +185,8 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, step4_recheck=True):
 
     yield from mmu_notifier_invalidate_range_start(k, mm, haddr, end)
     if userfaultfd_armed(vma) and not vma.shared:
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
-    start_pte, pgt_pmd, ptl = yield from k.impl.pte_offset_map_rw_nolock(k, mm, pmdp, haddr)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
+    start_pte, pgt_pmd, ptl = yield from k.ops.pte_offset_map_rw_nolock(k, mm, pmdp, haddr)
     if start_pte is None:
         # window: collapse_pte_mapped_thp loses the table between steps
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, None, ptl, pml, True,
@@ -195,7 +195,7 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, step4_recheck=True):
         yield Lock(ptl)
     elif ptl is not pml:
         yield Lock(ptl, 1)
-    if pgt_pmd != (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+    if pgt_pmd != (yield from k.ops.pmdp_get_lockless(k, pmdp)):
         # window: collapse_pte_mapped_thp step 2 finds the pmd changed
         return (yield from _abort(k, mm, vma, haddr, hpage, nr_ptes, start_pte, ptl, pml, True,
                                   result))
@@ -216,21 +216,21 @@ def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, step4_recheck=True):
 
     # step 4: remove the page table
     if pml is None:
-        pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lock(k, mm, pmdp)
         if ptl is not pml:
             yield Lock(ptl, 1)
-            if step4_recheck and pgt_pmd != (yield from k.impl.pmdp_get_lockless(k, pmdp)):
+            if step4_recheck and pgt_pmd != (yield from k.ops.pmdp_get_lockless(k, pmdp)):
                 # window: collapse_pte_mapped_thp step 4 finds the pmd changed
                 yield Atomic(f"flush_tlb_mm({mm!r})", _noop)
                 return (yield from _unlock(k, mm, haddr, hpage, start_pte, ptl, pml, result))
-    pgt_pmd = yield from k.impl.pmdp_collapse_flush(k, vma, haddr, pmdp)
-    yield from k.impl.pmdp_get_lockless_sync(k)
-    yield from k.impl.pte_unmap_unlock(k, start_pte, ptl)
+    pgt_pmd = yield from k.ops.pmdp_collapse_flush(k, vma, haddr, pmdp)
+    yield from k.ops.pmdp_get_lockless_sync(k)
+    yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
     if ptl is not pml:
         yield Unlock(pml)
     yield from mmu_notifier_invalidate_range_end(k, mm, haddr, end)
     yield from mm_dec_nr_ptes(k, mm)
-    yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
+    yield from k.ops.pte_free_defer(k, mm, k.pmd_pgtable(pgt_pmd))
     return (yield from _maybe_install_pmd(k, vma, haddr, pmdp, hpage, install_pmd))
 
 

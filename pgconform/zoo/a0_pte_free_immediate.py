@@ -10,7 +10,7 @@ from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIO
 
 def pte_free_defer(k, mm, pgtable):
     """The mutation: pte_free() instead of deferring it past an RCU grace period."""
-    yield from k.impl.pte_free(k, mm, pgtable)
+    yield from k.ops.pte_free(k, mm, pgtable)
 
 
 MUTANT = Implementation(

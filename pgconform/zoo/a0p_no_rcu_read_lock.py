@@ -11,9 +11,9 @@ from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIO
 
 def __pte_offset_map(k, pmdp, addr):
     """The mutation: the 6.5 body, no RCU read-side section."""
-    irqflags = yield from k.impl.pmdp_get_lockless_start(k)
-    pmdval = yield from k.impl.pmdp_get_lockless(k, pmdp)
-    yield from k.impl.pmdp_get_lockless_end(k, irqflags)
+    irqflags = yield from k.ops.pmdp_get_lockless_start(k)
+    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
+    yield from k.ops.pmdp_get_lockless_end(k, irqflags)
     if pmd_none(pmdval) or pmd_trans_huge(pmdval):
         return None, pmdval
     return PtePtr(k.pmd_table(pmdval), k.geo.pte_index(addr)), pmdval

@@ -15,10 +15,10 @@ from pgconform.sim.effects import Load
 def pte_offset_map_nolock(k, mm, pmdp, addr):
     """The mutation: map with pte_offset_map(), then pte_lockptr(mm, pmd) of a fresh read of the
     pmd entry rather than of the snapshot the map used."""
-    pte = yield from k.impl.pte_offset_map(k, pmdp, addr)
+    pte = yield from k.ops.pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
+    ptl = yield from k.ops.pte_lockptr(k, mm, (yield Load(pmdp.table, pmdp.idx)))
     return pte, ptl
 
 

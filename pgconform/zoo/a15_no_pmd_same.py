@@ -10,10 +10,10 @@ from pgconform.sim.effects import Lock
 
 def pte_offset_map_lock(k, mm, pmdp, addr):
     """The mutation: map, lock, return, with no recheck of ``*pmd``."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
     yield Lock(ptl)
     return pte, ptl
 

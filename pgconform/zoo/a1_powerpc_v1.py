@@ -15,7 +15,7 @@ from pgconform.sim.effects import CallRcu
 def pte_free_now(k, pgtable):
     """The v1 callback: pte_fragment_free() of the deferred fragment (the model passes the
     fragment as the callback's argument; the kernel recovered it from the page)."""
-    yield from k.impl.pte_fragment_free(k, pgtable, 0)
+    yield from k.ops.pte_fragment_free(k, pgtable, 0)
 
 
 def pte_free_defer(k, mm, pgtable):

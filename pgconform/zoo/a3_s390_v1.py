@@ -20,7 +20,7 @@ def _grab(m, t, mm, pgtable):
 def pte_free_half_v1(k, mm, pgtable):
     """The v1 callback: page_table_free() of the half (mm and half decoded from page->pt_mm),
     then mmdrop_async(mm)."""
-    yield from k.impl.page_table_free(k, mm, pgtable)
+    yield from k.ops.page_table_free(k, mm, pgtable)
 
 
 def pte_free_defer(k, mm, pgtable):

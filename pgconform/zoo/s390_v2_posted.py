@@ -28,7 +28,7 @@ def pte_free_half(k, head, bit):
     page = head.owner
     mask = yield Atomic(f"atomic_xor_bits({page!r}, 0x04 << {bit})  [no >> 24]",
                         _clear_h_unshifted, (page, bit), touches=(page,))
-    yield from k.impl.__tlb_remove_table(k, s390_v2.tagged_half(page, bit))
+    yield from k.ops.__tlb_remove_table(k, s390_v2.tagged_half(page, bit))
     if mask & 0x0C:
         yield CallRcu(page.rcu_head, pte_free_now0 if bit else pte_free_now1, (k, page.rcu_head))
 

@@ -10,7 +10,7 @@ skipped, as not applicable, on the others.
 
 import unittest
 
-from pgconform.machines import SCENARIOS, make_machine
+from pgconform.harness.machines import SCENARIOS, make_machine
 from pgconform.plugin import (
     selected_arches,
     selected_implementation,

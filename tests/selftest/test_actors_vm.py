@@ -28,7 +28,7 @@ from pgconform.reference.khugepaged import (
     retract_page_tables_as,
 )
 from pgconform.registry import resolve
-from pgconform.scenario import OP_LABELS, OP_STARTERS, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import OP_LABELS, OP_STARTERS, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownWrite, Load, Lock
 from pgconform.sim.errors import Violation
 from tests.selftest.test_oracles import in_path, run_to_end, step_until

@@ -13,7 +13,7 @@ import pytest
 
 from pgconform.alt import powerpc_v2, s390_v2
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a1_powerpc_v1, a3_s390_v1, s390_v2_posted
 from tests.selftest.test_oracles import finish, pending_pte_table_load, run_to_end, step_until
@@ -110,7 +110,7 @@ def test_powerpc_v2_requeue_waits_for_the_late_reader():
         for table in powerpc_v2._deferred(k, page)[:]:
             powerpc_v2._deferred(k, page).remove(table)
             page.frag_refcount -= D - 1
-            yield from k.impl.pte_fragment_free(k, powerpc_v2.PtePtr(table, 0), 0)
+            yield from k.ops.pte_fragment_free(k, powerpc_v2.PtePtr(table, 0), 0)
 
     broken = powerpc_v2.IMPLEMENTATION.__class__(
         name="ppc-v2-no-requeue",

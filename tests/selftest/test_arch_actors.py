@@ -17,7 +17,7 @@ from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Load, SpinIsLocked, Store
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
@@ -173,10 +173,10 @@ def nolock_fails(k, mm, pmdp, addr):
 def nolock_lock_copy(k, mm, pmdp, addr):
     """pte_offset_map_nolock() handing back a copy of the ptl rather than the ptl (a spinlock
     passed by value): nobody ever holds the lock it names."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
     return pte, Spinlock(f"copy of {ptl!r}", cls="ptlock")
 
 

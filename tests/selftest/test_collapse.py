@@ -12,7 +12,7 @@ import pytest
 
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Lock
 from pgconform.sim.errors import Violation
 from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5, finish, in_path, step_until

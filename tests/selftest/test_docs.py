@@ -60,9 +60,9 @@ def test_worked_example_gets_the_verdict_the_readme_shows():
     from hypothesis import HealthCheck, Phase
     from hypothesis.stateful import run_state_machine_as_test
 
-    from pgconform import replay
+    from pgconform.harness import replay
     from pgconform.implementation import coerce_implementation
-    from pgconform.machines import make_machine
+    from pgconform.harness.machines import make_machine
 
     sys.path.insert(0, str(ROOT))
     import examples.myretract as example
@@ -99,7 +99,7 @@ def test_readme_version_matrix_has_a_row_per_version():
 @pytest.mark.parametrize("version", VERSIONS)
 def test_readme_version_matrix_is_the_commands_output(version):
     """The README's row of ``version`` is what ``python -m pgconform matrix`` (bound 0) prints."""
-    from pgconform import matrix
+    from pgconform.tools import matrix
 
     row = matrix.to_markdown(matrix.version_matrix(versions=(version,), bound=0)).splitlines()[2]
     assert row in _shown_matrix()

@@ -30,7 +30,7 @@ from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
-from pgconform.sim.trace import render
+from pgconform.report.trace import render
 
 # ------------------------------------------------------------------------------------------------
 # tiny tasks

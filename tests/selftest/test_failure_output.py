@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.plugin import verdict_text
 from pgconform.sim.errors import Violation
@@ -28,7 +28,7 @@ MACHINE_MUTANT, MACHINE_CLAUSE = "zoo.retract_no_pmd_notifier", "mmu.pmd-clear-u
 SWEEP_MUTANT, SWEEP_CLAUSE = "zoo.retract_pte_free_immediate", "pt.reuse-before-gp"
 
 #: Frames of the harness that the default failure section must not show.
-HARNESS = ("hypothesis/stateful.py", "pgconform/machines.py", "_judge", "pgconform/sim/machine.py",
+HARNESS = ("hypothesis/stateful.py", "pgconform/harness/machines.py", "_judge", "pgconform/sim/machine.py",
            "def violation", "Traceback (most recent call last)")
 
 

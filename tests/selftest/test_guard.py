@@ -17,7 +17,7 @@ from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
 from pgconform.kernel.version import VERSIONS
-from pgconform.scenario import (
+from pgconform.harness.scenario import (
     LATE_KINDS,
     OP_KINDS,
     OP_LABELS,
@@ -32,7 +32,7 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
-from pgconform.sweep import sweep
+from pgconform.harness.sweep import sweep
 from pgconform.versions import v7_0
 from pgconform.versions.v7_0 import GUARD_COLLAPSE_KEY, GUARD_UFFD_WP_KEY
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
@@ -241,10 +241,10 @@ def _clear_entry(k, mm, addr):
     """Broken: a kernel path that clears the entry at ``addr`` under its ptl, marker or not."""
     yield DownRead(mm.mmap_lock)
     pmdp = mm.pmd_offset(addr, k.geo)
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if (yield Load(pte.table, pte.idx)) is not None:
         yield Store(pte.table, pte.idx, None)
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     yield UpRead(mm.mmap_lock)
 
 

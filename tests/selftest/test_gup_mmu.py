@@ -13,7 +13,7 @@ from pgconform.kernel.secondary_mmu import device_access, secondary_mmus
 from pgconform.oracle.secondary import check_gup_page
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_PAGE_COUNT, SCAN_SUCCEED
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Atomic, DownRead, Lock, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a9_retract_no_pmd_notifier
@@ -150,7 +150,7 @@ def test_reference_zap_invalidates_the_device():
 def gup_pte_range_no_recheck(k, mm, pmd, pmdp, addr, end, pages):
     """gup_pte_range() as before the PMD recheck (70cbc3cc78a9) and without the PTE recheck:
     whatever the PTE read named is returned once grabbed."""
-    ptep = yield from k.impl.pte_offset_map(k, stack_pmd(k, pmd), addr)
+    ptep = yield from k.ops.pte_offset_map(k, stack_pmd(k, pmd), addr)
     if ptep is None:
         return 0
     pte = yield ptep_load(ptep)
@@ -162,7 +162,7 @@ def gup_pte_range_no_recheck(k, mm, pmd, pmdp, addr, end, pages):
                          (k, mm, addr, ptep.table, folio, pte.idx))
             pages.append((addr, folio, pte.idx))
             ret = int(addr + 1 == end)
-    yield from k.impl.pte_unmap(k, ptep)
+    yield from k.ops.pte_unmap(k, ptep)
     return ret
 
 
@@ -239,7 +239,7 @@ def test_arm_without_lpae_has_no_lockless_gup():
     schedule where the lockless walk met munmap's free (found by CI) passes."""
     from pathlib import Path
 
-    from pgconform import replay
+    from pgconform.harness import replay
     from pgconform.kernel.config import ARCHES
     from pgconform.sim.effects import IrqDisable
 
@@ -260,7 +260,7 @@ def test_a_second_exit_does_not_drop_a_device_reference():
     starts once it has exited, however many references others hold."""
     from pathlib import Path
 
-    from pgconform import replay
+    from pgconform.harness import replay
 
     string = (Path(__file__).parent / "data" / "exit_twice_with_device_replay.txt").read_text()
     run = replay.decode(string)
@@ -284,7 +284,7 @@ def test_gup_fast_is_judged_at_its_pmd_recheck(monkeypatch):
     """GUP-fast's pin stands for what the address mapped at its PMD recheck: a table unlinked
     after that recheck and before the PTE recheck (the soak's schedule) is no stale page, and the
     same schedule judged as if the PMD had been confirmed after the unlink is one."""
-    from pgconform import replay
+    from pgconform.harness import replay
 
     run = replay.decode(SOAK_MREMAP_BETWEEN_RECHECKS)
     again = replay.replay_run(run)

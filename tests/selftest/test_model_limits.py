@@ -24,10 +24,10 @@ from pgconform.kernel.objects import VM_UFFD_MISSING, VM_UFFD_WP, Pte, Vma
 from pgconform.kernel.pgtable import set_pmd
 from pgconform.kernel.secondary_mmu import SecondaryMmu
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Load
 from pgconform.sim.sync import RwSemaphore, SleepLock, Spinlock
-from pgconform.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
+from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -392,7 +392,7 @@ def check_two_op_sweep():
 
     Fails when the sweep races a third operation, or when the machines run fewer than three
     CPUs (then no part of the suite races three)."""
-    from pgconform.machines import NCPUS
+    from pgconform.harness.machines import NCPUS
 
     assert [f.name for f in attrs.fields(Pair)] == ["world", "first", "second"]
     some = next(iter(pairs("shared")))
@@ -469,7 +469,7 @@ def check_shmem_only():
 
     Fails when a world gets another file, another function makes files, or File gains fields
     (a filesystem kind, writeback state) that other file kinds would need."""
-    assert _uses("new_file") == [("pgconform/scenario.py", "build_world")]
+    assert _uses("new_file") == [("pgconform/harness/scenario.py", "build_world")]
     assert [f.name for f in attrs.fields(type(build_world(WORLDS["shared"], REFERENCE)
                                               .files[0]))] == \
         ["name", "size", "i_mmap_rwsem", "pages", "i_mmap", "content", "i_pages_lock"]
@@ -514,7 +514,7 @@ def test_the_no_cpu_tlb_sweep_judges_pmdp_collapse_flush():
 
 def test_check_uffd_move_one_page_fails_on_a_longer_move(monkeypatch):
     """An operation moving two pages makes check_uffd_move_one_page fail."""
-    import pgconform.scenario as scenario
+    import pgconform.harness.scenario as scenario
 
     one_page = scenario.move_pages
     monkeypatch.setattr(scenario, "move_pages",

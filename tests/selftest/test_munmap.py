@@ -15,7 +15,7 @@ from pgconform.kernel import mmap as kmmap
 from pgconform.kernel.mmu_gather import tlb_finish_mmu
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DowngradeWrite, DownWrite, IpiSync, Lock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path

@@ -25,14 +25,14 @@ import attrs
 import pytest
 
 import pgconform
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.implementation import Implementation
 from pgconform.kernel.config import ARCHES
-from pgconform.machines import make_machine
+from pgconform.harness.machines import make_machine
 from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
 from pgconform.reference import reference_functions
 from pgconform.registry import resolve
-from pgconform.scenario import build_world, start_op
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
@@ -303,7 +303,7 @@ def test_pte_lockptr_returning_another_lock_is_caught():
 
 def pte_free_defer_and_fragment_free(k, mm, pgtable):
     """The reference's deferral, and the fragment freed at once as well."""
-    yield from k.impl.pte_fragment_free(k, pgtable, 0)
+    yield from k.ops.pte_fragment_free(k, pgtable, 0)
     yield from reference_functions(ARCHES["powerpc64"])["pte_free_defer"](k, mm, pgtable)
 
 
@@ -358,8 +358,8 @@ def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
     mm = vma.mm
     if not have_move_pmd(k.arch) or not pmd_none((yield Load(new_pmd.table, new_pmd.idx))):
         return False
-    old_ptl = yield from k.impl.pmd_lock(k, mm, old_pmd)
-    new_ptl = yield from k.impl.pmd_lockptr(k, mm, new_pmd)
+    old_ptl = yield from k.ops.pmd_lock(k, mm, old_pmd)
+    new_ptl = yield from k.ops.pmd_lockptr(k, mm, new_pmd)
     if new_ptl is not old_ptl:
         yield Lock(new_ptl, 1)
     pmd = yield Load(old_pmd.table, old_pmd.idx)

@@ -24,7 +24,7 @@ from pgconform.oracle.clauses import CLAUSES
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
 from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import call_path
@@ -200,13 +200,13 @@ def zap_against_retract_locks(impl):
 
 def pte_free_defer_immediate(k, mm, table):
     """6.5's immediate pte_free() under 6.6's reduced locking."""
-    yield from k.impl.pte_free(k, mm, table)
+    yield from k.ops.pte_free(k, mm, table)
 
 
 def pte_free_defer_and_free(k, mm, table):
     """Queues the RCU free and frees at once as well."""
-    yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
-    yield from k.impl.pte_free(k, mm, table)
+    yield CallRcu(table.rcu_head, k.ops.pte_free_now, (k, table.rcu_head))
+    yield from k.ops.pte_free(k, mm, table)
 
 
 def pte_free_defer_nothing(k, mm, table):
@@ -218,8 +218,8 @@ def pte_free_defer_nothing(k, mm, table):
 def pte_free_defer_twice(k, mm, table):
     """Reuses the page's one rcu_head for a second callback (say, to free a separately allocated
     ptlock): the head is queued twice."""
-    yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
-    yield CallRcu(table.rcu_head, k.impl.pte_free_now, (k, table.rcu_head))
+    yield CallRcu(table.rcu_head, k.ops.pte_free_now, (k, table.rcu_head))
+    yield CallRcu(table.rcu_head, k.ops.pte_free_now, (k, table.rcu_head))
 
 
 # map, lock the snapshot's ptl and return, without the pmd_same() recheck: the zoo's A15
@@ -228,34 +228,34 @@ pte_offset_map_lock_no_recheck = a15_no_pmd_same.pte_offset_map_lock
 
 def pte_offset_map_lock_no_lock(k, mm, pmdp, addr):
     """Returns the ptl without taking it (and so without the recheck under it)."""
-    pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+    pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
     if pte is None:
         return None, None
-    ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+    ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
     return pte, ptl
 
 
 def pte_unmap_unlock_no_unlock(k, pte, ptl):
     """Pairs with pte_offset_map_lock_no_lock(): nothing to unlock."""
-    yield from k.impl.pte_unmap(k, pte)
+    yield from k.ops.pte_unmap(k, pte)
 
 
 def pte_offset_map_lock_recheck_under_pml(k, mm, pmdp, addr):
     """Takes the ptl, then rechecks the PMD under pmd_lock (nested): ptl before pml, the reverse
     of retract_page_tables()'s order."""
     while True:
-        pte, pmdval = yield from k.impl.__pte_offset_map(k, pmdp, addr)
+        pte, pmdval = yield from k.ops.__pte_offset_map(k, pmdp, addr)
         if pte is None:
             return None, None
-        ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+        ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
         yield Lock(ptl)
-        pml = yield from k.impl.pmd_lockptr(k, mm, pmdp)
+        pml = yield from k.ops.pmd_lockptr(k, mm, pmdp)
         yield Lock(pml, 1)
         same = pmdval == (yield Load(pmdp.table, pmdp.idx))
         yield Unlock(pml)
         if same:
             return pte, ptl
-        yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+        yield from k.ops.pte_unmap_unlock(k, pte, ptl)
 
 
 def make_retract(*, notify=True, take_pml=True, clear_pmd=True, dec_nr_ptes=True,
@@ -275,20 +275,20 @@ def make_retract(*, notify=True, take_pml=True, clear_pmd=True, dec_nr_ptes=True
             if addr % geo.hpage_pmd_nr or addr < vma.start or vma.end < addr + geo.hpage_pmd_nr:
                 continue
             mm = vma.mm
-            result, pmdp = yield from k.impl.find_pmd_or_thp_or_none(k, mm, addr)
+            result, pmdp = yield from k.ops.find_pmd_or_thp_or_none(k, mm, addr)
             if result != SCAN_SUCCEED:
                 continue
             end = addr + geo.hpage_pmd_nr
             if notify:
                 yield from mmu_notifier_invalidate_range_start(k, mm, addr, end)
-            pml = (yield from k.impl.pmd_lock(k, mm, pmdp)) if take_pml else None
+            pml = (yield from k.ops.pmd_lock(k, mm, pmdp)) if take_pml else None
             pmdval = yield Load(pmdp.table, pmdp.idx)
-            ptl = yield from k.impl.pte_lockptr(k, mm, pmdval)
+            ptl = yield from k.ops.pte_lockptr(k, mm, pmdval)
             yield Lock(ptl, 1 if take_pml else 0)
             skipped = check_anon and vma.anon_vma is not None
             if not skipped and clear_pmd:
-                yield from k.impl.pmdp_collapse_flush(k, vma, addr, pmdp)
-                yield from k.impl.pmdp_get_lockless_sync(k)
+                yield from k.ops.pmdp_collapse_flush(k, vma, addr, pmdp)
+                yield from k.ops.pmdp_get_lockless_sync(k)
             yield Unlock(ptl)
             if pml is not None:
                 yield Unlock(pml)
@@ -297,9 +297,9 @@ def make_retract(*, notify=True, take_pml=True, clear_pmd=True, dec_nr_ptes=True
             if not skipped:
                 if dec_nr_ptes:
                     yield from mm_dec_nr_ptes(k, mm)
-                yield from k.impl.pte_free_defer(k, mm, k.pmd_pgtable(pmdval))
+                yield from k.ops.pte_free_defer(k, mm, k.pmd_pgtable(pmdval))
                 if relink:
-                    pml = yield from k.impl.pmd_lock(k, mm, pmdp)
+                    pml = yield from k.ops.pmd_lock(k, mm, pmdp)
                     yield Store(pmdp.table, pmdp.idx, pmdval)
                     yield Unlock(pml)
         yield UpRead(mapping.i_mmap_rwsem)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.mprotect import PLAIN_READ_RACE
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.scenario import Op
-from pgconform.sweep import Pair, explore_pair
+from pgconform.harness.scenario import Op
+from pgconform.harness.sweep import Pair, explore_pair
 
 #: khugepaged's collapse_file() -> retract_page_tables() against UFFDIO_REGISTER(MISSING|WP) +
 #: UFFDIO_WRITEPROTECT of the same VMA
@@ -104,7 +104,7 @@ def test_7_0_pt_reclaim_of_an_emptied_table_is_the_same_race(monkeypatch):
     """In 7.0 MADV_DONTNEED's PT reclaim can free the table between the two reads too (one it
     emptied, so pte_alloc() saw it populated): split, that is the plain-read race, which v7.0
     declares."""
-    from pgconform.sweep import RECLAIM_FREER
+    from pgconform.harness.sweep import RECLAIM_FREER
 
     v7_0 = resolve("v7.0")
     undeclared = attrs.evolve(v7_0, known_violations={}, known_consequences={})

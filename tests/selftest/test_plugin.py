@@ -239,7 +239,7 @@ def test_bad_preemption_bound_is_a_usage_error(myimpl, run_pgconform, monkeypatc
 
 
 def test_default_bound_is_validated_in_one_place(monkeypatch):
-    from pgconform.sweep import default_bound
+    from pgconform.harness.sweep import default_bound
 
     for value, bound in (("", 1), (" 0 ", 0), ("2", 2)):
         monkeypatch.setenv("PGCONFORM_PREEMPTION_BOUND", value)
@@ -778,7 +778,7 @@ def _conformance_items(*args: str) -> pytest.RunResult:
 
 def test_conformance_items_are_arch_by_scenario():
     from pgconform.kernel.config import ARCHES
-    from pgconform.machines import SCENARIOS
+    from pgconform.harness.machines import SCENARIOS
 
     out = _conformance_items()
     items = [line for line in out.stdout.splitlines() if "::Test_" in line]
@@ -799,8 +799,8 @@ def test_implementation_is_skipped_where_it_does_not_apply():
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
     # one machine item per scenario and one sweep item per world (the anon world too: skipped
     # anyway)
-    from pgconform.machines import SCENARIOS
-    from pgconform.sweep import WORLDS
+    from pgconform.harness.machines import SCENARIOS
+    from pgconform.harness.sweep import WORLDS
 
     skipped = f"{len(SCENARIOS) + len(WORLDS)} skipped"
     assert skipped in out.stdout and "applies to x86_pae only" in out.stdout, out.stdout
@@ -816,8 +816,8 @@ def test_a_run_whose_conformance_items_are_all_deselected_is_a_usage_error():
          str(ROOT / "tests" / "conformance"), "--arch", "x86_64", "-k", "no_such_item"],
         capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
-    from pgconform.machines import SCENARIOS
-    from pgconform.sweep import WORLDS
+    from pgconform.harness.machines import SCENARIOS
+    from pgconform.harness.sweep import WORLDS
 
     n = len(SCENARIOS) + len(WORLDS)
     assert ("pgconform: usage error: the run judged nothing: every conformance item was skipped "

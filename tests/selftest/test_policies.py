@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.registry import resolve
-from pgconform.scenario import Op
+from pgconform.harness.scenario import Op
 from pgconform.sim.effects import Load, Store
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
-from pgconform.sim.memory import Page
+from pgconform.sim.physmem import Page
 from pgconform.sim.policies.exhaustive import explore, run_schedule
-from pgconform.sweep import WORLDS, Pair, explore_pair, pairs
+from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs
 
 
 def _two_readers(traces):
@@ -86,7 +86,7 @@ def test_a_race_needing_one_preemption_is_found_at_bound_one_only():
 
 
 def test_sweep_pairs_cover_every_kind_both_ways():
-    from pgconform.scenario import OP_KINDS
+    from pgconform.harness.scenario import OP_KINDS
 
     ps = list(pairs("shared"))
     seconds = {p.second.kind for p in ps} | {p.first.kind for p in ps}
@@ -121,7 +121,7 @@ def test_round_robin_finishes_every_task():
 
 
 def test_worlds_build():
-    from pgconform.scenario import build_world
+    from pgconform.harness.scenario import build_world
 
     for spec in WORLDS.values():
         assert build_world(spec, resolve("reference")).mms
@@ -135,7 +135,7 @@ def test_race_windows_are_marked_and_reported():
 
     import pytest
 
-    from pgconform import windows
+    from pgconform.tools import windows
 
     found = windows.windows()
     names = {w.name for w in found}

@@ -18,11 +18,11 @@ from pgconform.kernel import memory, mmu_gather
 from pgconform.kernel.objects import DETACHED, LINKED, PTE_MARKER_UFFD_WP, Pte
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import IpiSync, Lock, Trylock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
-from pgconform.sweep import Pair, explore_pair
+from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.versions import v7_0
 from tests.selftest.test_oracles import finish, in_path, pending_pte_table_load, step_until
 
@@ -284,7 +284,7 @@ def test_freeing_the_table_at_once_is_caught(monkeypatch):
     fault is still in its RCU read-side section in it."""
 
     def free_pte_at_once(k, mm, addr, tlb, pmdval):
-        yield from k.impl.pte_free(k, mm, k.pmd_pgtable(pmdval))
+        yield from k.ops.pte_free(k, mm, k.pmd_pgtable(pmdval))
         yield from mm_dec_nr_ptes(k, mm)
 
     monkeypatch.setattr(memory, "free_pte", free_pte_at_once)

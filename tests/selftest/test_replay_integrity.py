@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.__main__ import main as cli
 from pgconform.implementation import coerce_implementation
-from pgconform.machines import make_machine
-from pgconform.scenario import Op
+from pgconform.harness.machines import make_machine
+from pgconform.harness.scenario import Op
 from pgconform.sim.effects import Atomic, Lock, Unlock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.exhaustive import explore
-from pgconform.sim.trace import focus_tokens, render
-from pgconform.sweep import sweep
+from pgconform.report.trace import focus_tokens, render
+from pgconform.harness.sweep import sweep
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -11,7 +11,7 @@ import pytest
 
 from pgconform import plugin
 from pgconform.oracle.clauses import CLAUSES
-from pgconform.report import (
+from pgconform.report.summary import (
     NO_CLAUSE,
     ItemResult,
     parse_xfails,

@@ -1,4 +1,4 @@
-"""The soak command (pgconform/soak.py): its figures add up, a mutant's violations are listed and
+"""The soak command (pgconform/tools/soak.py): its figures add up, a mutant's violations are listed and
 fail it, and bad arguments are usage errors."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pgconform.kernel.config import ARCHES
-from pgconform.soak import soak, to_markdown
+from pgconform.tools.soak import soak, to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The HTML timeline of a trace (:mod:`pgconform.sim.timeline`), read back as a machine would.
+"""The HTML timeline of a trace (:mod:`pgconform.report.timeline`), read back as a machine would.
 
 Each test runs real tasks on the simulated machine, renders the trace, parses the page (the whole
 document with ``html.parser`` and ``xml.etree``, the timeline ``<svg>`` with ``xml.etree``) and
@@ -15,7 +15,7 @@ import pytest
 
 from pgconform.kernel.objects import PteTable
 from pgconform.registry import resolve
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim import timeline
 from pgconform.sim.effects import (
     Atomic,
@@ -37,7 +37,7 @@ from pgconform.sim.effects import (
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.sync import RcuHead, RwSemaphore, Spinlock
-from pgconform.sim.timeline import render_html, write_html
+from pgconform.report.timeline import render_html, write_html
 
 # ------------------------------------------------------------------------------------------------
 # reading the page back

@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -24,7 +24,7 @@ from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.reference.pgtable_generic import pmdp_collapse_flush
-from pgconform.scenario import (
+from pgconform.harness.scenario import (
     OP_KINDS,
     OP_LABELS,
     OP_STARTERS,
@@ -36,7 +36,7 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
-from pgconform.sweep import sweep
+from pgconform.harness.sweep import sweep
 from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
@@ -356,10 +356,10 @@ def _clear_entry(k, mm, addr):
     without the process asking (as a move or copy of page tables that forgets markers would)."""
     yield DownRead(mm.mmap_lock)
     pmdp = mm.pmd_offset(addr, k.geo)
-    pte, ptl = yield from k.impl.pte_offset_map_lock(k, mm, pmdp, addr)
+    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
     if (yield Load(pte.table, pte.idx)) is not None:
         yield Store(pte.table, pte.idx, None)
-    yield from k.impl.pte_unmap_unlock(k, pte, ptl)
+    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     yield UpRead(mm.mmap_lock)
 
 

@@ -20,7 +20,7 @@ from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
 from pgconform.kernel.version import V6_6, V7_0
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import REFERENCE_FUNCTIONS
-from pgconform.scenario import (
+from pgconform.harness.scenario import (
     KIND_NEEDS,
     OP_KINDS,
     OP_LABELS,
@@ -35,7 +35,7 @@ from pgconform.scenario import (
 )
 from pgconform.sim.effects import Lock, Unlock
 from pgconform.sim.errors import Violation
-from pgconform.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
+from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0_IMPL
 from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from pgconform.userrun import judge, to_markdown
+from pgconform.tools.userrun import judge, to_markdown
 
 
 def test_a_mutant_is_judged_by_the_users_command():

@@ -22,7 +22,7 @@ from pgconform.reference.khugepaged import (
 )
 from pgconform.reference.khugepaged import retract_page_tables as retract_6_6
 from pgconform.registry import resolve
-from pgconform.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import (
     DownRead,
     DownWrite,
@@ -226,7 +226,7 @@ def _retract_6_6_locking(k, mapping, pgoff, target_mm, target_addr, hpage, is_kh
 
 def _pte_free_now(k, mm, pgtable):
     """6.5's free: pte_free() at once."""
-    yield from k.impl.pte_free(k, mm, pgtable)
+    yield from k.ops.pte_free(k, mm, pgtable)
 
 
 #: 6.5 (no RCU in __pte_offset_map, immediate free) with 6.6's reduced retract locking

@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.__main__ import main as cli
 from pgconform.implementation import ImplementationError, coerce_implementation
-from pgconform.machines import make_machine
+from pgconform.harness.machines import make_machine
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.registry import resolve
-from pgconform.report import (
+from pgconform.report.summary import (
     ItemResult,
     XfailsError,
     parse_xfails,
@@ -40,7 +40,7 @@ from pgconform.report import (
 )
 from pgconform.sim import watchdog
 from pgconform.sim.errors import Violation
-from pgconform.sim.trace import MAX_ROWS, count_rows
+from pgconform.report.trace import MAX_ROWS, count_rows
 from pgconform.zoo import MUTANTS
 
 HERE = Path(__file__).resolve().parent

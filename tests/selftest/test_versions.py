@@ -10,13 +10,14 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform import matrix, replay
+from pgconform.harness import replay
+from pgconform.tools import matrix
 from pgconform.implementation import ImplementationError, build_table
 from pgconform.kernel.config import ARCHES, PLAIN_READS_ENV, PLAIN_READS_FORMS
 from pgconform.kernel.version import V6_6, V7_0, VERSIONS
 from pgconform.reference.arch import generic, powerpc
 from pgconform.registry import resolve
-from pgconform.sweep import default_bound, sweep
+from pgconform.harness.sweep import default_bound, sweep
 from pgconform.versions import v1, v2
 from pgconform.zoo import a1_powerpc_v1, a7_retract_no_anon_vma_recheck
 
@@ -132,7 +133,7 @@ def test_a_known_violation_in_one_function_does_not_hide_the_clause_elsewhere(mo
     v2_a7 = attrs.evolve(v2.IMPLEMENTATION, name="v2+A7", overrides={
         **v2.IMPLEMENTATION.overrides,
         "retract_page_tables": a7_retract_no_anon_vma_recheck.retract_page_tables})
-    monkeypatch.setattr("pgconform.matrix.resolve",
+    monkeypatch.setattr("pgconform.tools.matrix.resolve",
                         lambda spec: v2_a7 if spec == "v2+A7" else resolve(spec))
     clause, _ = _first_clause(SCHEDULES["zoo.retract_no_anon_vma_recheck"], "v2+A7")
     assert clause in a7_retract_no_anon_vma_recheck.MUTANT.expected
@@ -175,7 +176,7 @@ def test_each_finding_schedule_commits_its_finding(key, monkeypatch):
         version, name=f"{run.spec}-undeclared",
         known_violations={k: w for k, w in version.known_violations.items() if k != key},
         known_consequences={k: c for k, c in version.known_consequences.items() if k != key})
-    monkeypatch.setattr("pgconform.matrix.resolve",
+    monkeypatch.setattr("pgconform.tools.matrix.resolve",
                         lambda spec: undeclared if spec == undeclared.name else resolve(spec))
     clause, _ = _first_clause(run, undeclared.name)
     assert clause == key.split("@")[0].split("[")[0]
@@ -199,8 +200,8 @@ def test_every_scoped_finding_has_a_schedule():
 def test_retract_without_the_pmd_state_recheck_is_caught_in_7_0():
     """The 7.0 mutant (no 6c18ec9af86c): MADV_DONTNEED reclaims the table retract found, and
     retract derives its ptl from the none PMD (split ptlocks) or frees pmd_pgtable() of it."""
-    from pgconform.scenario import Op
-    from pgconform.sweep import RECLAIM_FREER, Pair, explore_pair
+    from pgconform.harness.scenario import Op
+    from pgconform.harness.sweep import RECLAIM_FREER, Pair, explore_pair
     from pgconform.zoo import v7_retract_no_pmd_state_recheck as mutant
 
     pair = Pair("shared", Op("khugepaged", 0, 4, 1), RECLAIM_FREER)
@@ -219,8 +220,8 @@ def test_finding_uffd_writeprotect_against_pt_reclaim(monkeypatch):
     (no reclaim) or on a 7.0 arch without PT reclaim.  The PMD is none at first: the table
     change_pmd_prepare() allocates is reclaimed before the re-read after __pte_alloc() (one that
     was there already, emptied, is the plain-read race: tests/selftest/test_plain_reads.py)."""
-    from pgconform.scenario import Op, VmaSpec, WorldSpec
-    from pgconform.sweep import RECLAIM_FREER, WORLDS, Pair, explore_pair
+    from pgconform.harness.scenario import Op, VmaSpec, WorldSpec
+    from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, explore_pair
     from pgconform.versions import v7_0
 
     monkeypatch.setitem(WORLDS, "shared-no-table", WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),)))
@@ -261,8 +262,8 @@ SHARED_THP = "shared-pte-mapped-thp"
 @pytest.fixture
 def shared_thp(monkeypatch):
     """The world, for these tests only (the sweep's own worlds stay as they are)."""
-    from pgconform.scenario import VmaSpec, WorldSpec
-    from pgconform.sweep import WORLDS, Pair
+    from pgconform.harness.scenario import VmaSpec, WorldSpec
+    from pgconform.harness.sweep import WORLDS, Pair
 
     monkeypatch.setitem(WORLDS, SHARED_THP, WorldSpec(
         vmas=(VmaSpec(0, 4, 8, 0),), thps=(0,), tables=((0, 4),),
@@ -277,8 +278,8 @@ COLLAPSE_VS_RECLAIM = ("madv_collapse", "khugepaged")
 def test_collapse_without_the_step4_recheck_is_caught_in_7_0(collapser, shared_thp):
     """7.0's step-4 pmd_same() recheck (split ptlocks) is what stops MADV_DONTNEED's PT reclaim
     from having freed the table step 2 emptied: without it, the clear of a none PMD."""
-    from pgconform.scenario import Op
-    from pgconform.sweep import RECLAIM_FREER, explore_pair
+    from pgconform.harness.scenario import Op
+    from pgconform.harness.sweep import RECLAIM_FREER, explore_pair
     from pgconform.versions import v7_0
 
     def no_recheck(k, mm, addr, install_pmd):
@@ -300,8 +301,8 @@ def test_collapse_without_the_step4_recheck_is_caught_in_7_0(collapser, shared_t
     "and step 4 clears the none PMD and pte_free_defer()s pmd_pgtable() of it"))
 @pytest.mark.parametrize("collapser", COLLAPSE_VS_RECLAIM)
 def test_finding_collapse_without_split_ptlocks(collapser, shared_thp):
-    from pgconform.scenario import Op
-    from pgconform.sweep import RECLAIM_FREER, explore_pair
+    from pgconform.harness.scenario import Op
+    from pgconform.harness.sweep import RECLAIM_FREER, explore_pair
 
     pair = shared_thp(Op(collapser, 0, 4, 1), RECLAIM_FREER)
     v = explore_pair(resolve("v7.0"), "x86_64-nosplit", pair, bound=2).violation

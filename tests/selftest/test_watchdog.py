@@ -22,7 +22,7 @@ import pytest
 from pgconform.implementation import coerce_implementation
 from pgconform.sim import watchdog
 from pgconform.sim.errors import Hang
-from pgconform.sweep import sweep
+from pgconform.harness.sweep import sweep
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -69,12 +69,12 @@ def pte_fragment_alloc(k, mm):
 
 def pte_alloc_one(k, mm):
     """arch/powerpc/include/asm/book3s/64/pgalloc.h: pte_alloc_one() (6.6) = pte_fragment_alloc()."""
-    return (yield from k.impl.pte_fragment_alloc(k, mm))
+    return (yield from k.ops.pte_fragment_alloc(k, mm))
 
 
 def pte_free(k, mm, pgtable):
     """arch/powerpc/include/asm/book3s/pgalloc.h: pte_free() (6.6) = pte_fragment_free(table, 0)."""
-    yield from k.impl.pte_fragment_free(k, pgtable, 0)
+    yield from k.ops.pte_fragment_free(k, pgtable, 0)
 
 
 def _dec_and_test(m, t, k, table):
@@ -104,9 +104,9 @@ def pte_fragment_free(k, table, kernel):
         return
     if kernel or not (yield Atomic(f"TestClearPageActive({page!r})", _test_clear_active, (page,),
                                    touches=(page,))):
-        yield from k.impl.pte_free_now(k, page.rcu_head)
+        yield from k.ops.pte_free_now(k, page.rcu_head)
     else:
-        yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+        yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
 
 
 def _free_page(m, t, k, page):
@@ -131,7 +131,7 @@ def pte_free_defer(k, mm, pgtable):
     grace period."""
     page = pgtable.table.page  # virt_to_page()
     yield Atomic(f"SetPageActive({page!r})", _set_active, (page,), touches=(page,))
-    yield from k.impl.pte_fragment_free(k, pgtable, 0)
+    yield from k.ops.pte_fragment_free(k, pgtable, 0)
 
 
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
@@ -167,7 +167,7 @@ def __tlb_remove_table(k, tagged):
     pte_fragment_free(table, 0): after the batch's grace period, the fragment's count drops and the
     last fragment frees the page (through RCU again if one was deferred)."""
     if tagged.tag == PTE_INDEX:
-        yield from k.impl.pte_fragment_free(k, tagged.ptr, 0)
+        yield from k.ops.pte_fragment_free(k, tagged.ptr, 0)
 
 
 FUNCTIONS.update({"__pte_free_tlb": __pte_free_tlb, "__tlb_remove_table": __tlb_remove_table})

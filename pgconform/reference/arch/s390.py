@@ -88,9 +88,9 @@ def page_table_release(k, page):
     TestClearPageActive ? call_rcu(pte_free_now) : pte_free_now()."""
     if (yield Atomic(f"TestClearPageActive({page!r})", _test_clear_active, (page,),
                      touches=(page,))):
-        yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+        yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
     else:
-        yield from k.impl.pte_free_now(k, page.rcu_head)
+        yield from k.ops.pte_free_now(k, page.rcu_head)
 
 
 def page_table_free(k, mm, pgtable):
@@ -113,12 +113,12 @@ def page_table_free(k, mm, pgtable):
 
 def pte_alloc_one(k, mm):
     """arch/s390/include/asm/pgalloc.h: pte_alloc_one() (6.6) = page_table_alloc()."""
-    return (yield from k.impl.page_table_alloc(k, mm))
+    return (yield from k.ops.page_table_alloc(k, mm))
 
 
 def pte_free(k, mm, pgtable):
     """arch/s390/include/asm/pgalloc.h: pte_free() (6.6) = page_table_free()."""
-    yield from k.impl.page_table_free(k, mm, pgtable)
+    yield from k.ops.page_table_free(k, mm, pgtable)
 
 
 def _free_page(m, t, k, page):
@@ -142,7 +142,7 @@ def pte_free_defer(k, mm, pgtable):
     page_table_free(): the page leaves pgtable_list for good, and its final free waits for RCU."""
     page = pgtable.table.page  # virt_to_page()
     yield Atomic(f"SetPageActive({page!r})", _set_active, (page,), touches=(page,))
-    yield from k.impl.page_table_free(k, mm, pgtable)
+    yield from k.ops.page_table_free(k, mm, pgtable)
 
 
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
@@ -188,7 +188,7 @@ def page_table_free_rcu(k, tlb, pgtable, vmaddr):
 def __pte_free_tlb(k, tlb, pgtable, address):
     """arch/s390/include/asm/tlb.h: pte_free_tlb() (6.6) (s390 defines it whole; the generic
     freed_tables bookkeeping is the same): page_table_free_rcu(), which keeps the AA/PP bits."""
-    yield from k.impl.page_table_free_rcu(k, tlb, pgtable, address)
+    yield from k.ops.page_table_free_rcu(k, tlb, pgtable, address)
 
 
 def _clear_pending_half(m, t, page, half):

@@ -12,14 +12,14 @@ from pgconform.sim.effects import Atomic, CallRcu
 def pte_free_now(k, head):
     """arch/s390/mm/pgalloc.c: pte_free_now() (6.7): pagetable_pte_dtor() + pagetable_free()."""
     page = head.owner
-    yield from k.impl.pte_free(k, page.mm, table_address(page))
+    yield from k.ops.pte_free(k, page.mm, table_address(page))
 
 
 def pte_free_defer(k, mm, pgtable):
     """arch/s390/mm/pgalloc.c: pte_free_defer() (6.7): call_rcu(&ptdesc->pt_rcu_head,
     pte_free_now) on the table's own page."""
     page = pgtable.table.storage
-    yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+    yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
 
 
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free, "pte_free_now": pte_free_now,
@@ -40,7 +40,7 @@ def page_table_free_rcu(k, tlb, pgtable, vmaddr):
 
 def __pte_free_tlb(k, tlb, pgtable, address):
     """arch/s390/include/asm/tlb.h: pte_free_tlb() (6.7): page_table_free_rcu()."""
-    yield from k.impl.page_table_free_rcu(k, tlb, pgtable, address)
+    yield from k.ops.page_table_free_rcu(k, tlb, pgtable, address)
 
 
 def _dtor_free(m, t, k, table):

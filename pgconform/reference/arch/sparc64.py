@@ -20,14 +20,14 @@ def pte_free_now(k, head):
     """arch/sparc/mm/init_64.c: pte_free_now() (6.6): the RCU callback; __pte_free() of
     page_address() of the page owning ``head``."""
     page = head.owner
-    yield from k.impl.pte_free(k, page.mm, table_address(page))
+    yield from k.ops.pte_free(k, page.mm, table_address(page))
 
 
 def pte_free_defer(k, mm, pgtable):
     """arch/sparc/mm/init_64.c: pte_free_defer() (6.6, patch 06): virt_to_page(pgtable), then
     call_rcu() on that page's rcu_head with pte_free_now()."""
     page = pgtable.table.storage  # virt_to_page()
-    yield CallRcu(page.rcu_head, k.impl.pte_free_now, (k, page.rcu_head))
+    yield CallRcu(page.rcu_head, k.ops.pte_free_now, (k, page.rcu_head))
 
 
 FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free, "pte_free_now": pte_free_now,

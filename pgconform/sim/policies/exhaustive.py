@@ -193,7 +193,7 @@ def _watched(setup, prefix: tuple, bound: int, budget: int, timeout: float):
 def nondeterministic(d: Diverged, m, parent: list | None) -> ImplementationErrored:
     """The ``impl.nondeterministic`` verdict on a prefix that did not replay: the first effect
     where this run and the run it was taken from part (their traces)."""
-    from pgconform.replay import trace_rows
+    from pgconform.harness.replay import trace_rows
 
     now = trace_rows(m.trace)
     then = trace_rows(parent or [])

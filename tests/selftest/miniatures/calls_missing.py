@@ -2,7 +2,7 @@
 
 
 def pte_unmap(k, pte):
-    yield from k.impl.pte_unmap_rcu(k, pte)
+    yield from k.ops.pte_unmap_rcu(k, pte)
 
 
 IMPL = {"pte_unmap": pte_unmap}

@@ -13,9 +13,9 @@ def pte_free_defer(k, mm, pgtable):
     CALLS[0] += 1
     if CALLS[0] % 3 == 0:
         yield SynchronizeRcu()
-        yield from k.impl.pte_free(k, mm, pgtable)
+        yield from k.ops.pte_free(k, mm, pgtable)
         return
-    yield CallRcu(pgtable.rcu_head, k.impl.pte_free_now, (k, pgtable.rcu_head))
+    yield CallRcu(pgtable.rcu_head, k.ops.pte_free_now, (k, pgtable.rcu_head))
 
 
 IMPL = {"pte_free_defer": pte_free_defer}

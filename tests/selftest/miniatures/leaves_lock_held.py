@@ -3,7 +3,7 @@ waiter deadlocks on the lock first)."""
 
 
 def pte_unmap_unlock(k, pte, ptl):
-    yield from k.impl.pte_unmap(k, pte)
+    yield from k.ops.pte_unmap(k, pte)
 
 
 IMPL = {"pte_unmap_unlock": pte_unmap_unlock}

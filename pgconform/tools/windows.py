@@ -21,7 +21,7 @@ from pathlib import Path
 
 import attrs
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 #: where the windows are marked
 SOURCES = ("reference", "sim", "kernel")
 _MARK = re.compile(r"#\s*window:\s*(.+?)\s*$")
@@ -81,9 +81,9 @@ def run_under_coverage(spec: str, arches: list[str], examples: int, sweep: bool)
                             include=[str(PACKAGE / s / "*") for s in SOURCES])
     cov.start()
     try:
-        from pgconform.machines import SCENARIOS, make_machine
+        from pgconform.harness.machines import SCENARIOS, make_machine
         from pgconform.registry import resolve
-        from pgconform.sweep import sweep as run_sweep
+        from pgconform.harness.sweep import sweep as run_sweep
 
         impl = resolve(spec)
         config = settings(max_examples=examples, database=None, deadline=None,

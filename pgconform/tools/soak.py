@@ -41,8 +41,8 @@ def _machine_task(task: tuple) -> dict:
     from hypothesis import seed
     from hypothesis.stateful import run_state_machine_as_test
 
-    from pgconform import replay
-    from pgconform.bench import clause_of, counting_machine, machine_settings
+    from pgconform.harness import replay
+    from pgconform.tools.bench import clause_of, counting_machine, machine_settings
     from pgconform.registry import resolve
 
     impl = resolve(spec)
@@ -89,9 +89,9 @@ def _sweep_task(task: tuple) -> dict:
     """The whole exhaustive sweep of ``spec`` on ``arch`` at ``bound``, every violation found
     (each is tolerated after it is recorded, so that the sweep goes on)."""
     spec, arch, bound = task
-    from pgconform import replay
+    from pgconform.harness import replay
     from pgconform.registry import resolve
-    from pgconform.sweep import sweep
+    from pgconform.harness.sweep import sweep
 
     impl = resolve(spec)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -116,7 +116,7 @@ def _run(task: tuple) -> dict:
 
 def soak(spec: str, arches: list[str], runs: int, bound: int, jobs: int, log=print) -> dict:
     """Run the soak; the result as data (see :func:`to_markdown`)."""
-    from pgconform.machines import SCENARIOS
+    from pgconform.harness.machines import SCENARIOS
 
     per_scenario = math.ceil(runs / len(SCENARIOS))
     tasks = [("sweep", spec, arch, bound) for arch in arches]

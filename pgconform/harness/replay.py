@@ -6,7 +6,7 @@ string ``pgc1:`` + base64url(zlib(JSON)) of the implementation spec, the archite
 scenario and the calls replays it exactly, with ``python -m pgconform replay STRING``, without
 Hypothesis (and so across Hypothesis versions and strategy changes, unlike its database blobs).
 
-A failure of the exhaustive sweep (:mod:`pgconform.sweep`) is a :class:`SweepRun` (``"kind":
+A failure of the exhaustive sweep (:mod:`pgconform.harness.sweep`) is a :class:`SweepRun` (``"kind":
 "sweep"``): the world, the pair of operations and the schedule's decisions.  The JSON also
 carries the model version (``"model"``, 1 when absent: the strings recorded before it was
 written); a string of another format (``pgcN:``) or model version, or whose steps no longer apply
@@ -71,7 +71,7 @@ class SweepRun:
     spec: str
     arch: str
     world: str
-    first: Any  # pgconform.scenario.Op
+    first: Any  # pgconform.harness.scenario.Op
     second: Any
     decisions: tuple
 
@@ -122,7 +122,7 @@ tolerated_hits: dict[str, int] = {}
 
 
 def _spec_classes() -> dict:
-    from pgconform.scenario import Op, VmaSpec, WorldSpec
+    from pgconform.harness.scenario import Op, VmaSpec, WorldSpec
 
     return {"WorldSpec": WorldSpec, "VmaSpec": VmaSpec, "Op": Op}
 
@@ -249,7 +249,7 @@ def replay_run(run: Run | SweepRun, spec=None, tolerated=None) -> Replayed:
     given): a conformance machine's steps, or a sweep pair's schedule (with the ``tolerated``
     clauses of the known-failures file it was found with, if given)."""
     if isinstance(run, SweepRun):
-        from pgconform.sweep import replay_schedule
+        from pgconform.harness.sweep import replay_schedule
 
         return replay_schedule(run, spec, tolerated)
     cls = machine_for(run, spec)
@@ -276,7 +276,7 @@ def machine_for(run: Run, spec=None):
     """The conformance machine class a run was recorded on (judging ``spec`` instead, if given:
     see :func:`judged_implementation`)."""
     from pgconform.kernel.config import ARCHES
-    from pgconform.machines import SCENARIOS, make_machine
+    from pgconform.harness.machines import SCENARIOS, make_machine
 
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")

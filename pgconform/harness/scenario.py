@@ -251,13 +251,13 @@ def _access(k, mm, op):
 def _khugepaged(k, mm, op):
     if not k.arch.thp:
         return _no_thp()
-    return k.impl.khugepaged_scan_mm_slot(k, mm, k.geo.haddr(op.addr))
+    return k.ops.khugepaged_scan_mm_slot(k, mm, k.geo.haddr(op.addr))
 
 
 def _madv_collapse(k, mm, op):
     if not k.arch.thp:
         return _no_thp()
-    return k.impl.madvise_collapse(k, mm, k.geo.haddr(op.addr))
+    return k.ops.madvise_collapse(k, mm, k.geo.haddr(op.addr))
 
 
 def _smaps(k, mm, op):

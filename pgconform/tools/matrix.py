@@ -6,7 +6,7 @@ Two sources, both deterministic:
   history_schedules.json``; each a bug of the series' history found by the suite), and a schedule
   of every finding a version declares (``data/finding_schedules.json``), replayed under each
   version on the arch it was found on;
-* the exhaustive sweep (:mod:`pgconform.sweep`) of every version on every arch it applies to, at
+* the exhaustive sweep (:mod:`pgconform.harness.sweep`) of every version on every arch it applies to, at
   a preemption bound (0 by default: every pair of operations, run one after the other at every
   switch a blocking forces).
 
@@ -26,7 +26,7 @@ from importlib import resources
 
 import attrs
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.kernel.config import ARCHES
 from pgconform.registry import resolve
 from pgconform.versions import VERSIONS
@@ -68,7 +68,7 @@ class Cell:
 
 def replay_outcome(run: replay.Run, spec: str, tolerated: Mapping[str, str] | None = None):
     """Replay ``run`` under the implementation ``spec``: ``(clause or None, known keys hit)``."""
-    from pgconform.machines import make_machine
+    from pgconform.harness.machines import make_machine
 
     replay.tolerated_hits.clear()
     machine = make_machine(resolve(spec), run.arch, scenario=run.scenario, spec=spec,
@@ -94,7 +94,7 @@ def schedule_clauses(run: replay.Run, spec: str) -> tuple[list[str], set[str]]:
 def sweep_clauses(impl, arch: str, bound: int = 0) -> tuple[dict[str, str], set[str]]:
     """Every clause the sweep finds ``impl`` failing on ``arch``: clause -> the pair that showed
     it; and the known violations that happened."""
-    from pgconform.sweep import sweep
+    from pgconform.harness.sweep import sweep
 
     failed: dict[str, str] = {}
     replay.tolerated_hits.clear()

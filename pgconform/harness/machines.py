@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pgconform import replay
+from pgconform.harness import replay
 from pgconform.implementation import Implementation
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.scenario import OP_KINDS, build_world, op_kinds_for, start_op
+from pgconform.harness.scenario import OP_KINDS, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import RCU_LANE, run_pct
@@ -103,7 +103,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def _build(self):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
-        in :data:`pgconform.replay.tolerated_hits`, not raised) besides the implementation's
+        in :data:`pgconform.harness.replay.tolerated_hits`, not raised) besides the implementation's
         own known violations."""
         self.sim = Machine()
         return build_world(self.world, self.implementation, self.arch, self.sim,

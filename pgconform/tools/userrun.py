@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: what a copy of the suite needs: the conformance modules and the profiles of the root conftest
 SUITE_FILES = ("conftest.py", "pyproject.toml", "tests/conformance/test_conformance.py",
                "tests/conformance/test_exhaustive.py")

@@ -24,7 +24,7 @@ import attrs
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
+from pgconform.harness.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.exhaustive import Diverged, Exploration, explore, run_schedule
 
@@ -139,7 +139,7 @@ def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
 def _setup(impl, arch: str, pair: Pair, tolerated=None, hits=None):
     """A fresh world of ``pair`` with its two operations started: (machine, tasks, finish);
     tolerated violations counted in ``hits`` (by default the item's, replay.tolerated_hits)."""
-    from pgconform import replay
+    from pgconform.harness import replay
 
     k = build_world(WORLDS[pair.world], impl, arch, tolerated=tolerated,
                     hits=replay.tolerated_hits if hits is None else hits)
@@ -160,12 +160,12 @@ def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = No
 
 
 def replay_schedule(run, spec=None, tolerated=None):
-    """Run a sweep failure's replay string (:class:`pgconform.replay.SweepRun`) again, judging
+    """Run a sweep failure's replay string (:class:`pgconform.harness.replay.SweepRun`) again, judging
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
     decisions, then the default ones (the current task runs on), and the end-of-run checks;
     violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
     from pgconform.kernel.config import ARCHES
-    from pgconform.replay import Replayed, ReplayError, StaleReplay, judged_implementation
+    from pgconform.harness.replay import Replayed, ReplayError, StaleReplay, judged_implementation
 
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
@@ -197,7 +197,7 @@ def replay_schedule(run, spec=None, tolerated=None):
 def _context(v: Violation, spec: str, arch: str, pair: Pair, decisions, run,
              found: str = "") -> list[str]:
     """The lines of a sweep verdict saying what was judged, the schedule, and its replay."""
-    from pgconform.replay import encode
+    from pgconform.harness.replay import encode
 
     judged = f"implementation: {spec} on {arch}, exhaustive sweep ({v.outcome}: {v.clause})"
     if plain_reads_form() == "split":
@@ -226,13 +226,13 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
     the decisions (task indices, -1 for an RCU callback) of its schedule, and carries its replay
     string (naming the implementation as ``spec``, by default its name).  A failing schedule is
     run again twice from a fresh world first: if the runs differ, the verdict is
-    ``impl.nondeterministic`` (:func:`pgconform.replay.check_determinism`).
+    ``impl.nondeterministic`` (:func:`pgconform.harness.replay.check_determinism`).
 
     Iterative context bounding: every pair of every world without preemption first, then every
     pair with at most one, and so on up to ``bound``; a bug that needs fewer preemptions is
     found before the sweep spends its time on deep schedules.  (Each round re-runs the shallower
     schedules of a pair: at most twice the work, for the shallow bugs first.)"""
-    from pgconform import replay
+    from pgconform.harness import replay
 
     bound = default_bound() if bound is None else bound
     out = SweepResult()

@@ -1,0 +1,1 @@
+"""The harness: conformance machines, worlds and operations, the exhaustive sweep, replay."""

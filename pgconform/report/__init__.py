@@ -1,0 +1,1 @@
+"""Presentation of runs and verdicts: the race diagram, the HTML timeline, the summary."""

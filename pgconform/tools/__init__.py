@@ -1,0 +1,1 @@
+"""Tools over the suite: bench, matrix, windows, soak, userrun."""
