@@ -144,7 +144,7 @@ IMPLEMENTATION = Implementation(
                 "pt_frag_refcount, the first deferral queues the page's rcu_head, the callback "
                 "frees what was deferred and requeues if more deferrals arrived",
     source="v2 05/12 <5cd9f442-61da-4c3d-eca-b7f44d22aa5f@google.com> (2023-06-20), first posted "
-           "as <4df4909f-f5dd-6f94-9792-8f2949f542b3@google.com>; notes/v2-designs.md §1",
+           "as <4df4909f-f5dd-6f94-9792-8f2949f542b3@google.com>: arch/powerpc/mm/pgtable-frag.c",
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

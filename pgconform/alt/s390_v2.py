@@ -23,7 +23,8 @@ The rules of the design:
   was set, queues the rcu_head for the other half: one rcu_head, shared serially.
 
 The posted pte_free_half() tests ``mask & 0x0C`` on atomic_xor_bits()'s unshifted 32-bit result
-(notes/v2-designs.md §2.7): the H bits of the other half are never seen, and when both halves are
+(v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com>): the H bits of the other half are
+never seen, and when both halves are
 deferred within one grace period the second is never freed.  This module models the design with
 the test made on ``mask >> 24``; :mod:`pgconform.zoo.s390_v2_posted` is the code as posted.
 
@@ -317,8 +318,8 @@ IMPLEMENTATION = Implementation(
                 "a half is pending, one rcu_head shared serially by pte_free_now0/1, relinking in "
                 "__tlb_remove_table, a global mm_pgtable_list_lock), with the missing >> 24 of "
                 "the posted pte_free_half() restored",
-    source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com> (2023-06-20); "
-           "notes/v2-designs.md §2",
+    source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com> (2023-06-20): "
+           "arch/s390/mm/pgalloc.c, arch/s390/include/asm/pgalloc.h",
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

@@ -1,6 +1,6 @@
 """A0': __pte_offset_map() without rcu_read_lock() (patch 01 missing).
 
-kernel-series.md §3(a) A0': 6.5's __pte_offset_map() together with pte_free_defer(): the grace
+mm/pgtable-generic.c: 6.5's __pte_offset_map() together with pte_free_defer(): the grace
 period does not wait for a reader that is not in a read-side section, so the table is freed under
 it."""
 
@@ -29,7 +29,8 @@ MUTANT = Implementation(
     name="zoo.pte_offset_map_no_rcu",
     overrides={"__pte_offset_map": __pte_offset_map, "pte_unmap": pte_unmap},
     description="__pte_offset_map() without rcu_read_lock() (and pte_unmap() without the unlock)",
-    source="kernel-series.md A0'; patch 01 (a349d72fd9ef) reverted",
+    source="mm/pgtable-generic.c __pte_offset_map(), pte_unmap(): patch 01 (a349d72fd9ef, 6.6) "
+           "reverted",
     expected=("pt.use-after-free", "pt.ptlock-use-after-free"),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

@@ -1,6 +1,8 @@
 """A11: collapse_pte_mapped_thp() walks the page tables before checking the VMA (v1 of patch 10).
 
-kernel-series.md §3(a) A11 (Jann Horn; v2: "first check VMA, in case page tables torn down"): the
+mm/khugepaged.c collapse_pte_mapped_thp(), patch 10 (1043173eb5eb, 6.6) v1; Jann Horn's review,
+v2 <54cb04f-3762-987f-8294-91dafd8ebfb0@google.com>:
+"first check VMA, in case page tables torn down".  The
 6.5 order, find_pmd_or_thp_or_none() first, is safe only under mmap_lock for write.  Under the read
 lock of 6.6, munmap() can have detached the VMA and be freeing the tables below it (it downgrades
 to the read lock for free_pgtables()) while collapse walks into them."""
@@ -20,7 +22,8 @@ MUTANT = Implementation(
     overrides={"collapse_pte_mapped_thp": collapse_pte_mapped_thp},
     description="collapse_pte_mapped_thp() walks page tables before validating the VMA "
                 "(patch 10 v1)",
-    source="kernel-series.md A11; v2 changelog of patch 10: first check VMA",
+    source="mm/khugepaged.c collapse_pte_mapped_thp(); v2 changelog of patch 10 (1043173eb5eb): "
+           "first check VMA",
     expected=("pt.walk-without-vma",),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

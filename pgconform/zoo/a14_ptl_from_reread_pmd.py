@@ -1,6 +1,7 @@
 """A14: pte_offset_map_nolock() deriving the ptl from a re-read of ``*pmd`` (the pre-6.6 idiom).
 
-kernel-series.md §3(a) A14, the reason for patches 03 (arm adjust_pte) and 04 (powerpc
+arch/arm/mm/fault-armv.c and arch/powerpc/mm/pgtable.c before 6.6, the reason for patches 03
+(arm adjust_pte, de2e4626c706) and 04 (powerpc
 assert_pte_locked): ``pte_offset_map(pmd)`` then ``pte_lockptr(mm, pmd)``, which dereferences the
 pmd again instead of using the value the map was made from.  If the table was retracted between
 the two reads, the ptl is computed from a none (or huge, or other table's) pmd: pmd_page() of
@@ -27,7 +28,8 @@ MUTANT = Implementation(
     overrides={"pte_offset_map_nolock": pte_offset_map_nolock},
     description="pte_offset_map_nolock() computes the ptl from a re-read of *pmd, not from the "
                 "snapshot that pte_offset_map() mapped",
-    source="kernel-series.md A14; the 6.5 idiom pte_offset_map() + pte_lockptr(mm, pmd) that "
+    source="arch/arm/mm/fault-armv.c adjust_pte(), arch/powerpc/mm/pgtable.c assert_pte_locked(): "
+           "the 6.5 idiom pte_offset_map() + pte_lockptr(mm, pmd) that "
            "patches 03 (de2e4626c706) and 04 (3d140215a6ae) replaced",
     expected=("pt.lock-mismatch", "pt.write-unlocked", "pt.assert-pte-locked"),
     arches=("x86_64", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390", "s390-6.7",

@@ -1,6 +1,7 @@
 """A15: pte_offset_map_lock() without the pmd_same() recheck after taking the ptl.
 
-kernel-series.md §3(a) A15: the caller locks the ptl of the table its snapshot named, which may
+mm/pgtable-generic.c __pte_offset_map_lock() (0d940a9b270b, 6.5) without its pmd_same() recheck:
+the caller locks the ptl of the table its snapshot named, which may
 have been detached meanwhile, and writes into it: the entry is lost with the table."""
 
 from pgconform.implementation import Implementation
@@ -22,7 +23,7 @@ MUTANT = Implementation(
     name="zoo.pte_offset_map_lock_no_pmd_same",
     overrides={"pte_offset_map_lock": pte_offset_map_lock},
     description="pte_offset_map_lock() returns without checking pmd_same() under the ptl",
-    source="kernel-series.md A15; the recheck of 0d940a9b270b removed",
+    source="mm/pgtable-generic.c __pte_offset_map_lock(): the recheck of 0d940a9b270b removed",
     expected=("pt.write-detached", "pt.free-nonempty", "data.mismatch", "acct.rss"),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

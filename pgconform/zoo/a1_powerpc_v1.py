@@ -1,6 +1,7 @@
 """A1: powerpc v1 pte_free_defer(): every deferral queues the fragment's page rcu_head.
 
-kernel-series.md §3(a) A1 (patch 05 v1, raised by Matthew Wilcox): the rcu_head belongs to the
+arch/powerpc/mm/pgtable-frag.c, patch 05 v1 <35e983f5-7ed3-b310-d949-9ae8b130cdab@google.com>
+(raised by Matthew Wilcox; merged as 32cc0b7c9d50 in 6.6): the rcu_head belongs to the
 page, which PTE_FRAG_NR fragments share.  Two fragments of one page deferred within one grace
 period (two retracts in the same mm) queue the same rcu_head twice: the RCU callback list is
 corrupted, one callback lost or run twice.  The callback does the fragment's pte_fragment_free();
@@ -30,7 +31,8 @@ MUTANT = Implementation(
     arches=("powerpc64",),
     description="powerpc v1: each deferred fragment call_rcu()s its page's one rcu_head, so two "
                 "fragments of a page deferred in one grace period queue it twice",
-    source="kernel-series.md A1; patch 05 v1 (2023-05-28), Matthew Wilcox's review",
+    source="arch/powerpc/mm/pgtable-frag.c pte_free_defer(); patch 05 v1 (2023-05-28, series "
+           "<35e983f5-7ed3-b310-d949-9ae8b130cdab@google.com>), Matthew Wilcox's review",
     expected=("rcu.double-call_rcu",),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

@@ -1,6 +1,7 @@
 """A3: s390 v1 pte_free_defer(): call_rcu() on the page while it may be on pgtable_list.
 
-kernel-series.md §3(a) A3 (patch 07 v1, raised by Gerald Schaefer and Matthew Wilcox): v1 encodes
+arch/s390/mm/pgalloc.c, patch 07 v1 <35e983f5-7ed3-b310-d949-9ae8b130cdab@google.com>
+(raised by Gerald Schaefer and Matthew Wilcox; merged as 8211dad62798 in 6.6): v1 encodes
 ``mm | half`` in page->pt_mm, mmgrab()s the mm and queues the page's rcu_head, whose callback frees
 the half with page_table_free() and mmdrop_async()s the mm.  The rcu_head overlays pt_list, which
 links the page on mm->context.pgtable_list whenever its other half is free (or is freed meanwhile),
@@ -37,7 +38,8 @@ MUTANT = Implementation(
     arches=("s390",),
     description="s390 v1: pte_free_defer() call_rcu()s the parent page while it may still be "
                 "linked on pgtable_list through the same storage (and twice for two halves)",
-    source="kernel-series.md A3; patch 07 v1 (2023-05-28), Gerald Schaefer's and Matthew "
+    source="arch/s390/mm/pgalloc.c pte_free_defer(); patch 07 v1 (2023-05-28), Gerald Schaefer's "
+           "and Matthew "
            "Wilcox's reviews",
     expected=("rcu.head-storage-in-use", "rcu.double-call_rcu"),
     known_violations=POISON_KNOWN_VIOLATIONS,

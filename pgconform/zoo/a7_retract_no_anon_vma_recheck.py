@@ -1,6 +1,7 @@
 """A7: retract_page_tables() without the anon_vma recheck under ptl (v1 of patch 09).
 
-kernel-series.md §3(a) A7 (raised by Peter Xu and Jann Horn, fixed in v2): the racy lockless look
+mm/khugepaged.c retract_page_tables(), patch 09 (1d65b771bc08, 6.6) v1 (raised by Peter Xu and
+Jann Horn, fixed in v2 <54cb04f-3762-987f-8294-91dafd8ebfb0@google.com>): the racy lockless look
 at ``vma->anon_vma`` is all there is.  UFFDIO_COPY into a private, MISSING-registered shmem VMA
 attaches an anon_vma and installs an anonymous PTE in the table between that look and the PMD
 clear; the table goes to pte_free_defer() with the anon page still in it (lost PTE, "Bad
@@ -20,7 +21,8 @@ MUTANT = Implementation(
     name="zoo.retract_no_anon_vma_recheck",
     overrides={"retract_page_tables": retract_page_tables},
     description="retract_page_tables() does not recheck vma->anon_vma under ptl (patch 09 v1)",
-    source="kernel-series.md A7; v2 changelog of patch 09: repeat checks under ptl because UFFD",
+    source="mm/khugepaged.c retract_page_tables(); v2 changelog of patch 09 (1d65b771bc08): "
+           "repeat checks under ptl because UFFD",
     expected=("pt.free-nonempty", "acct.rss", "data.mismatch"),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

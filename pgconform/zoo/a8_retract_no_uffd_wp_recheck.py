@@ -1,6 +1,8 @@
 """A8: retract_page_tables() without the userfaultfd_wp() recheck under ptl (v1 of patch 09).
 
-kernel-series.md §3(a) A8: the lockless look at userfaultfd_wp(vma) is all there is (the anon_vma
+mm/khugepaged.c retract_page_tables(), patch 09 (1d65b771bc08, 6.6) v1, fixed in v2
+<54cb04f-3762-987f-8294-91dafd8ebfb0@google.com>: the lockless look at userfaultfd_wp(vma) is
+all there is (the anon_vma
 recheck stays).  Between that look and the PMD clear, UFFDIO_REGISTER(MODE_WP) sets VM_UFFD_WP
 (mmap_lock for write, which retract does not take) and UFFDIO_WRITEPROTECT installs
 PTE_MARKER_UFFD_WP in the none entries of the table under its ptl alone, no folio lock; the table
@@ -25,7 +27,8 @@ MUTANT = Implementation(
     name="zoo.retract_no_uffd_wp_recheck",
     overrides={"retract_page_tables": retract_page_tables},
     description="retract_page_tables() does not recheck userfaultfd_wp() under ptl (patch 09 v1)",
-    source="kernel-series.md A8; v2 changelog of patch 09: repeat checks under ptl because UFFD",
+    source="mm/khugepaged.c retract_page_tables(); v2 changelog of patch 09 (1d65b771bc08): "
+           "repeat checks under ptl because UFFD",
     expected=("pt.free-nonempty", "data.uffd-marker-lost", "data.uffd-wp-write-unnotified"),
     arches=("x86_64",),
     known_violations=POISON_KNOWN_VIOLATIONS,

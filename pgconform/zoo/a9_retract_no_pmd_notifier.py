@@ -1,7 +1,9 @@
 """A9: retract_page_tables() without mmu_notifier_invalidate_range_start/end around the PMD clear
 (v1 of patch 09; v2 "bring back mmu_notifier calls for PMD").
 
-kernel-series.md §3(a) A9 (raised by Jann Horn and Jason Gunthorpe): the PTEs were notified when
+mm/khugepaged.c retract_page_tables() (1d65b771bc08, 6.6); v2
+<54cb04f-3762-987f-8294-91dafd8ebfb0@google.com> (raised by Jann Horn and Jason Gunthorpe): the
+PTEs were notified when
 they were unmapped, but a secondary MMU (IOMMU SVA with paging-structure caches, a notifier user
 tracking page-table pages) may also cache the PMD -> table step.  pmdp_collapse_flush() flushes the
 CPU TLBs only; after pte_free_defer()'s grace period the table is freed and reused while the device
@@ -24,7 +26,8 @@ MUTANT = Implementation(
     overrides={"retract_page_tables": retract_page_tables},
     description="retract_page_tables() clears the PMD without an mmu_notifier invalidate range "
                 "(patch 09 v1)",
-    source="kernel-series.md A9; v2 changelog of patch 09: bring back mmu_notifier calls for PMD",
+    source="mm/khugepaged.c retract_page_tables(); v2 changelog of patch 09 (1d65b771bc08): "
+           "bring back mmu_notifier calls for PMD",
     expected=("mmu.pmd-clear-unnotified", "mmu.secondary-stale-table"),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

@@ -1,6 +1,8 @@
 """B1: collapse_pte_mapped_thp() versus uffd, before a98460494b16 (6.6-rc).
 
-kernel-series.md §3(b) B1 (reported by Jann Horn, fixed by Hugh Dickins): as first merged, step 2
+mm/khugepaged.c collapse_pte_mapped_thp() (reported by Jann Horn in
+<CAG48ez0FxiRC4d3VTu_a9h=rg5FW-kYD5Rg5xo_RDBM0LTTqZQ@mail.gmail.com>, fixed by Hugh Dickins in
+a98460494b16, Fixes: 1043173eb5eb): as first merged, step 2
 ran under pte_offset_map_lock() and dropped ptl before step 4 took pml and the old ptl again.  In a
 uffd-armed private VMA, UFFDIO_COPY installs an anonymous PTE in that window (the huge folio's lock
 does not keep it out), and step 4 retracts the table with it: a lost PTE and a leaked anon page."""
@@ -20,7 +22,7 @@ MUTANT = Implementation(
     overrides={"collapse_pte_mapped_thp": collapse_pte_mapped_thp},
     description="collapse_pte_mapped_thp() drops ptl between step 2 and step 4 in uffd-armed "
                 "private VMAs (1043173eb5eb before a98460494b16)",
-    source="kernel-series.md B1; a98460494b16 mm/khugepaged: fix collapse_pte_mapped_thp() "
+    source="mm/khugepaged.c; a98460494b16 mm/khugepaged: fix collapse_pte_mapped_thp() "
            "versus uffd",
     expected=("pt.free-nonempty", "acct.rss", "data.mismatch"),
     known_violations=POISON_KNOWN_VIOLATIONS,

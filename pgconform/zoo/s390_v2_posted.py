@@ -1,6 +1,6 @@
 """s390 v2 as posted: pte_free_half() tests the other half's H bit on the unshifted refcount.
 
-v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com> (notes/v2-designs.md §2.7): the callback
+v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com> (arch/s390/mm/pgalloc.c): the callback
 xors its H bit off and tests ``mask & 0x0C`` on atomic_xor_bits()'s 32-bit result, whose bits 2-3
 belong to the page's ordinary reference count, not to the H bits (bits 26-27).  The other half's
 callback is never chained: when both halves of a page are deferred within one grace period, the
@@ -55,7 +55,8 @@ MUTANT = Implementation(
     arches=("s390",),
     description="s390 v2 07/12 as posted: pte_free_half() misses the >> 24, so the second of two "
                 "halves deferred in one grace period is never freed",
-    source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com>; notes/v2-designs.md §2.7",
+    source="v2 07/12 <a722dbec-bd9e-1213-1edd-53cd547aa4f@google.com>: arch/s390/mm/pgalloc.c "
+           "pte_free_half() as posted",
     expected=("pt.leak",),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,

@@ -1,6 +1,7 @@
 """7.0 mutant: retract_page_tables() without the pmd-state recheck under pml (before 6c18ec9af86c).
 
-kernel-series.md §2.4: from 6.14 MADV_DONTNEED reclaims the PTE tables it empties under the mmap
+mm/khugepaged.c retract_page_tables(), 7.0; mm/memory.c zap_pte_range(): from 6.14 (6375e95f381e)
+MADV_DONTNEED reclaims the PTE tables it empties under the mmap
 read lock only.  retract_page_tables() finds the table locklessly; if the reclaim clears the PMD
 before retract takes pml, retract derives the ptl from a none PMD (pte_lockptr() of garbage) and
 clears and frees whatever is there.  Qi Zheng's series added check_pmd_state() under pml with the
