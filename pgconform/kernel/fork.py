@@ -7,7 +7,7 @@ retract_page_tables() and rmap walkers can find the child's VMA from then on), t
 tables only where vma_needs_copy(): the source has an anon_vma (or the destination is uffd-wp,
 or PFNMAP/MIXEDMAP, which the model has not); everything else the child faults in later.  That
 set is disjoint from what retract_page_tables() removes (no anon_vma, no uffd-wp), as a 6.6
-comment in copy_pte_range() relies on (kernel-series.md §4 row 19).
+comment in copy_pte_range() (mm/memory.c) relies on.
 
 copy_pte_range(): the child's table by pte_alloc_map_lock(), the parent's by
 pte_offset_map_nolock() + spin_lock_nested() (no pmd_same(): the parent's mmap_lock and the

@@ -647,7 +647,7 @@ def zap_install_uffd_wp_if_needed(k, vma, ptep, addr, details, pteval):
 
 # ------------------------------------------------------------------------------------------------
 # reclaim of empty PTE tables (6.14+: Qi Zheng, "synchronously scan and reclaim empty user PTE
-# pages", 6375e95f381e; kernel-series.md §3(c) C2).  6.14 has them in mm/pt_reclaim.c as
+# pages", 6375e95f381e).  6.14 has them in mm/pt_reclaim.c as
 # try_get_and_clear_pmd(), try_to_free_pte() and free_pte(); 7.0 has them in mm/memory.c.
 
 

@@ -4,8 +4,9 @@ unmap_region() -> unmap_vmas() + free_pgtables() -> free_pgd_range() (mm/memory.
 The VMAs are detached from the mm under mmap_lock for write, which is then downgraded to read for
 unmap_region(): faults, madvise, khugepaged and MADV_COLLAPSE (mmap_lock readers) can run alongside
 it but no longer find the VMAs.  The page tables are then freed *without* the ptl or pmd_lock and
-without an mmu_notifier range around the PMD clear (kernel-series.md §1.5, the free_pgtables
-exception).  What keeps lockless walkers off those tables is that each VMA is taken out of its
+without an mmu_notifier range around the PMD clear (the free_pgtables() exception to the rule
+that an unlinker holds the table's ptl, which pte_offset_map_lock() relies on).
+What keeps lockless walkers off those tables is that each VMA is taken out of its
 file's i_mmap (unlink_file_vma(), under i_mmap_rwsem for write) before any table below it is freed:
 retract_page_tables() and the rmap walkers find VMAs through i_mmap under i_mmap_rwsem for read,
 and everything else finds them through the mm under mmap_lock.

@@ -1,5 +1,5 @@
 """struct mmu_gather: batching the TLB flush and the freeing of pages and page tables behind it
-(mm/mmu_gather.c, include/asm-generic/tlb.h, Linux 6.6; kernel-series.md §1.15).
+(mm/mmu_gather.c, include/asm-generic/tlb.h, Linux 6.6).
 
 Page tables that free_pgtables() takes out go to the gather through the arch's ``pte_free_tlb``:
 

@@ -7,7 +7,8 @@ change_pmd_range() retries the PMD ("goto again"), which for uffd-wp first repop
 (change_pmd_prepare() -> pte_alloc()): a write-protected range of a file VMA gets a PTE table even
 where nothing is mapped, and a PTE_MARKER_UFFD_WP in every none entry.  These markers are
 installed under the ptl only, without any folio lock: that is why retract_page_tables() rechecks
-userfaultfd_wp() under ptl (kernel-series.md §2.3, A8).
+userfaultfd_wp() under ptl (mm/khugepaged.c, 1d65b771bc08; the recheck came in v2 of patch 09;
+zoo mutant A8).
 
 Model restrictions: protection is only the write permission (VM_WRITE and the PTE write bit);
 mprotect() takes whole VMAs (no split, as munmap in kernel/mmap.py); the VMAs are all shmem, so

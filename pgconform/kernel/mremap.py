@@ -2,14 +2,14 @@
 (MREMAP_MAYMOVE | MREMAP_FIXED, old_len == new_len): mremap_to() -> move_vma() -> copy_vma(),
 move_page_tables(), then do_vmi_munmap() of the old VMA, all under mmap_lock for write.
 
-How the page tables move (kernel-series.md §4 row 7):
+How the page tables move (mm/mremap.c move_page_tables(), move_pgt_entry(), 6.6):
 
 * move_normal_pmd() (a PMD-sized, PMD-aligned extent on an arch with CONFIG_HAVE_MOVE_PMD) moves
   the whole PTE table from the old PMD slot to the new one under both pmd locks, *without* the
   table's ptl.  Since 5.14 (97113eb39fa7) move_page_tables() always takes the rmap locks for it
   (i_mmap_rwsem for write, take_rmap_locks()), whatever need_rmap_locks says: that is what keeps
   retract_page_tables() and the rmap walkers (i_mmap_rwsem readers) away from the table while it
-  moves.  kernel-series.md §4 row 7 says rmap locks are taken "only if need_rmap_locks": that holds
+  moves.  The rmap locks are taken "only if need_rmap_locks" for move_ptes(): that holds
   for move_ptes(), not for move_normal_pmd().
 * move_ptes() otherwise: the old table under pte_offset_map_lock(), the new one through
   pte_offset_map_nolock() + spin_lock_nested() (the new table is stable: mmap_lock is held for

@@ -125,7 +125,7 @@ def pte_present(v) -> bool:
 # ------------------------------------------------------------------------------------------------
 # page-table pages
 
-#: lifecycle of a PTE table page (kernel-series.md §1.1): allocated by pte_alloc_one and ctor'd,
+#: lifecycle of a PTE table page: allocated by pte_alloc_one and ctor'd,
 #: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
 ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
 
@@ -160,7 +160,7 @@ class PteTable(Page):
     page: PtPage | None = None      # the shared page this table is carved from
     slot: int = 0
     released: bool = False
-    #: RCU readers present when the table was unlinked under a live VMA (kernel-series.md §1.9):
+    #: RCU readers present when the table was unlinked under a live VMA (pte_free_defer(), 6.6):
     #: its storage may not be freed or reused before each of them has left that section
     detach_readers: list | None = None
 

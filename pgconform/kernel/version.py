@@ -6,7 +6,9 @@ after 6.6 too, and an implementation written for 7.0 must be judged in a 7.0 ker
 :class:`~pgconform.implementation.Implementation` names its version (``Implementation.kernel``) and
 :data:`VERSIONS` says what that version's environment is.
 
-kernel-series.md §1.6, §2.4, §2.10, §3(c).
+Sources: the v6.6 and v7.0 trees; the changes in between are named by commit where they are
+modelled (6.13 pte_offset_map_{ro,rw}_nolock(), 6.14 6375e95f381e PT reclaim and 6c18ec9af86c,
+later file_backed_vma_is_retractable() in mm/khugepaged.c).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class KernelVersion:
         return attrs.evolve(base, **changes) if changes else base
 
 
-V6_6 = KernelVersion(name="6.6", source="v6.6 and its stable updates (kernel-series.md §0.1)")
+V6_6 = KernelVersion(name="6.6", source="v6.6 and its stable updates (v6.6.0 to 6.6.57)")
 
 #: x86-64 in 7.0: 718b13861d22 (6.14) "x86: mm: free page table pages by RCU instead of semi RCU"
 #: selects MMU_GATHER_RCU_TABLE_FREE unconditionally, so tlb_remove_table_sync_one() is a real
@@ -63,7 +65,8 @@ V7_0 = KernelVersion(
     name="7.0", rw_nolock=True, pt_reclaim=True, guard_regions=True, uffd_move=True,
     arch_changes={"x86_64": _X86_64_7_0, "x86_64-alloc-ptlocks": _X86_64_7_0,
                   "x86_64-nosplit": _X86_64_7_0, "s390": _S390_7_0},
-    source="v7.0 (kernel-series.md §0.1: hydra-7.0.0-fork 826db671768a); C1 (6.13), C2 (6.14), "
+    source="v7.0 (read in the v7.0.0 tree of github julianw1010/hydra-7.0.0-fork, 826db671768a); "
+           "C1 (6.13), C2 (6.14), "
            "718b13861d22, d08d4e7cd6bf",
 )
 

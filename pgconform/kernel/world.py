@@ -187,9 +187,9 @@ class Kernel:
 
     def pte_table_dtor(self, m, t, table: PteTable, how: str) -> None:
         """pagetable_pte_dtor() of a whole-page table whose page is freed later (the mmu_gather
-        paths, kernel-series.md §1.15): the table is given back now; with ALLOC_SPLIT_PTLOCKS its
-        separately allocated ptlock is kfree'd now (ptlock_free()), an embedded one goes with the
-        page in :meth:`free_pte_page`."""
+        paths: x86 ___pte_free_tlb(), arm64 __pte_free_tlb(), 6.6): the table is given back now;
+        with ALLOC_SPLIT_PTLOCKS its separately allocated ptlock is kfree'd now (ptlock_free()), an
+        embedded one goes with the page in :meth:`free_pte_page`."""
         check_table_release(m, t, table, how)
         table.released = True
         if self.arch.split_pte_ptlocks and self.arch.alloc_split_ptlocks:

@@ -5,7 +5,8 @@ this mapping, and a test checks that every clause raised anywhere is listed here
 """
 
 CLAUSES: dict[str, str] = {
-    # page-table lifetime (kernel-series.md §6.3 I1, I2, I5, I8)
+    # page-table lifetime: no use after free, detached tables empty, no reuse before the grace
+    # period, pmd_pgtable() only of live tables
     "pt.use-after-free": "No task reads or writes a page table after it was freed (an RCU reader may "
                          "still use a detached table until its grace period ends).",
     "pt.ptlock-use-after-free": "No task takes the ptlock of a page table that was freed.",
@@ -109,7 +110,7 @@ CLAUSES: dict[str, str] = {
                               "every guarded address holds its guard marker, unless "
                               "MADV_GUARD_REMOVE or a zap that drops markers (munmap, exit) "
                               "removed it.",
-    # VMA lifetime (kernel-series.md §6.3 I10)
+    # VMA lifetime: no use after free, no page-table walk below a range without a VMA
     "vma.free-linked": "A VMA is freed only once no walker can find it: out of its file's i_mmap "
                        "and out of its mm's VMA tree (or the mm is torn down by exit_mmap()).",
     "vma.use-after-free": "No task reads or writes a VMA after it was freed (a walker keeps a VMA "

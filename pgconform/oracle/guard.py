@@ -1,6 +1,6 @@
 """The guard-region shadow: what MADV_GUARD_INSTALL promised a process (Linux 7.0: guard regions on
 file-backed VMAs, kernel/madvise_guard.py), and the oracle that holds the kernel to it
-(kernel-series.md §3: a lost guard marker, the guard-region case of "lost-marker").
+(a lost guard marker, the guard-region case of a lost marker).
 
 A guard marker promises that every access to its address faults with SIGSEGV until the process
 takes it away.  The promise is recorded per mm and address (``Mm.guards``) in the step that stores

@@ -35,7 +35,8 @@ def judge_pte_lockptr(fn, overridden: bool):
     each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
     can switch the judgement off: the pmd value it is given names a page table (with split PTE
     ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
-    re-read ``*pmd`` after the table went, kernel-series.md A14), and, for an implementation's
+    re-read ``*pmd`` after the table went, as patches 03 and 04 removed: zoo mutant A14), and, for
+    an implementation's
     pte_lockptr(), the lock it returns is that table's ptl (mm->page_table_lock without split PTE
     ptlocks).  The reference's result is that lock by construction: it gets the argument check
     only, made as the call is (no generator of its own on the hot path)."""
@@ -87,7 +88,8 @@ def pmd_range_reachable(k, mm, idx) -> bool:
     """Whether a VMA that a walker can still find covers part of PMD ``idx`` of ``mm``: one in the
     mm (found under mmap_lock or the VMA lock) or in a file's i_mmap (found by rmap walkers and
     retract_page_tables() under i_mmap_rwsem).  free_pgtables() clears PMDs with neither pmd_lock
-    nor an mmu_notifier range (kernel-series.md §1.5): that is correct only because it first
+    nor an mmu_notifier range (mm/memory.c free_pgd_range(), 6.6): that is correct only because it
+    first
     detached the VMAs from the mm and unlinked them from i_mmap, so the PMD-store clauses bind
     PMDs that are still reachable this way."""
     size = k.geo.ptrs_per_pte
@@ -109,7 +111,7 @@ def pmd_range_excluded(k, t, mm, idx) -> bool:
     PMD ``idx`` of ``mm`` except GUP-fast: it holds the mm's mmap_lock for write (faults, madvise,
     uffd, mremap, page walks) and, for write, the i_mmap_rwsem of the file of every VMA covering
     the range (rmap walkers, truncate, retract).  That is how 6.5's collapse_and_free_pmd()
-    cleared the PMD without pmd_lock (kernel-series.md §2.2; its anon_vma lock, taken when the
+    cleared the PMD without pmd_lock (mm/khugepaged.c, 6.5; its anon_vma lock, taken when the
     VMA has one, is not modelled)."""
     if mm.mmap_lock.writer is not t:
         return False
@@ -250,7 +252,7 @@ def on_table_call_rcu(table):
 
 def on_page_call_rcu(page):
     """call_rcu hook of a shared page's rcu_head: it overlays pt_list, so the page must be off
-    every list (kernel-series.md A3)."""
+    every list (arch/s390/mm/pgalloc.c, 8211dad62798; zoo mutant A3)."""
 
     def hook(m, t) -> None:
         if page.on_list is not None:
@@ -306,7 +308,7 @@ def stale_file_ptes_unreachable(t, table, how, live) -> bool:
     """6.5's collapse_pte_mapped_thp() freed its table with the file PTEs still in it, having only
     removed their rmap (and dropped their references and rss in its step 3): harmless, since it
     holds the mm's mmap_lock and the file's i_mmap_rwsem for write and pte_free()s the table at
-    once, so no walker can find the stale entries (kernel-series.md §2.5).  Allowed only for an
+    once, so no walker can find the stale entries (mm/khugepaged.c, 6.5).  Allowed only for an
     immediate free by the holder of the mm's mmap_lock for write, and only for present PTEs of
     file pages, whose rmap, references and rss the end-of-run accounting (acct.*) still judges;
     anonymous pages, markers and swap entries in a freed table are always lost."""

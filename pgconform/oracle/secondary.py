@@ -31,7 +31,8 @@ def _name(tr) -> str:
 
 def check_device_table(k, t, smmu, pmd_idx, table) -> None:
     """A secondary MMU is about to walk ``table`` through its cached paging-structure entry for
-    PMD ``pmd_idx``: the table must still be the one linked there (kernel-series.md A9, §6.3 I7)."""
+    PMD ``pmd_idx``: the table must still be the one linked there (the mmu_notifier range that
+    v2 of 1d65b771bc08 brought back around the PMD clear; zoo mutant A9)."""
     mm = smmu.mm
     if table.freed or table.released or table.state != LINKED or \
             table.linked_at != (mm.pmd_table, pmd_idx):

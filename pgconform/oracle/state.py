@@ -1,5 +1,6 @@
 """End-of-run oracles: once every operation has finished under a fair schedule and every RCU
-callback has run, the page tables, counters, folios and data must agree (kernel-series.md §6.3 I3).
+callback has run, the page tables, counters, folios and data must agree (rss and nr_ptes as
+check_mm() in kernel/fork.c checks them at exit: "BUG: Bad rss-counter state").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The userfaultfd shadow: what UFFDIO_WRITEPROTECT and UFFDIO_POISON promised a process, and the
-oracles that hold the kernel to it (kernel-series.md §3 A8: lost uffd-wp markers; lost poison).
+oracles that hold the kernel to it (lost uffd-wp markers, zoo mutant A8; lost poison).
 
 The promises live on each mm (:class:`pgconform.kernel.objects.UffdPromises`).  The kernel model
 updates them at the step where the promise is made or legitimately withdrawn:

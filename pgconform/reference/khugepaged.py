@@ -2,7 +2,8 @@
 table by RCU", plus a98460494b16 "fix collapse_pte_mapped_thp() versus uffd").
 
 ``collapse_file()`` is modelled for shmem ranges whose pages are all present in the page cache
-(holes are not filled); the rest follows the kernel step by step (kernel-series.md §2.3, §2.6).
+(holes are not filled); the rest follows the kernel step by step (retract_page_tables() of
+1d65b771bc08, collapse_pte_mapped_thp() of 1043173eb5eb and a98460494b16, v6.6.0).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def retract_recheck(vma) -> bool:
 
 def retract_page_tables_as(k, mapping, pgoff, recheck=retract_recheck, notify=True):
     """retract_page_tables() with its recheck under ptl and its PMD notifier calls as parameters,
-    for the versions and mutants that differ there (v1 of patch 09: kernel-series.md A7-A9)."""
+    for the versions and mutants that differ there (v1 of patch 09: zoo mutants A7-A9)."""
     geo = k.geo
     yield from i_mmap_lock_read(mapping)
     for vma in list(mapping.i_mmap):
@@ -281,7 +282,7 @@ def collapse_pte_mapped_thp(k, mm, addr, install_pmd):
 def collapse_pte_mapped_thp_as(k, mm, addr, install_pmd, vma_first=True, uffd_pml=True):
     """collapse_pte_mapped_thp() with the two points that changed after v1 of patch 10 as
     parameters: ``vma_first`` (v2: look the VMA up before walking the page tables; without it the
-    6.5 order, kernel-series.md A11) and ``uffd_pml`` (a98460494b16: pml held from step 2 to
+    6.5 order, zoo mutant A11) and ``uffd_pml`` (a98460494b16: pml held from step 2 to
     step 4 in uffd-armed private VMAs, and ptl re-derived with pte_offset_map_nolock(); without it
     v3 as first merged, which takes pte_offset_map_lock() for step 2 and drops it before step 4,
     B1)."""

@@ -23,7 +23,8 @@ def pte_lockptr(k, mm, pmdval):
     """include/linux/mm.h: pte_lockptr(mm, pmd) (6.6): the ptlock of the PTE table that the pmd
     *value* names (ptlock_ptr(page_ptdesc(pmd_page(pmd)))) with split PTE ptlocks, else
     mm->page_table_lock.  Callers pass a snapshot; computing it from a fresh read of ``*pmd`` is
-    the pre-6.5 idiom that locks the wrong table (kernel-series.md A14).  The argument and the
+    the pre-6.5 idiom that locks the wrong table (replaced in arm's adjust_pte() by de2e4626c706 and
+    in powerpc's assert_pte_locked() by 3d140215a6ae; zoo mutant A14).  The argument and the
     result are judged around every call, overridden or not (pt.lock-mismatch,
     :func:`pgconform.oracle.pagetable.judge_pte_lockptr`), so this body is only the computation."""
     if not k.arch.split_pte_ptlocks:

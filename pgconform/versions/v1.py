@@ -1,8 +1,8 @@
 """v1 of "mm: free retracted page table by RCU" as posted on 2023-05-28 (``v1``).
 
 v1 <35e983f5-7ed3-b310-d949-9ae8b130cdab@google.com>, 12 patches on 6.4-rc3.  Every point the v2
-changelog <54cb04f-3762-987f-8294-91dafd8ebfb0@google.com> fixed is present (kernel-series.md
-§3(a)); each is a zoo mutant, and v1 composes them on top of v2's other code (B1 included):
+changelog <54cb04f-3762-987f-8294-91dafd8ebfb0@google.com> fixed is present; each is a zoo
+mutant, and v1 composes them on top of v2's other code (B1 included):
 
 * 02, 09, 10: no pmdp_get_lockless_sync() after clearing a PMD (A10, x86-32 PAE);
 * 05 (powerpc): every deferral call_rcu()s the fragment's page rcu_head (A1);

@@ -1,7 +1,8 @@
 """v2 of "mm: free retracted page table by RCU" as posted on 2023-06-20 (the seed; ``v2``).
 
 The v2 cover letter <54cb04f-3762-987f-8294-91dafd8ebfb0@google.com> lists, per patch, what v2
-changed from v1 (kernel-series.md §3(a)); v3 (merged in 6.6) then changed only powerpc (05),
+changed from v1; v3 <7cd843a9-aa80-14f-5eb2-33427363c20@google.com> (merged in 6.6) then
+changed only powerpc (05),
 s390 (07) and a tidy of patch 10, and added notes (13).  So v2 is the reference with:
 
 * patch 05 (powerpc): the v2 design, a PTE_FREE_DEFERRED bias in pt_frag_refcount and the page's

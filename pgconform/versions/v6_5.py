@@ -1,5 +1,7 @@
-"""Linux 6.5: the code "mm: free retracted page table by RCU" replaced (kernel-series.md §1.3,
-§1.4, §2.2, §2.5, §2.8, §2.9), as a registered implementation (``v6.5``).
+"""Linux 6.5: the code "mm: free retracted page table by RCU" replaced (mm/pgtable-generic.c
+__pte_offset_map(), pte_unmap(); mm/khugepaged.c retract_page_tables(), collapse_pte_mapped_thp(),
+khugepaged_collapse_pte_mapped_thps(); include/linux/mmap_lock.h mmap_write_trylock()), as a
+registered implementation (``v6.5``).
 
 6.5 already has the predecessor series (0d940a9b270b: pte_offset_map*() may fail), but
 __pte_offset_map() takes no RCU read lock, and a retracted page table is freed at once.  That is

@@ -1,6 +1,7 @@
 """Linux 7.0: the series' functions as mainline has them now, run in a 7.0 kernel (``v7.0``).
 
-What changed since 6.6 in the code the series wrote (kernel-series.md §2.4, §2.10, §3(c)):
+What changed since 6.6 in the code the series wrote (mm/khugepaged.c, mm/pgtable-generic.c,
+mm/memory.c):
 
 * C1 (6.13, Qi Zheng): pte_offset_map_nolock() split into pte_offset_map_ro_nolock() and
   pte_offset_map_rw_nolock(); every caller converted (the 7.0 environment,
@@ -21,7 +22,8 @@ Not modelled: folio batching in step 2 (folio_pte_batch(), clear_ptes(): the mod
 entry per step, which only adds interleavings) and userfaultfd RWP (after 7.0).  UFFDIO_MOVE is
 part of the 7.0 environment (kernel/userfaultfd.py, on anonymous VMAs).
 
-Sources: v7.0 (kernel-series.md §0.1), mm/khugepaged.c: retract_page_tables(),
+Sources: v7.0 (the v7.0.0 tree of github julianw1010/hydra-7.0.0-fork, 826db671768a),
+mm/khugepaged.c: retract_page_tables(),
 file_backed_vma_is_retractable(), try_collapse_pte_mapped_thp(), check_pmd_state().
 """
 

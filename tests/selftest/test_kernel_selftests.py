@@ -1,4 +1,4 @@
-"""The kernel's own functional tests of these paths, as positive-path oracles (kernel-series.md §5).
+"""The kernel's own functional tests of these paths, as positive-path oracles.
 
 tools/testing/selftests/mm/khugepaged.c (6.6): the file/shmem cases of collapse_full, the
 PTE-mapped THP cases (collapse_single_pte_entry_compound, collapse_full_of_compound),

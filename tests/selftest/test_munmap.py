@@ -138,7 +138,8 @@ TWO_MMS = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0), VmaSpec(1, 4, 8, 0)),
 
 @pytest.mark.parametrize("arch", ["x86_64", "x86_pae", "powerpc64", "s390", "s390-6.7", "sparc64"])
 def test_munmap_meets_retract(arch):
-    """The free_pgtables exception (kernel-series.md §1.5): munmap has detached mm0's VMA (and
+    """The free_pgtables() exception (it clears PMDs without the ptl): munmap has detached mm0's VMA
+    (and
     downgraded mmap_lock) but not yet unlinked it from i_mmap; khugepaged, collapsing the file
     range through mm1, retracts mm0's table too (retract_page_tables() finds the VMA in i_mmap);
     munmap then zaps around the none PMD and frees only the other table."""

@@ -1,4 +1,4 @@
-"""PT reclaim (6.14+, as in 7.0: 6375e95f381e; kernel-series.md §3(c) C2): MADV_DONTNEED frees the
+"""PT reclaim (6.14+, as in 7.0: 6375e95f381e, mm/memory.c): MADV_DONTNEED frees the
 PTE tables it empties, through its mmu_gather, after a grace period (pgconform/kernel/memory.py
 zap_pte_range(), pgconform/kernel/mmu_gather.py).
 

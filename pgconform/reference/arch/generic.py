@@ -40,7 +40,7 @@ FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free}
 
 
 # ------------------------------------------------------------------------------------------------
-# freeing through the mmu_gather (free_pgtables(); kernel-series.md §1.15)
+# freeing through the mmu_gather (free_pgtables(); mm/mmu_gather.c, include/asm-generic/tlb.h, 6.6)
 
 
 def _dtor(m, t, k, table):

@@ -140,7 +140,8 @@ FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
 
 
 # ------------------------------------------------------------------------------------------------
-# freeing through the mmu_gather (free_pgtables(); kernel-series.md §1.11, §1.15)
+# freeing through the mmu_gather (free_pgtables(); arch/powerpc/mm/pgtable-frag.c,
+# arch/powerpc/include/asm/book3s/64/pgalloc.h pgtable_free_tlb(), mm/mmu_gather.c, 6.6)
 
 #: the level index pgtable_free_tlb() ORs into the pointer (MAX_PGTABLE_INDEX_SIZE bits)
 PTE_INDEX = "PTE_INDEX"

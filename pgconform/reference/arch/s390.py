@@ -151,7 +151,8 @@ FUNCTIONS = {"pte_alloc_one": pte_alloc_one, "pte_free": pte_free,
 
 
 # ------------------------------------------------------------------------------------------------
-# freeing through the mmu_gather (free_pgtables(); arch-facts.md §5.3, §5.4; kernel-series.md §1.12)
+# freeing through the mmu_gather (free_pgtables(); arch/s390/mm/pgalloc.c page_table_free_rcu(),
+# __tlb_remove_table(), 6.6)
 
 
 def _free_half_rcu(m, t, k, mm, table):
