@@ -103,3 +103,53 @@ def test_readme_version_matrix_is_the_commands_output(version):
 
     row = matrix.to_markdown(matrix.version_matrix(versions=(version,), bound=0)).splitlines()[2]
     assert row in _shown_matrix()
+
+
+#: documents that are not in the repository: a citation of one sends the reader nowhere.  Built
+#: from parts so that this file does not name them itself.
+_ABSENT_DOCS = tuple("".join(parts) for parts in (
+    ("kernel", "-series.md"), ("arch", "-facts.md"), ("v2", "-designs.md"), ("design", ".md"),
+    ("style", ".md"), ("..", "/shared")))
+_TEXT_SUFFIXES = {".py", ".md", ".toml", ".ini", ".txt", ".cfg", ".json", ".yml", ".yaml"}
+
+
+def test_no_citation_of_a_document_outside_the_repository():
+    """Docstrings, comments and docs cite the kernel (file, function, version, commit id, lore
+    message-id), never a document that is not shipped with the repository."""
+    files = [ROOT / name for name in ("README.md", "pyproject.toml", "tox.ini", "conftest.py")]
+    for top in ("pgconform", "tests", "examples", "bench", "strategies"):
+        files += [p for p in (ROOT / top).rglob("*")
+                  if p.suffix in _TEXT_SUFFIXES and "__pycache__" not in p.parts]
+    assert len(files) > 100  # the walk found the tree
+    found = [f"{path.relative_to(ROOT)}:{n}: {doc}"
+             for path in files if path.is_file()
+             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             for doc in _ABSENT_DOCS if doc in line]
+    assert not found, "citations of documents not in the repository:\n" + "\n".join(found)
+
+
+#: a kernel source file: mm/*.c, arch/..., include/..., kernel/*.c (not a path of this package)
+_KERNEL_FILE = re.compile(r"(?<![\w/.])(?:mm/[\w-]+\.c|arch/[\w/-]+\.[ch]|include/[\w/-]+\.h"
+                          r"|kernel/[\w-]+\.c)")
+#: a kernel version (6.5, v6.6, 7.0) or a commit id
+_KERNEL_VERSION = re.compile(r"\b(?:v?[67]\.\d+|[0-9a-f]{12,40})\b")
+
+
+def _reference_functions():
+    from pgconform.reference import ALL_REFERENCE_FUNCTIONS
+
+    return sorted(ALL_REFERENCE_FUNCTIONS, key=lambda fn: (fn.__module__, fn.__qualname__))
+
+
+@pytest.mark.parametrize("fn", _reference_functions(),
+                         ids=lambda fn: f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}")
+def test_reference_function_cites_its_kernel_source(fn):
+    """Every function of the reference's table (generic and per arch) names its kernel source in
+    its docstring: the file, the function, and the version or commit it follows."""
+    import inspect
+
+    doc = inspect.getdoc(fn) or ""
+    assert _KERNEL_FILE.search(doc), f"{fn.__qualname__}: no kernel source file in {doc[:120]!r}"
+    assert _KERNEL_VERSION.search(doc), f"{fn.__qualname__}: no kernel version in {doc[:120]!r}"
+    # (s390 defines pte_free_tlb() whole where other arches define the __pte_free_tlb() it wraps)
+    assert fn.__name__.lstrip("_") in doc, f"{fn.__qualname__}: the docstring does not name it"
