@@ -4,7 +4,7 @@ with one of the violations its metadata expects.
 Catching is judged as a user's conformance run judges (same machines, same strategies, the same
 sweep), without shrinking and with nothing stored: a short random hunt, then the sweep.  The time
 each mutant takes through the command a user types is measured by ``python -m pgconform userrun``
-(bench/userrun.md), not here.
+(which writes bench/userrun.md when run), not here.
 """
 
 from __future__ import annotations
