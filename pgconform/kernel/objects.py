@@ -132,8 +132,10 @@ def pte_present(v) -> bool:
 ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
 
 
-# the PMD value linking it names the table ``table@pfn[+slot]`` (TablePmd)
-@name_form(r"pte_table@\d+(?:\+\d+)?\.\d+", alias=(r"pte_table@(\d+)(\+\d+)?\.\d+", r"table@\1\2"))
+# the PMD value linking it names the table ``table@pfn[+slot]`` (TablePmd; ``table@pfn`` for
+# slot 0 of a shared page)
+@name_form(r"pte_table@\d+(?:\+\d+)?\.\d+", (r"pte_table@(\d+)(\+\d+)?\.\d+", r"table@\1\2"),
+           (r"pte_table@(\d+)\+0\.\d+", r"table@\1"))
 @attrs.define(slots=True, eq=False, repr=False)
 class PteTable(Page):
     """A PTE page table: entries, its ptlock and (a whole-page table) the rcu_head overlaying
@@ -182,7 +184,7 @@ class PteTable(Page):
         return all(e is None for e in self.entries)
 
 
-@name_form(r"pt_page@\d+\.\d+", alias=(r"pt_page@(\d+)\.\d+", r"table@\1"))
+@name_form(r"pt_page@\d+\.\d+", (r"pt_page@(\d+)\.\d+", r"table@\1"))
 @attrs.define(slots=True, eq=False, repr=False)
 class PtPage(Page):
     """A page (struct ptdesc) carved into several PTE tables: powerpc fragments, s390 2K halves.

@@ -30,18 +30,17 @@ PLUMBING_SUFFIXES: set[str] = set()
 _pattern: re.Pattern | None = None
 
 
-def name_form(form: str, alias: tuple[str, str] | None = None) -> Callable[[type], type]:
+def name_form(form: str, *alias: tuple[str, str]) -> Callable[[type], type]:
     """Class decorator: the class's ``repr`` names the object by a name of ``form`` (a regex
-    without groups that capture, ``(?:...)``); ``alias`` is (a regex over its names, the template of the alias, in
-    :meth:`re.Match.expand` syntax: ``table@\\1``)."""
+    without groups that capture, ``(?:...)``); each ``alias`` is (a regex over its names, the
+    template of the other name, in :meth:`re.Match.expand` syntax: ``table@\\1``)."""
 
     def declare(cls: type) -> type:
         global _pattern
         if (cls.__name__, form) not in FORMS:
             FORMS.append((cls.__name__, form))
             _pattern = None
-        if alias is not None:
-            ALIASES.append((re.compile(alias[0]), alias[1]))
+            ALIASES.extend((re.compile(pattern), template) for pattern, template in alias)
         cls.name_form = form
         return cls
 
