@@ -583,16 +583,17 @@ class Machine:
     def drive(self, scheduler: Scheduler, budget: int | None = None) -> int:
         """Run what ``scheduler`` picks, one decision at a time, until it picks nothing or
         ``budget`` decisions were taken (None: no limit); the number taken."""
-        pick = scheduler.pick
+        pick, step, run_callback = scheduler.pick, self.step, self.run_callback
+        limit = float("inf") if budget is None else budget
         taken = 0
-        while budget is None or taken < budget:
+        while taken < limit:
             nxt = pick(self)
             if nxt is None:
                 break
-            if type(nxt) is Task:
-                self.step(nxt)
+            if nxt.__class__ is Task:
+                step(nxt)
             else:
-                self.run_callback(nxt)
+                run_callback(nxt)
             taken += 1
         return taken
 

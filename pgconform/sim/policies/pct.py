@@ -34,20 +34,21 @@ class PCT(Scheduler):
         self.points = 0
         self.change = set(change_points)
         self.at_locks = at_locks
-        #: (task, effect) of the step just taken, counted at the next decision if its effect was
-        #: a preemption point (not at_locks)
-        self._stepped: tuple | None = None
+        #: the lane and the effect of the step just taken, counted at the next decision if the
+        #: effect was a preemption point (not at_locks)
+        self._lane = None
+        self._effect = None
 
     def pick(self, m):
         prio = self.prio
-        if self._stepped is not None:
-            t, eff = self._stepped
-            self._stepped = None
+        if self._effect is not None:
+            eff, self._effect = self._effect, None
             if eff.preempt_point:
                 if self.points in self.change:
-                    prio[t.lane] = self.low
+                    prio[self._lane] = self.low
                     self.low -= 1
                 self.points += 1
+        at_locks = self.at_locks
         while True:
             low = self.low
             best = None
@@ -58,15 +59,14 @@ class PCT(Scheduler):
                 p = prio.get(t.lane, low - 1)
                 if (best_p is None or p > best_p) and t.pending.blocked(m, t) is None:
                     best, best_p = t, p
-            rcu_p = prio.get(RCU_LANE, low - 1)
-            if (best is None or rcu_p > best_p) and m.callbacks:
+            if m.callbacks and (best is None or prio.get(RCU_LANE, low - 1) > best_p):
                 ready = m.ready_callbacks()
                 if ready:
                     return ready[0]
             if best is None:
                 return None
-            if not self.at_locks:
-                self._stepped = (best, best.pending)
+            if not at_locks:
+                self._lane, self._effect = best.lane, best.pending
                 return best
             if type(best.pending) in SYNC_EFFECTS:
                 self.points += 1
