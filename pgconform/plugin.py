@@ -517,8 +517,7 @@ def _judged_by(item: pytest.Item) -> _Judged | None:
 def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     """Clause, outcome, message and replay string of a failed item; checks that the failure is
     deterministic, and writes its picture with ``--pgconform-trace-dir``."""
-    from pgconform.harness import replay
-    from pgconform.harness import runs
+    from pgconform.harness import replay, runs
     from pgconform.sim.errors import Violation
 
     failure = runs.last_failure

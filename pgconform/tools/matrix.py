@@ -26,8 +26,7 @@ from importlib import resources
 
 import attrs
 
-from pgconform.harness import replay
-from pgconform.harness import runs
+from pgconform.harness import replay, runs
 from pgconform.kernel.config import ARCHES
 from pgconform.registry import resolve
 from pgconform.versions import VERSIONS

@@ -9,8 +9,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.harness import replay
-from pgconform.harness import runs
+from pgconform.harness import replay, runs
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,

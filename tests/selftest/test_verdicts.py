@@ -22,8 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay
-from pgconform.harness import runs
+from pgconform.harness import replay, runs
 from pgconform.__main__ import main as cli
 from pgconform.implementation import ImplementationError, coerce_implementation
 from pgconform.harness.machines import make_machine
