@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgconform.harness import replay
+from pgconform.harness import runs
 from pgconform.tools.bench import hunt
 from pgconform.registry import resolve
 from pgconform.zoo import MUTANTS
@@ -37,9 +37,9 @@ def main() -> int:
     for name in names:
         impl = resolve(name)
         arch = impl.arches[0] if impl.arches else "x86_64"
-        replay.last_failure = None
+        runs.last_failure = None
         r = hunt(impl, args.seed, 10**6, args.budget, arch)
-        failure = replay.last_failure
+        failure = runs.last_failure
         if not r["caught"] or failure is None:
             print(f"{name}: not caught in {args.budget:g} s", flush=True)
             continue

@@ -19,6 +19,13 @@ from typing import Any
 
 import attrs
 
+from pgconform.sim.names import plumbing
+
+#: the parameterised variants a series function of the reference or a kernel version dispatches
+#: to (``retract_page_tables_as``: the same function with its knobs as arguments) are plumbing: a
+#: call path shows the series function
+plumbing(suffix="_as")
+
 #: The functions of the series (and the helpers they are built from) that an implementation may
 #: override, by kernel name.  The reference module that defines each is given for orientation.
 SERIES_FUNCTIONS: dict[str, str] = {
@@ -246,6 +253,7 @@ def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]
     ``impl.bad-return`` verdict (ImplementationErrored) raised in the calling task."""
     from pgconform.sim.errors import ImplementationErrored
 
+    @plumbing
     def checked_call(k, *args, **kwargs):
         try:
             gen = fn(k, *args, **kwargs)

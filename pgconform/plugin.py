@@ -482,12 +482,12 @@ def _machine_of(item: pytest.Item):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    replay = sys.modules.get("pgconform.harness.replay")
-    if replay is None:  # not imported yet: nothing to reset (and nothing imported for others)
+    runs = sys.modules.get("pgconform.harness.runs")
+    if runs is None:  # not imported yet: nothing to reset (and nothing imported for others)
         return
-    replay.last_failure = None
-    replay.last_machine = None
-    replay.tolerated_hits.clear()
+    runs.last_failure = None
+    runs.last_machine = None
+    runs.tolerated_hits.clear()
 
 
 @attrs.frozen
@@ -517,10 +517,10 @@ def _judged_by(item: pytest.Item) -> _Judged | None:
 def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     """Clause, outcome, message and replay string of a failed item; checks that the failure is
     deterministic, and writes its picture with ``--pgconform-trace-dir``."""
-    from pgconform.harness import replay
+    from pgconform.harness import replay, runs
     from pgconform.sim.errors import Violation
 
-    failure = replay.last_failure
+    failure = runs.last_failure
     verdict = {"outcome": "errored", "clause": None, "message": f"{type(exc).__name__}: {exc}",
                "replay": "", "diagram_rows": 0}
     others: list[str] = []
@@ -537,7 +537,7 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     if failure is None and judged.machine is not None and _is_flaky(exc):
         # Hypothesis could not replay its own draws before any failure was recorded (the
         # implementation changed which rules could run): replay the last run and compare
-        run = replay.latest_run()
+        run = runs.latest_run()
         if run is not None:
             odd = _check_determinism(replay, run, None, report)
             if odd is not None:
@@ -634,13 +634,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     judged = _judged_by(item)
     if judged is None:
         return
-    from pgconform.harness import replay
+    from pgconform.harness import runs
     from pgconform.report.summary import ItemResult
 
     if report.skipped and report.when in ("setup", "call") and not hasattr(report, "wasxfail"):
         result = ItemResult(item.nodeid, judged.arch, judged.scenario, "skipped")
     elif report.when == "call":
-        known = dict(replay.tolerated_hits)
+        known = dict(runs.tolerated_hits)
         verdict = {"outcome": "passed"}
         if report.failed and call.excinfo is not None:
             _show_verdict_first(item, call.excinfo, report)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pgconform.harness import replay
+from pgconform.harness import runs
 from pgconform.implementation import Implementation
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
@@ -99,17 +99,17 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.world = None
         self.kinds = self.op_kinds
         self.log: list[tuple[str, dict]] = []
-        replay.last_machine = (type(self), self.log)
+        runs.last_machine = (type(self), self.log)
 
     def _build(self):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
-        in :data:`pgconform.harness.replay.tolerated_hits`, not raised) besides the implementation's
+        in :data:`pgconform.harness.runs.tolerated_hits`, not raised) besides the implementation's
         own known violations."""
         self.sim = Machine()
         return build_world(self.world, self.implementation, self.arch, self.sim,
                            warm=self.warm,
                            tolerated={c: why for c, (_, why) in self.xfails.items()},
-                           hits=replay.tolerated_hits)
+                           hits=runs.tolerated_hits)
 
     def _judge(self, fn, kwargs):
         cls = type(self)
@@ -128,10 +128,10 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _failed(self, v: Violation) -> Violation:
         """Record the failure (for the plugin's report and trace picture) and give it what it
         says about what was judged and the run that replays it."""
-        v.run = replay.Run(self.spec, self.arch, self.scenario, tuple(self.log))
+        v.run = runs.Run(self.spec, self.arch, self.scenario, tuple(self.log))
         v.judged = (f"implementation: {self.spec} on {self.arch}, scenario {self.scenario} "
                     f"({v.outcome}: {v.clause})")
-        replay.last_failure = replay.Failure(v.run, v, v.machine)
+        runs.last_failure = runs.Failure(v.run, v, v.machine)
         return v
 
     def _init_world(self, world, kinds, hot, warm, primary, freer, partner=None, stage=0):

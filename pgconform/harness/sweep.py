@@ -26,7 +26,10 @@ from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
 from pgconform.harness.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
 from pgconform.sim.errors import Violation
-from pgconform.sim.policies.exhaustive import Diverged, Exploration, explore, run_schedule
+from pgconform.harness import runs
+from pgconform.harness.runs import Replayed, ReplayError, StaleReplay, judged_implementation
+from pgconform.sim.policies.exhaustive import Exploration, explore
+from pgconform.sim.policies.replay import Diverged, Replay
 
 #: steps one replayed sweep schedule may take (explore()'s budget)
 SCHEDULE_BUDGET = 4000
@@ -138,11 +141,9 @@ def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
 
 def _setup(impl, arch: str, pair: Pair, tolerated=None, hits=None):
     """A fresh world of ``pair`` with its two operations started: (machine, tasks, finish);
-    tolerated violations counted in ``hits`` (by default the item's, replay.tolerated_hits)."""
-    from pgconform.harness import replay
-
+    tolerated violations counted in ``hits`` (by default the item's, runs.tolerated_hits)."""
     k = build_world(WORLDS[pair.world], impl, arch, tolerated=tolerated,
-                    hits=replay.tolerated_hits if hits is None else hits)
+                    hits=runs.tolerated_hits if hits is None else hits)
     tasks = [start_op(k, "CPU0", pair.first), start_op(k, "CPU1", pair.second)]
 
     def finish():
@@ -160,13 +161,11 @@ def explore_pair(impl, arch: str, pair: Pair, bound: int, limit: int | None = No
 
 
 def replay_schedule(run, spec=None, tolerated=None):
-    """Run a sweep failure's replay string (:class:`pgconform.harness.replay.SweepRun`) again, judging
+    """Run a sweep failure's replay string (:class:`pgconform.harness.runs.SweepRun`) again, judging
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
     decisions, then the default ones (the current task runs on), and the end-of-run checks;
     violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
     from pgconform.kernel.config import ARCHES
-    from pgconform.harness.replay import Replayed, ReplayError, StaleReplay, judged_implementation
-
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
     if run.world not in WORLDS:
@@ -183,7 +182,7 @@ def replay_schedule(run, spec=None, tolerated=None):
     m = None
     try:
         m, tasks, finish = _setup(impl, run.arch, pair, tolerated, hits={})
-        run_schedule(m, tasks, run.decisions, 0, SCHEDULE_BUDGET)
+        m.drive(Replay(tasks, run.decisions), SCHEDULE_BUDGET)
         finish()
     except Violation as v:
         v.run = run
@@ -197,15 +196,13 @@ def replay_schedule(run, spec=None, tolerated=None):
 def _context(v: Violation, spec: str, arch: str, pair: Pair, decisions, run,
              found: str = "") -> list[str]:
     """The lines of a sweep verdict saying what was judged, the schedule, and its replay."""
-    from pgconform.harness.replay import encode
-
     judged = f"implementation: {spec} on {arch}, exhaustive sweep ({v.outcome}: {v.clause})"
     if plain_reads_form() == "split":
         judged += f", plain page-table reads split ({PLAIN_READS_ENV}=split)"
     return [judged,
             f"schedule: {pair}; decisions {list(decisions)} (task index per step, -1 an RCU "
             f"callback){found}",
-            f"replay: python -m pgconform replay {encode(run)}"]
+            f"replay: python -m pgconform replay {runs.encode(run)}"]
 
 
 @attrs.define
@@ -226,14 +223,12 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
     the decisions (task indices, -1 for an RCU callback) of its schedule, and carries its replay
     string (naming the implementation as ``spec``, by default its name).  A failing schedule is
     run again twice from a fresh world first: if the runs differ, the verdict is
-    ``impl.nondeterministic`` (:func:`pgconform.harness.replay.check_determinism`).
+    ``impl.nondeterministic`` (:func:`pgconform.harness.runs.compare_replays`).
 
     Iterative context bounding: every pair of every world without preemption first, then every
     pair with at most one, and so on up to ``bound``; a bug that needs fewer preemptions is
     found before the sweep spends its time on deep schedules.  (Each round re-runs the shallower
     schedules of a pair: at most twice the work, for the shallow bugs first.)"""
-    from pgconform.harness import replay
-
     bound = default_bound() if bound is None else bound
     out = SweepResult()
     # the worlds' pairs interleaved: the first pairs of every world before the last of any
@@ -252,12 +247,12 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
             out.unconfirmed_hangs += r.unconfirmed_hangs
             if r.violation is not None:
                 v = r.violation
-                run = replay.SweepRun(spec or impl.name, arch, pair.world, pair.first,
+                run = runs.SweepRun(spec or impl.name, arch, pair.world, pair.first,
                                       pair.second, tuple(r.decisions))
                 # a hang was confirmed by running its schedule again (explore), and a replay
                 # of it here would run outside the watchdog
-                odd = (replay.check_determinism(run, impl, expected=v.clause,
-                                                tolerated=tolerated)
+                odd = (runs.compare_replays(
+                    lambda: replay_schedule(run, impl, tolerated), expected=v.clause)
                        if v.clause not in ("impl.nondeterministic", "impl.hang") else None)
                 if odd is not None:  # shown with the diagram of the run that failed
                     odd.machine, v = v.machine, odd
@@ -265,7 +260,7 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
                 v.context = _context(v, run.spec, arch, pair, r.decisions, run,
                                      f", found among {r.schedules} schedules with at most {b} "
                                      "preemptions")
-                replay.last_failure = replay.Failure(run, v, v.machine)
+                runs.last_failure = runs.Failure(run, v, v.machine)
                 out.violation, out.pair = v, pair
                 return out
     return out

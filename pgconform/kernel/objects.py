@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.sim.names import name_form
 from pgconform.sim.physmem import Page
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
@@ -52,6 +53,7 @@ PTE_MARKER_POISONED = PteMarker("POISONED")
 PTE_MARKER_GUARD = PteMarker("GUARD")
 
 
+@name_form(r"table@\d+(?:\+\d+)?")
 @attrs.frozen(slots=True, repr=False)
 class TablePmd:
     """A PMD entry pointing at the PTE table in frame ``pfn`` (table ``frag`` of that page where
@@ -130,6 +132,10 @@ def pte_present(v) -> bool:
 ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
 
 
+# the PMD value linking it names the table ``table@pfn[+slot]`` (TablePmd; ``table@pfn`` for
+# slot 0 of a shared page)
+@name_form(r"pte_table@\d+(?:\+\d+)?\.\d+", (r"pte_table@(\d+)(\+\d+)?\.\d+", r"table@\1\2"),
+           (r"pte_table@(\d+)\+0\.\d+", r"table@\1"))
 @attrs.define(slots=True, eq=False, repr=False)
 class PteTable(Page):
     """A PTE page table: entries, its ptlock and (a whole-page table) the rcu_head overlaying
@@ -178,6 +184,7 @@ class PteTable(Page):
         return all(e is None for e in self.entries)
 
 
+@name_form(r"pt_page@\d+\.\d+", (r"pt_page@(\d+)\.\d+", r"table@\1"))
 @attrs.define(slots=True, eq=False, repr=False)
 class PtPage(Page):
     """A page (struct ptdesc) carved into several PTE tables: powerpc fragments, s390 2K halves.
@@ -204,6 +211,7 @@ class PtPage(Page):
         return [t for t in self.slots if t is not None]
 
 
+@name_form(r"pmd_table\(\w+\)")
 @attrs.define(slots=True, eq=False, repr=False)
 class PmdTable(Page):
     """An mm's PMD table (one per mm in this geometry); ``ptl`` is pmd_lockptr()'s lock.
@@ -249,6 +257,8 @@ class PtePtr:
 # folios, files, VMAs, mms
 
 
+# a page-cache folio's name, ``file:index[-last]`` (anonymous ones are named by their mm and address)
+@name_form(r"\b[a-z]+:\d+(?:-\d+)?")
 @attrs.define(slots=True, eq=False, repr=False)
 class Folio:
     """A folio: ``nr`` pages from file ``index`` (or anonymous).  ``data`` is the content of each page.

@@ -16,6 +16,7 @@ from pgconform.kernel.objects import (
     TablePmd,
     pte_present,
 )
+from pgconform.sim.names import plumbing
 
 
 def check_pte_store(m, t, table, idx, value) -> None:
@@ -51,10 +52,12 @@ def judge_pte_lockptr(fn, overridden: bool):
         return True
 
     if not overridden:
+        @plumbing
         def judged_call(k, mm, pmdval):
             check_pmdval(k, pmdval)
             return fn(k, mm, pmdval)
     else:
+        @plumbing
         def judged_call(k, mm, pmdval):
             table_value = check_pmdval(k, pmdval)
             ptl = yield from fn(k, mm, pmdval)

@@ -16,6 +16,8 @@ import textwrap
 from collections import Counter
 
 from pgconform.sim.effects import effect_text
+from pgconform.sim.names import aliases, find_names, is_plumbing
+from pgconform.sim.sync import RcuHead
 
 #: effect rows a diagram shows at most (folded gaps are one line each, not counted)
 MAX_ROWS = 30
@@ -25,9 +27,6 @@ PATH_DEPTH = 2
 #: effects of the violating task shown however little they touch the objects involved
 RECENT = 4
 
-# an object as the model prints it: pte_table@1.0, pt_page@3.0, table@1 (in pmd(table@1)),
-# pmd_table(mm0), shmem:2, thp(shmem:0-3), vma(mm0@4-12)
-_TOKEN = re.compile(r"[a-z_][a-z_0-9]*@\d+(?:[+.]\d+)*|pmd_table\(\w+\)|\b[a-z]+:\d+(?:-\d+)?")
 #: effects that open or close a section or wait for one: context for any race
 _SYNC = frozenset({"RcuReadLock", "RcuReadUnlock", "IrqDisable", "IrqEnable", "CallRcu",
                    "SynchronizeRcu", "IpiSync"})
@@ -36,11 +35,9 @@ _LOCKS = frozenset({"Lock", "Trylock", "Unlock", "DownRead", "DownWrite", "DownR
 
 
 def where(path: tuple) -> str:
-    """The innermost kernel functions of a call path: helper frames (generator expressions, the
-    ``*_as`` parameterised variants of the reference and version dispatchers, the plug-in call
-    check and the oracle around a series function) left out."""
-    names = [p for p in path if not p.startswith("<") and not p.endswith("_as")
-             and p != "checked_call" and p != "judged_call"]
+    """The innermost kernel functions of a call path: the frames that are plumbing (generator
+    expressions, and what declares itself so: :func:`pgconform.sim.names.plumbing`) left out."""
+    names = [p for p in path if not is_plumbing(p)]
     return " > ".join(names[-PATH_DEPTH:])
 
 
@@ -69,8 +66,9 @@ def _cell(path: tuple, eff, res) -> list[str]:
 
 def focus_tokens(violation, trace) -> set[str]:
     """The names of the objects a violation concerns: those its message names, its object and the
-    violating effect's objects, with the aliases a PTE table goes by (the PMD value linking it,
-    ``table@PFN``)."""
+    violating effect's objects, with the aliases they go by (a PTE table's: the PMD value linking
+    it, ``table@PFN``).  Names are found by the forms their classes declare
+    (:mod:`pgconform.sim.names`)."""
     objs = []
     if violation is not None:
         objs.append(violation.obj)
@@ -79,24 +77,19 @@ def focus_tokens(violation, trace) -> set[str]:
             objs.extend(trace[-1][2].objects())
         except Exception:  # noqa: BLE001 - a malformed effect: its message names the objects
             pass
-    tokens = set(_TOKEN.findall(violation.message)) if violation is not None else set()
+    tokens = set(find_names(violation.message)) if violation is not None else set()
     for obj in objs:
         if obj is None:
             continue
-        obj = getattr(obj, "owner", None) if type(obj).__name__ == "RcuHead" else obj
-        tokens.update(_TOKEN.findall(repr(obj)))
+        obj = obj.owner if isinstance(obj, RcuHead) else obj
+        tokens.update(find_names(repr(obj)))
     for tok in list(tokens):
-        m = re.fullmatch(r"pte_table@(\d+)(\+\d+)?\.\d+", tok)
-        if m:
-            tokens.add(f"table@{m.group(1)}{m.group(2) or ''}")
-        m = re.fullmatch(r"pt_page@(\d+)\.\d+", tok)
-        if m:
-            tokens.add(f"table@{m.group(1)}")
+        tokens.update(aliases(tok))
     return tokens
 
 
 def _mentions(text: str, tokens: set[str]) -> bool:
-    return bool(tokens) and any(tok in tokens for tok in _TOKEN.findall(text))
+    return bool(tokens) and any(tok in tokens for tok in find_names(text))
 
 
 def select(trace, tokens: set[str], limit: int = MAX_ROWS, task=None) -> list[int]:

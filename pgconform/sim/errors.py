@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 
+class Presenter:
+    """How a verdict is put into words beyond its own message: the statement of its clause, the
+    race diagram of the run it was raised in, the command that replays that run.  The engine
+    knows none of them (the clause catalogue, the renderer and the replay strings are the layers
+    above it): they install theirs as :attr:`Violation.presenter` (``pgconform/__init__.py``).
+    This one says nothing more."""
+
+    def statement(self, clause: str) -> str | None:
+        """The one-line statement of ``clause``, if it has one."""
+        return None
+
+    def diagram(self, violation: Violation) -> str:
+        """The race diagram of ``violation.machine``'s trace for ``violation``."""
+        return ""
+
+    def replay(self, run) -> str:
+        """The line saying how to replay ``run`` (what :attr:`Violation.run` holds)."""
+        return ""
+
+
 class Violation(AssertionError):
     """A protocol violation: ``clause`` is the stable clause id (see :mod:`pgconform.oracle.clauses`).
 
     The machine attaches itself (``machine``) before the exception leaves it, and the conformance
-    machine the run that replays it (``run``), so whoever prints it (Hypothesis, a test) prints the
-    violation with the race diagram (``diagram``) and the lines saying what was judged and how to
-    replay it (``context``).  Both are rendered when first asked for: Hypothesis raises thousands
-    of violations while it shrinks and prints one.
+    machine the run that replays it (``run``) and what was judged (``judged``), so whoever prints
+    it (Hypothesis, a test) prints the violation with the race diagram (``diagram``) and the lines
+    saying what was judged and how to replay it (``context``), in the words of the installed
+    :attr:`presenter`.  Both are rendered when first asked for: Hypothesis raises thousands of
+    violations while it shrinks and prints one.
     """
 
     #: "failed" (wrong behaviour) or "errored" (the implementation misbehaved as code)
     outcome = "failed"
+    #: puts verdicts into words (installed by the layers above the engine)
+    presenter: Presenter = Presenter()
 
     def __init__(self, clause: str, message: str, *, task=None, obj=None):
         super().__init__(f"[{clause}] {message}")
@@ -25,7 +48,7 @@ class Violation(AssertionError):
         self._diagram: str | None = None
         self._context: list[str] | None = None
         self.machine = None  # the simulated machine it was raised in
-        self.run = None      # the conformance machine's run (pgconform.harness.replay.Run), if any
+        self.run = None      # the run that replays it (a conformance machine's or a sweep's)
         self.judged = ""     # what was judged: implementation, arch, scenario
 
     @property
@@ -33,9 +56,7 @@ class Violation(AssertionError):
         if self._diagram is None:
             if self.machine is None:
                 return ""
-            from pgconform.report.trace import render
-
-            self._diagram = render(self.machine, self)
+            self._diagram = self.presenter.diagram(self)
         return self._diagram
 
     @diagram.setter
@@ -47,9 +68,7 @@ class Violation(AssertionError):
         if self._context is None:
             if self.run is None:
                 return []
-            from pgconform.harness.replay import encode
-
-            self._context = [self.judged, f"replay: python -m pgconform replay {encode(self.run)}"]
+            self._context = [self.judged, self.presenter.replay(self.run)]
         return self._context
 
     @context.setter
@@ -58,10 +77,8 @@ class Violation(AssertionError):
 
     def headline(self) -> str:
         """The violation, the clause's statement and the object it concerns."""
-        from pgconform.oracle.clauses import CLAUSES
-
         lines = [f"[{self.clause}] {self.message}"]
-        statement = CLAUSES.get(self.clause)
+        statement = self.presenter.statement(self.clause)
         if statement:
             lines.append(f"  clause {self.clause}: {statement}")
         if self.obj is not None:

@@ -3,8 +3,10 @@
 A task is a Python generator (a kernel code path) bound to a lane (``CPU0``, ``CPU1``, ... or
 ``RCU`` for callbacks).  Its ``pending`` effect is what it will do next; :meth:`Machine.step` runs
 that one effect atomically and resumes the generator up to its next effect.  Which task steps next
-is decided outside (a schedule policy or the Hypothesis machine), so the machine itself makes no
-choices and the same schedule always produces the same trace.
+is decided outside, by a schedule policy through the scheduler interface (:meth:`Machine.drive`,
+:mod:`pgconform.sim.scheduler`) or one decision at a time (:meth:`Machine.step`,
+:meth:`Machine.run_callback`), so the machine itself makes no choices and the same schedule always
+produces the same trace.
 
 RCU is consolidated RCU: a task is a reader while it is inside rcu_read_lock(), has interrupts
 disabled, or holds a spinlock (preemption disabled).  ``call_rcu`` snapshots the readers active at
@@ -14,7 +16,7 @@ callback is a separate schedulable event, so schedules can delay it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -30,6 +32,8 @@ from pgconform.sim.effects import (
     malformed,
 )
 from pgconform.sim.errors import ImplementationErrored, Violation
+from pgconform.sim.policies.round_robin import RoundRobin
+from pgconform.sim.scheduler import Scheduler
 from pgconform.sim.sync import RcuHead, RwSemaphore, Spinlock
 
 #: the effects that take a lock: where Machine.run_to_sync() stops
@@ -121,7 +125,8 @@ def call_path(gen) -> tuple:
 class Machine:
     """The engine.  Owns tasks, callbacks, the lockdep graph and the trace; no page-table knowledge."""
 
-    def __init__(self, step_bound: int = DEFAULT_STEP_BOUND, record_paths: bool = True):
+    def __init__(self, step_bound: int = DEFAULT_STEP_BOUND, record_paths: bool = True,
+                 finisher: Callable[[], Scheduler] = RoundRobin):
         self.tasks: list[Task] = []
         self.callbacks: list[Callback] = []
         self.trace: list[tuple] = []
@@ -142,6 +147,9 @@ class Machine:
         self.current: Task | None = None
         #: code objects of the implementation under test (None: treat every exception as its own)
         self.implementation_code: set | None = None
+        #: makes the policy that finishes a run (:meth:`finish`): a fair one, so that an
+        #: operation that does not end under it is livelocked or deadlocked
+        self.finisher = finisher
 
     # ---------------------------------------------------------------- tasks
 
@@ -572,15 +580,32 @@ class Machine:
         desc = (" -> ".join(x.name for x in cycle) + " (cycle)") if cycle else "no runnable task"
         self._fail(Violation("sched.deadlock", f"deadlock: {desc}. {waits}"), None)
 
+    def drive(self, scheduler: Scheduler, budget: int | None = None) -> int:
+        """Run what ``scheduler`` picks, one decision at a time, until it picks nothing or
+        ``budget`` decisions were taken (None: no limit); the number taken."""
+        pick, step, run_callback = scheduler.pick, self.step, self.run_callback
+        limit = float("inf") if budget is None else budget
+        taken = 0
+        while taken < limit:
+            nxt = pick(self)
+            if nxt is None:
+                break
+            if nxt.__class__ is Task:
+                step(nxt)
+            else:
+                run_callback(nxt)
+            taken += 1
+        return taken
+
     def finish(self) -> None:
-        """Run every task to completion round-robin (fair), then every RCU callback
-        (rcu_barrier): :func:`pgconform.sim.policies.round_robin.run_round_robin`."""
-        from pgconform.sim.policies.round_robin import run_round_robin
+        """Run every task to completion, then every RCU callback (rcu_barrier), under a policy
+        of :attr:`finisher` (by default round-robin: fair)."""
+        self.drive(self.finisher())
 
-        run_round_robin(self)
 
-    def trace_rows(self) -> Iterable[tuple]:
-        return self.trace
+def trace_rows(trace) -> list[str]:
+    """A simulated machine's trace as comparable text (lane, call path, effect, result)."""
+    return [f"{t.lane} {'>'.join(path)} {effect_text(eff)} {res!r}" for t, path, eff, res in trace]
 
 
 def _find_cycle(graph: dict) -> list:

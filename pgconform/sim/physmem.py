@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.sim.names import name_form
 
+
+#: a frame as the trace names it, ``kind@pfn.gen`` (the model's pages and addresses, ``mm0@5``, take
+#: the same form)
+@name_form(r"[a-z_][a-z_0-9]*@\d+(?:[+.]\d+)*")
 @attrs.define(slots=True, eq=False, repr=False)
 class Page:
     """One allocation of a frame.  ``entries`` is its content as a list of words."""

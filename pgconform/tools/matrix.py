@@ -26,7 +26,7 @@ from importlib import resources
 
 import attrs
 
-from pgconform.harness import replay
+from pgconform.harness import replay, runs
 from pgconform.kernel.config import ARCHES
 from pgconform.registry import resolve
 from pgconform.versions import VERSIONS
@@ -70,11 +70,11 @@ def replay_outcome(run: replay.Run, spec: str, tolerated: Mapping[str, str] | No
     """Replay ``run`` under the implementation ``spec``: ``(clause or None, known keys hit)``."""
     from pgconform.harness.machines import make_machine
 
-    replay.tolerated_hits.clear()
+    runs.tolerated_hits.clear()
     machine = make_machine(resolve(spec), run.arch, scenario=run.scenario, spec=spec,
                            xfails={c: ("", why) for c, why in (tolerated or {}).items()})
     _, v = replay.run_steps(machine, run.steps)
-    return (v.clause if v is not None else None), set(replay.tolerated_hits) - set(tolerated or ())
+    return (v.clause if v is not None else None), set(runs.tolerated_hits) - set(tolerated or ())
 
 
 def schedule_clauses(run: replay.Run, spec: str) -> tuple[list[str], set[str]]:
@@ -97,13 +97,13 @@ def sweep_clauses(impl, arch: str, bound: int = 0) -> tuple[dict[str, str], set[
     from pgconform.harness.sweep import sweep
 
     failed: dict[str, str] = {}
-    replay.tolerated_hits.clear()
+    runs.tolerated_hits.clear()
     while len(failed) < MAX_CLAUSES:
         r = sweep(impl, arch, bound=bound, tolerated=dict.fromkeys(failed, "found"))
         if r.violation is None:
             break
         failed[r.violation.clause] = str(r.pair)
-    known = set(replay.tolerated_hits) - set(failed)
+    known = set(runs.tolerated_hits) - set(failed)
     return failed, known
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.harness import replay
+from pgconform.harness import runs
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.mprotect import PLAIN_READ_RACE
 from pgconform.reference import IMPLEMENTATION as REFERENCE
@@ -56,9 +56,9 @@ def test_split_reads_with_the_race_declared_lose_the_markers_as_known(monkeypatc
     """The reference (and v6.6, v2, v7.0) declare the race in change_pmd_range() with its
     consequences: the pair passes, and the race was counted."""
     monkeypatch.setenv(PLAIN_READS_ENV, "split")
-    monkeypatch.setattr(replay, "tolerated_hits", {})
+    monkeypatch.setattr(runs, "tolerated_hits", {})
     assert explore_pair(REFERENCE, "x86_64", PAIR, bound=2).violation is None
-    assert replay.tolerated_hits.get(PLAIN_READ_RACE, 0) > 0
+    assert runs.tolerated_hits.get(PLAIN_READ_RACE, 0) > 0
     # the consequence alone, without the race that explains it, is not tolerated
     lost_only = attrs.evolve(UNDECLARED, known_consequences=REFERENCE.known_consequences)
     assert explore_pair(lost_only, "x86_64", PAIR, bound=2).violation.clause == \

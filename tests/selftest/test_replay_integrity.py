@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay
+from pgconform.harness import replay, runs
 from pgconform.__main__ import main as cli
 from pgconform.implementation import coerce_implementation
 from pgconform.harness.machines import make_machine
@@ -124,7 +124,7 @@ def test_flaky_draws_without_a_failure_are_replayed_from_the_last_run():
     impl = _miniature("flaky_draws")
     importlib.import_module("miniatures.flaky_draws").CALLS[0] = 0  # whatever ran before here
     cls = make_machine(impl, "x86_64", scenario="shared", spec="miniatures.flaky_draws:IMPL")
-    replay.last_failure = replay.last_machine = None
+    runs.last_failure = runs.last_machine = None
     # whether Hypothesis meets the changed draws within its examples depends on its search
     # (and the heap it runs in), not on the miniature: a few seeds, one of which must meet them
     for attempt in range(8):
@@ -136,8 +136,8 @@ def test_flaky_draws_without_a_failure_are_replayed_from_the_last_run():
             break
     else:
         pytest.fail("Hypothesis never met the miniature's changed draws in 8 seeds")
-    assert replay.last_failure is None
-    run = replay.latest_run()
+    assert runs.last_failure is None
+    run = runs.latest_run()
     assert run is not None and run.spec == "miniatures.flaky_draws:IMPL"
     odd = replay.check_determinism(run)
     assert odd is not None and (odd.clause, odd.outcome) == ("impl.nondeterministic", "errored")
@@ -187,7 +187,7 @@ def test_sweep_verdict_of_a_miniature_and_its_replay(name, capsys):
     string = v.context[2].split()[-1]
     run = replay.decode(string)
     assert isinstance(run, replay.SweepRun) and run.spec == spec and run.world == "shared"
-    assert replay.last_failure is not None and replay.last_failure.string == string
+    assert runs.last_failure is not None and runs.last_failure.string == string
     if v.clause == "impl.nondeterministic":
         assert "part at effect" in v.message
         return  # its replay gives whatever the implementation's hidden state says

@@ -16,7 +16,7 @@ import pytest
 from pgconform.kernel.objects import PteTable
 from pgconform.registry import resolve
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim import timeline
+from pgconform.report import timeline
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,

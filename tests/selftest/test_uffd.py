@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.harness import replay
+from pgconform.harness import replay, runs
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -560,9 +560,9 @@ def test_a_broken_poison_path_is_caught_by_the_sweep():
     """UFFDIO_POISON is in the sweep (world shared-uffd): the reference passes it, its declared
     finding counted; the wrong fix loses the poison marker without the declared free, and fails
     data.uffd-marker-lost (the run's end finds the address without its marker)."""
-    replay.tolerated_hits.clear()
+    runs.tolerated_hits.clear()
     assert sweep(REFERENCE, "x86_64", worlds=("shared-uffd",), bound=0).violation is None
-    assert replay.tolerated_hits.get(POISON_RETRACT_KEY, 0) >= 1
+    assert runs.tolerated_hits.get(POISON_RETRACT_KEY, 0) >= 1
     r = sweep(ZAPPING_MARKERS, "x86_64", worlds=("shared-uffd",), bound=0)
     assert r.violation is not None and r.violation.clause == "data.uffd-marker-lost"
     assert "poisoned" in r.violation.message and "uffd_poison" in repr(r.pair.second) + repr(

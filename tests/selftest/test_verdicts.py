@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay
+from pgconform.harness import replay, runs
 from pgconform.__main__ import main as cli
 from pgconform.implementation import ImplementationError, coerce_implementation
 from pgconform.harness.machines import make_machine
@@ -64,7 +64,7 @@ def _miniature(name):
 def _judge(impl, spec, examples=60):
     """Run one conformance machine (x86_64, shared) on ``impl``; the violations it raised."""
     cls = make_machine(impl, "x86_64", scenario="shared", spec=spec)
-    replay.last_failure = None
+    runs.last_failure = None
     try:
         run_state_machine_as_test(cls, settings=settings(
             max_examples=examples, database=None, deadline=None, stateful_step_count=20,
@@ -99,7 +99,7 @@ def test_nondeterministic_miniature_is_reported_as_such():
         _judge(impl, "miniatures.nondeterministic:IMPL", examples=100)
     except Flaky:  # Hypothesis could not replay its own failure: the plugin explains it
         pass
-    failure = replay.last_failure
+    failure = runs.last_failure
     assert failure is not None
     odd = replay.check_determinism(failure.run, expected=failure.violation.clause)
     assert odd is not None and odd.clause == "impl.nondeterministic"

@@ -33,30 +33,9 @@ from collections.abc import Callable
 import attrs
 
 from pgconform.sim.errors import Hang, ImplementationErrored, Violation
+from pgconform.sim.machine import trace_rows
+from pgconform.sim.policies.replay import CALLBACK, Diverged, Replay
 from pgconform.sim.watchdog import first_timeout_s, hang_verdict, watchdog
-
-#: the decision that runs the first ready RCU callback
-CALLBACK = -1
-
-
-class Diverged(Exception):
-    """A prefix of decisions that does not apply: at ``pos`` it names a task that is not
-    runnable (or a callback when none is ready), or the run ended before the prefix did.  From a
-    fresh world a deterministic machine replays a prefix exactly, so in the exploration this is
-    the implementation's nondeterminism; in a replay string, a string that no longer applies."""
-
-    def __init__(self, pos: int, choice: int | None, runnable: list, ready: bool):
-        self.pos, self.choice, self.runnable, self.ready = pos, choice, runnable, ready
-        can = ", ".join(f"task {i}" for i in runnable) or "no task"
-        if ready:
-            can += " or an RCU callback"
-        if choice is None:
-            what = f"the run ended after {pos} decisions, before the recorded ones did"
-        else:
-            named = "an RCU callback" if choice == CALLBACK else f"task {choice}"
-            what = f"decision {pos + 1} runs {named}, but only {can} could run there"
-        super().__init__(what)
-
 
 @attrs.define
 class Exploration:
@@ -76,50 +55,40 @@ class Exploration:
                 f"({what}){': ' + self.violation.clause if self.violation else ''}")
 
 
-def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
-    """Run ``tasks`` on ``m`` following ``prefix`` (task indices, or CALLBACK), then the default
-    decisions.  Returns (decisions, branch points): each branch point is (position, alternatives).
-    A preemption is tried before every effect (see the module docstring)."""
-    decisions: list[int] = []
-    branches: list[tuple[int, list[int]]] = []
-    cur = None
-    used = 0
-    for _ in range(budget):
-        runnable = [i for i, t in enumerate(tasks) if not t.done and t.pending.blocked(m, t) is None]
-        ready = bool(m.callbacks) and bool(m.ready_callbacks())
-        if not runnable and not ready:
-            if any(not t.done for t in tasks):
-                m.check_deadlock()
-            if len(decisions) < len(prefix):
-                raise Diverged(len(decisions), None, runnable, ready)
-            return decisions, branches
-        pos = len(decisions)
-        default = cur if cur in runnable else (runnable[0] if runnable else CALLBACK)
-        if default == cur:
+class Bounded(Replay):
+    """A :class:`~.replay.Replay` of a decision prefix that records its branch points: each
+    (position, alternatives) where another decision was possible, a preemption only while fewer
+    than ``bound`` were taken.  A preemption is tried before every effect (see the module
+    docstring)."""
+
+    def __init__(self, tasks: list, prefix: tuple, bound: int):
+        super().__init__(tasks, prefix)
+        self.bound = bound
+        self.branches: list[tuple[int, list[int]]] = []
+
+    def choices(self, pos, default, runnable, ready):
+        if default == self._cur:
             # a preemption, within the bound
-            if used < bound:
-                alternatives = [i for i in runnable if i != cur] + ([CALLBACK] if ready else [])
+            if self.preemptions < self.bound:
+                alternatives = [i for i in runnable if i != default] + ([CALLBACK] if ready else [])
                 if alternatives:
-                    branches.append((pos, alternatives))
+                    self.branches.append((pos, alternatives))
         else:
             # the current task blocked or ended: which runs next is a free choice
             alternatives = [i for i in runnable if i != default]
             if ready and default != CALLBACK:
                 alternatives.append(CALLBACK)
             if alternatives:
-                branches.append((pos, alternatives))
-        choice = prefix[pos] if pos < len(prefix) else default
-        if choice != default and choice not in runnable and (choice != CALLBACK or not ready):
-            raise Diverged(pos, choice, runnable, ready)
-        if choice != default and cur in runnable:
-            used += 1
-        decisions.append(choice)
-        if choice == CALLBACK:
-            m.run_callback(m.ready_callbacks()[0])
-            continue
-        m.step(tasks[choice])
-        cur = choice
-    return decisions, branches
+                self.branches.append((pos, alternatives))
+
+
+def run_schedule(m, tasks: list, prefix: tuple, bound: int, budget: int):
+    """Run ``tasks`` on ``m`` following ``prefix`` (task indices, or CALLBACK), then the default
+    decisions, for at most ``budget`` decisions.  Returns (decisions, branch points): see
+    :class:`Bounded`."""
+    schedule = Bounded(tasks, prefix, bound)
+    m.drive(schedule, budget)
+    return schedule.decisions, schedule.branches
 
 
 def explore(setup: Callable[[], tuple], bound: int = 2, limit: int | None = None,
@@ -193,8 +162,6 @@ def _watched(setup, prefix: tuple, bound: int, budget: int, timeout: float):
 def nondeterministic(d: Diverged, m, parent: list | None) -> ImplementationErrored:
     """The ``impl.nondeterministic`` verdict on a prefix that did not replay: the first effect
     where this run and the run it was taken from part (their traces)."""
-    from pgconform.harness.replay import trace_rows
-
     now = trace_rows(m.trace)
     then = trace_rows(parent or [])
     at = next((i for i, (a, b) in enumerate(zip(then, now, strict=False)) if a != b),
