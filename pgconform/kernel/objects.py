@@ -196,6 +196,8 @@ class PtPage(Page):
     bits: int = 0
     active: bool = False
     on_list: object = None  # the list (a Python list) the page is linked on, through pt_list
+    #: the world's oracle call sites (kernel/hooks.py), for the list operations on pt_list
+    hooks: object = None
 
     def __repr__(self) -> str:
         return f"pt_page@{self.pfn}.{self.gen}"
@@ -340,24 +342,6 @@ class Vma:
         return self.name
 
 
-@attrs.define(slots=True, eq=False)
-class UffdPromises:
-    """What userfaultfd promised a process, per address (the oracles of pgconform/oracle/uffd.py).
-
-    ``wp``: addresses a UFFDIO_WRITEPROTECT that returned protected and that nobody has asked to
-    unprotect since (unprotect, unregister, or an explicit UFFDIO_COPY/CONTINUE over the marker).
-    ``poisoned``: addresses where UFFDIO_POISON installed a marker that no legitimate path
-    (MADV_DONTNEED, UFFDIO_COPY/CONTINUE over it) has removed since.  ``inflight`` and ``last``
-    void a protect whose range another UFFDIO_WRITEPROTECT touched while it ran: userspace raced
-    itself, and the outcome is either."""
-
-    #: address -> (vma, vm_start, vm_pgoff) the promise was made in
-    wp: dict = attrs.field(factory=dict)
-    poisoned: dict = attrs.field(factory=dict)
-    inflight: list = attrs.field(factory=list)
-    last: dict = attrs.field(factory=dict)
-
-
 @attrs.define(slots=True, eq=False, repr=False)
 class Mm:
     """struct mm_struct: mmap_lock, page_table_lock, the PMD table, counters."""
@@ -375,12 +359,6 @@ class Mm:
     exited: bool = False
     #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
     notifier_ranges: list = attrs.field(factory=list)
-    #: the shadow of what userfaultfd promised this process (pgconform/oracle/uffd.py)
-    uffd: UffdPromises = attrs.field(factory=lambda: UffdPromises())
-    #: the shadow of what MADV_GUARD_INSTALL promised this process (pgconform/oracle/guard.py):
-    #: address -> (vma, vm_start, vm_pgoff) of each guard marker installed and not legitimately
-    #: removed since (MADV_GUARD_REMOVE, or a zap that drops markers: munmap, exit)
-    guards: dict = attrs.field(factory=dict)
     #: mm->notifier_subscriptions: the interval notifiers (secondary MMUs) of this mm, or None
     #: (kernel/mmu_notifier.py; None keeps a range start/end one step, as mm_has_notifiers())
     notifier_subscriptions: object = None

@@ -1,7 +1,10 @@
 """Oracles that fire at the effect that breaks them: writes to page tables, PMD transitions (link,
-detach), and hand-off of a table to call_rcu or to the allocator.  They observe; the only state they
-update is the table lifecycle marker, which exists for them, and the private content that follows a
-table linked at another PMD (:func:`move_anon_shadow`)."""
+detach), and hand-off of a table to call_rcu or to the allocator; subscribed to the kernel model's
+events (kernel/hooks.py) by :func:`pgconform.oracle.install`.  They observe; the only state they
+update is the table lifecycle marker (``state``, ``linked_at``, ``unlinked_from``,
+``unlinked_step``, ``dormant_uffd_wp``, ``detach_readers``: fields of the table kept for them and
+written only here), and the private content that follows a table linked at another PMD
+(:func:`move_anon_shadow`)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pgconform.kernel.objects import (
     VM_UFFD_WP,
     PteMarker,
     TablePmd,
+    TornPmd,
     pte_present,
 )
 
@@ -189,32 +193,13 @@ def move_anon_shadow(k, old, new) -> None:
             shadow[(new_table.mm, new_idx * size + i)] = value
 
 
-def make_pae_halves_store_check(k, pmdtable):
-    """Store hook of a PAE PMD table's 32-bit halves: keeps ``pmdtable.entries`` equal to the value
-    the halves make up, and runs the PMD store oracles on each change of that value."""
-    from pgconform.kernel.pgtable import pae_compose
-
-    check_pmd_store = make_pmd_store_check(k)
-
-    def check_half_store(m, t, halves, i, half) -> None:
-        slot = i // 2
-        if type(half) is tuple:  # a 64-bit store of both halves
-            lo, hi = half
-        elif i % 2 == 0:
-            lo, hi = half, halves.entries[i + 1]
-        else:
-            lo, hi = halves.entries[i - 1], half
-        value, torn = pae_compose(lo, hi)
-        if torn:
-            m.violation("pt.torn-pmd",
-                        f"{t.name} leaves {pmdtable!r}[{slot}] holding low half {lo!r} of "
-                        f"{lo.whole!r} with high half {hi!r} of {hi.whole!r}: a lockless reader "
-                        "can take that mix for a page table", t, pmdtable)
-        if value != pmdtable.entries[slot]:
-            check_pmd_store(m, t, pmdtable, slot, value)
-            pmdtable.entries[slot] = value
-
-    return check_half_store
+def check_torn_store(m, t, pmdtable, slot, lo, hi) -> None:
+    """A store of one 32-bit half of a PAE PMD entry leaves it holding the halves of two different
+    values (the model's store hook of the halves, kernel/world.py, announces it)."""
+    m.violation("pt.torn-pmd",
+                f"{t.name} leaves {pmdtable!r}[{slot}] holding low half {lo!r} of "
+                f"{lo.whole!r} with high half {hi!r} of {hi.whole!r}: a lockless reader "
+                "can take that mix for a page table", t, pmdtable)
 
 
 def check_plain_read_race(m, t, pmdp, first, second, where: str) -> None:
@@ -228,6 +213,26 @@ def check_plain_read_race(m, t, pmdp, first, second, where: str) -> None:
                 "second value there)", t, None)
 
 
+def check_pmd_not_table(m, t, pmdval) -> None:
+    """A PMD value that names no page table is used as one (Kernel.pmd_table(): pmd_page_vaddr()):
+    a torn PAE value (pt.torn-pmd), or a none or huge value (pt.not-a-table)."""
+    if type(pmdval) is TornPmd:
+        check_torn_read(m, t, pmdval)
+    else:
+        m.violation("pt.not-a-table", f"{t.name if t else 'the run'} uses {pmdval!r} as a page "
+                    "table: pmd_page() of it is garbage", t, None)
+
+
+def check_moved_not_table(m, t, new_pmd, pmdval) -> None:
+    """mremap's move_normal_pmd() links pmd_pgtable() of the value it read from the old slot: one
+    that names no table (a none PMD retract_page_tables() left) links a garbage table."""
+    if type(pmdval) is not TablePmd:
+        m.violation("pt.populate-dead",
+                    f"{t.name} moves {pmdval!r} as a page table into {new_pmd!r}: "
+                    "pmd_populate(pmd_pgtable()) of a PMD that no longer names a table links a "
+                    "garbage page table (frame 0) into the new slot (CVE-2024-50066)", t, None)
+
+
 def check_torn_read(m, t, value) -> None:
     """A value from a lockless two-half read that the entry never held as a whole is used as a
     page table."""
@@ -238,38 +243,83 @@ def check_torn_read(m, t, value) -> None:
                 t, None)
 
 
-def on_table_call_rcu(table):
-    """call_rcu hook of a PTE table's rcu_head: the table is detached and empty."""
-
-    def hook(m, t) -> None:
-        check_table_release(m, t, table, "call_rcu")
-        table.state = DEFERRED
-
-    return hook
+def on_table_call_rcu(m, t, table) -> None:
+    """call_rcu of a PTE table's rcu_head: the table is detached and empty."""
+    check_table_release(m, t, table, "call_rcu")
+    table.state = DEFERRED
 
 
-def on_page_call_rcu(page):
-    """call_rcu hook of a shared page's rcu_head: it overlays pt_list, so the page must be off
-    every list (kernel-series.md A3)."""
-
-    def hook(m, t) -> None:
-        if page.on_list is not None:
-            m.violation("rcu.head-storage-in-use",
-                        f"{t.name} queues {page.rcu_head!r} with call_rcu() while {page!r} is "
-                        "still linked on a pgtable_list through the same storage (pt_list): the "
-                        "list and the RCU callback list corrupt each other", t, page)
-
-    return hook
+def on_page_call_rcu(m, t, page) -> None:
+    """call_rcu of a shared page's rcu_head: it overlays pt_list, so the page must be off every
+    list (kernel-series.md A3)."""
+    if page.on_list is not None:
+        m.violation("rcu.head-storage-in-use",
+                    f"{t.name} queues {page.rcu_head!r} with call_rcu() while {page!r} is "
+                    "still linked on a pgtable_list through the same storage (pt_list): the "
+                    "list and the RCU callback list corrupt each other", t, page)
 
 
 def check_list_op(m, t, page, op: str) -> None:
-    """A list operation on a page's pt_list: not while its rcu_head (same storage) is queued."""
+    """A list operation on a page's pt_list: not while its rcu_head (same storage) is queued; a
+    list_add only of a page on no list."""
     if page.rcu_head.pending:
         m.violation("rcu.head-storage-in-use",
                     f"{t.name} does {op} on {page!r} while its rcu_head (which overlays pt_list) "
                     "is queued by call_rcu(): the RCU callback list is corrupted", t, page)
     if page.freed:
         m.use_after_free(t, page, op)
+    if op.startswith("list_add") and page.on_list is not None:
+        m.violation("pt.list-corrupt", f"{t.name} adds {page!r} to a pgtable_list it is already "
+                    "on: the list is corrupted", t, page)
+
+
+def check_free_again(m, t, storage) -> None:
+    """The page of a page table (or a shared page of several) is freed: not a second time."""
+    if storage.freed:
+        m.violation("pt.double-free", f"{t.name} frees {storage!r} a second time", t, storage)
+
+
+def _walk_pinned(t, k, mm, addr) -> bool:
+    """Whether task ``t`` may walk ``mm``'s page tables at ``addr``: it holds mmap_lock for write
+    (nothing frees tables under it), or it holds mmap_lock and ``mm`` has a VMA covering ``addr``,
+    or it holds the i_mmap_rwsem of a file whose i_mmap has such a VMA (free_pgtables() takes the
+    VMA out of i_mmap under that lock before freeing anything below it), or it has interrupts off
+    (GUP-fast: table freeing waits for an IPI or a grace period)."""
+    sem = mm.mmap_lock
+    if sem.writer is t:
+        return True
+    if t in sem.readers and mm.find_vma(addr) is not None:
+        return True
+    for f in k.files:
+        rw = f.i_mmap_rwsem
+        if (rw.writer is t or t in rw.readers) and any(
+                v.mm is mm and v.start <= addr < v.end for v in f.i_mmap):
+            return True
+    return t.irq > 0
+
+
+def check_mm_find_pmd(m, t, k, mm, addr) -> None:
+    """mm_find_pmd() walks down to the PMD of ``addr``: only with what keeps free_pgtables() off."""
+    if not _walk_pinned(t, k, mm, addr):
+        m.violation("pt.walk-without-vma", f"{t.name} walks {mm!r}'s page tables at {addr} without "
+                    "a VMA covering it found under the lock it holds (munmap's free_pgtables() may "
+                    "be freeing them)", t, mm)
+
+
+def check_assert_pte_locked(k, t, mm, addr, pmdp, pte, ptl, locked) -> None:
+    """powerpc DEBUG_VM's assert_pte_locked() (kernel/powerpc.py) BUGs when the pmd is not none
+    but maps no table (announced after the map, ``locked`` None), or when the ptl ``ptl`` of the
+    table is not locked by anyone (announced after assert_spin_locked(), ``locked`` its result)."""
+    m = k.m
+    if locked is None:
+        if pte is None:
+            m.violation("pt.assert-pte-locked", f"{t.name}: assert_pte_locked({mm!r}, {addr}): "
+                        "the pmd is not none but pte_offset_map_nolock() maps no table "
+                        "(BUG_ON(!pte))", t, pmdp.table)
+    elif not locked:
+        m.violation("pt.assert-pte-locked", f"{t.name}: assert_pte_locked({mm!r}, {addr}): "
+                    f"{ptl!r}, the ptl of {pte.table!r}, is not locked by anyone "
+                    "(assert_spin_locked)", t, pte.table)
 
 
 def check_table_release(m, t, table, how: str) -> None:

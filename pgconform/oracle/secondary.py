@@ -7,9 +7,8 @@ invalidations and rechecks of the protocol are what make that true)."""
 
 from __future__ import annotations
 
-from pgconform.kernel.memory import check_mapping_data
 from pgconform.kernel.objects import LINKED, HugePmd, TablePmd, pte_present
-from pgconform.oracle.guard import check_guard_access
+from pgconform.oracle.data import check_mapping_data
 
 
 def cpu_translation(k, mm, addr):
@@ -91,7 +90,6 @@ def check_gup_page(k, t, mm, addr, table, folio, idx, pmd_confirmed: int | None 
         k.m.violation("gup.stale-page",
                       f"{t.name} pins {folio!r}+{idx} for {mm!r}@{addr}: {why}; GUP must return "
                       "the page the address maps at the instant it confirms the pin", t, folio)
-    if mm.guards:
-        check_guard_access(k, t, mm, vma, addr, "GUP")
+    k.oracles.guard.check_access(k, t, mm, vma, addr, "GUP")
     if vma is not None:
         check_mapping_data(k, t, mm, vma, addr, folio, idx)

@@ -5,11 +5,9 @@ callback has run, the page tables, counters, folios and data must agree (kernel-
 from __future__ import annotations
 
 from pgconform.kernel.filemap import mm_counter
-from pgconform.kernel.memory import check_mapping_data
 from pgconform.kernel.objects import HugePmd, TablePmd, pte_present
-from pgconform.oracle.guard import check_end as check_guard_promises
+from pgconform.oracle.data import check_mapping_data
 from pgconform.oracle.pagetable import check_no_leaks
-from pgconform.oracle.uffd import check_end as check_uffd_promises
 
 
 def mappings(k):
@@ -67,8 +65,8 @@ def check_end_state(k) -> None:
             m.violation("acct.refcount", f"{folio!r} refcount is {folio.refcount}, expected "
                         f"{want + in_cache} ({want} mappings, {int(in_cache)} page cache)", None,
                         folio)
-    check_uffd_promises(k)
-    check_guard_promises(k)
+    k.oracles.uffd.check_end()
+    k.oracles.guard.check_end()
     mapped_anon = {(mm, addr) for mm, addr, folio, _, _ in mappings(k) if folio.anon}
     for (mm, addr), value in k.anon_shadow.items():
         if (mm, addr) not in mapped_anon:
