@@ -40,6 +40,10 @@ EVENTS: dict[str, str] = {
     "gup_confirm": "(k, t, mm, addr, table, folio, idx, pmd_confirmed): GUP confirms a pin",
     "device_walk": "(k, t, smmu, pmd_idx, table): a secondary MMU walks a cached table pointer",
     "device_translation": "(k, t, smmu, addr, folio, idx): a secondary MMU uses a cached entry",
+    # the private content of anonymous pages (what a read of the address must return)
+    "anon_written": "(mm, addr, value): the anonymous page mapped at ``addr`` now holds ``value``",
+    "anon_dropped": "(mm, addr): the anonymous page at ``addr`` is unmapped (its content gone)",
+    "anon_moved": "(mm, addr, new_mm, new_addr): an anonymous page's PTE moved with its content",
     # VMAs
     "vma_free": "(m, t, vma): vm_area_free()",
     "vma_use_after_free": "(m, t, vma, what, freer): a field of a freed VMA is touched",

@@ -112,7 +112,7 @@ def _hw_access(m, t, k, mm, vma, addr, write):
         value = folio.data[idx] + 1
         folio.data[idx] = value
         if folio.anon:
-            k.anon_shadow[(mm, addr)] = value
+            k.hooks.anon_written(mm, addr, value)
         else:
             vma.file.content[vma.linear_page_index(addr)] = value
     return True
@@ -124,7 +124,7 @@ def mapped_pte(k, mm, addr, folio, idx):
     mm.rss[mm_counter(folio)] += 1
     folio.mapcount += 1
     if folio.anon:
-        k.anon_shadow[(mm, addr)] = folio.data[idx]
+        k.hooks.anon_written(mm, addr, folio.data[idx])
 
 
 def user_access(k, mm, addr, write=False):
@@ -514,7 +514,7 @@ def do_wp_page(k, vmf, entry):
         anon.mapcount += 1
         old.mapcount -= 1  # page_remove_rmap()
         folio_put(k, old)
-        k.anon_shadow[(mm, vmf.address)] = anon.data[0]
+        k.hooks.anon_written(mm, vmf.address, anon.data[0])
     else:
         folio_put(k, anon)
     yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
@@ -744,7 +744,7 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
         folio.mapcount -= 1  # page_remove_rmap()
         folio_put(k, folio)  # tlb_remove_page(): the reference goes after the TLB flush
         if folio.anon:
-            k.anon_shadow.pop((mm, a), None)
+            k.hooks.anon_dropped(mm, a)
         if ent.uffd_wp and not (yield from zap_install_uffd_wp_if_needed(k, vma, ptep, a,
                                                                          details, ent)):
             k.hooks.marker_replaced(mm, a)  # dropped on request (ZAP_FLAG_DROP_MARKER)

@@ -126,7 +126,7 @@ def _remove_vmas(m, t, k, mm, vmas):
     the private content of their anonymous pages is gone with them."""
     for vma in vmas:
         for addr in range(vma.start, vma.end):
-            k.anon_shadow.pop((mm, addr), None)
+            k.hooks.anon_dropped(mm, addr)
     for vma in vmas:
         vm_area_free(k, m, t, vma)
 
@@ -275,7 +275,7 @@ def _destroy(m, t, k, mm):
     vmas = sorted(mm.vmas, key=lambda v: v.start)
     for vma in vmas:
         for addr in range(vma.start, vma.end):
-            k.anon_shadow.pop((mm, addr), None)
+            k.hooks.anon_dropped(mm, addr)
     for vma in vmas:
         vm_area_free(k, m, t, vma)
     mm.vmas.clear()

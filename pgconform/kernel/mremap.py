@@ -93,9 +93,7 @@ def drop_rmap_locks(k, vma):
 def _move_anon_shadow(k, mm, old_addr, new_addr, ent):
     """The private content of an anonymous page follows its PTE to the new address."""
     if pte_present(ent) and ent.folio.anon:
-        value = k.anon_shadow.pop((mm, old_addr), None)
-        if value is not None:
-            k.anon_shadow[(mm, new_addr)] = value
+        k.hooks.anon_moved(mm, old_addr, mm, new_addr)
 
 
 def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, need_rmap_locks):
@@ -182,7 +180,7 @@ def move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd, recheck=Tru
         yield from pmd_clear(k, old_pmd)
         value = yield Atomic(f"pmd_pgtable({pmd!r})", _pmd_populate_moved, (k, new_pmd, pmd))
         # pmd_populate(); the anonymous pages' content moves with the table (the PMD store event,
-        # oracle.pagetable.move_anon_shadow)
+        # oracle/pagetable.py move_anon_shadow)
         yield from set_pmd(k, new_pmd, value)
         yield from flush_tlb_range(k, vma, old_addr, old_addr + k.geo.hpage_pmd_nr)
         moved = True

@@ -418,9 +418,7 @@ def _move_rmap(m, t, k, mm, folio, dst_vma, src_addr, dst_addr):
     stays mapped once, in the same mm)."""
     folio.mapping = dst_vma.anon_vma
     folio.index = dst_vma.linear_page_index(dst_addr)
-    value = k.anon_shadow.pop((mm, src_addr), None)
-    if value is not None:
-        k.anon_shadow[(mm, dst_addr)] = value
+    k.hooks.anon_moved(mm, src_addr, mm, dst_addr)
 
 
 def page_anon_exclusive(folio) -> bool:

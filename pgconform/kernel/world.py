@@ -67,8 +67,6 @@ class Kernel:
         self.pt_pages: list[PtPage] = []
         self.folios: list[Folio] = []
         self.anon_vmas = 0
-        #: shadow of private (COW) content: (mm, addr) -> value a read must return
-        self.anon_shadow: dict = {}
         #: the oracle call sites (kernel/hooks.py); the oracles subscribe before anything is built
         self.hooks = Hooks()
         #: opaque to the model: the oracles' own state, set by pgconform.oracle.install()

@@ -4,7 +4,8 @@ The kernel model announces events (kernel/hooks.py: a page-table store, a table 
 a user access, GUP confirming a pin, a promise userfaultfd makes...); :func:`install` subscribes
 each oracle to its events when the world is built, before anything in it exists.  The model
 imports nothing from here and keeps no oracle state: the userfaultfd and guard-region promises are
-this package's (:class:`Oracles`, ``k.oracles``, opaque to the model).
+this package's (:class:`Oracles`, ``k.oracles``, opaque to the model), as is the shadow of the
+anonymous pages' private content.
 
 Modules: ``clauses`` (the catalogue), ``pagetable`` (page-table lifetime, locking, PMD
 transitions), ``data`` (content and references), ``vma`` (VMA lifetime), ``secondary`` (secondary
@@ -16,6 +17,7 @@ from __future__ import annotations
 import attrs
 
 from pgconform.oracle import data, pagetable, secondary, vma
+from pgconform.oracle.data import DataOracle
 from pgconform.oracle.guard import GuardOracle
 from pgconform.oracle.uffd import UffdOracle
 
@@ -26,6 +28,7 @@ class Oracles:
 
     uffd: UffdOracle
     guard: GuardOracle
+    data: DataOracle
 
 
 def install(k) -> Oracles:
@@ -33,8 +36,8 @@ def install(k) -> Oracles:
     in it: the per-object hooks are bound when an object is made).  Returns ``k.oracles``."""
     if k.oracles is not None:
         raise RuntimeError(f"oracles already installed on {k!r}")
-    uffd, guard = UffdOracle(k), GuardOracle(k)
-    k.oracles = Oracles(uffd=uffd, guard=guard)
+    uffd, guard, content = UffdOracle(k), GuardOracle(k), DataOracle()
+    k.oracles = Oracles(uffd=uffd, guard=guard, data=content)
     on = k.hooks.register
     # page-table storage and links
     on("pte_store", pagetable.check_pte_store)
@@ -60,6 +63,9 @@ def install(k) -> Oracles:
     on("gup_confirm", secondary.check_gup_page)
     on("device_walk", secondary.check_device_table)
     on("device_translation", secondary.check_device_translation)
+    on("anon_written", content.anon_written)
+    on("anon_dropped", content.anon_dropped)
+    on("anon_moved", content.anon_moved)
     # VMAs
     on("vma_free", vma.check_vma_free)
     on("vma_use_after_free", vma.check_vma_use_after_free)

@@ -1,16 +1,37 @@
 """The data oracles: a page reached through a mapping is the right page and holds what was last
 written at that address (kernel-series.md §6.3 I3), and folio references never go below zero.
 
-``k.anon_shadow`` (the private content of anonymous pages, kept by the model as the pages are
-written, copied and moved) and the files' ``content`` are what a read must return."""
+What a read must return is the files' ``content`` and, for anonymous pages, this oracle's shadow of
+their private content (:class:`DataOracle`), which follows the events the model announces as the
+pages are written, copied, moved and unmapped (kernel/hooks.py ``anon_*``)."""
 
 from __future__ import annotations
 
 
+class DataOracle:
+    """The shadow of the private (COW) content of one world: (mm, addr) -> the value a read of
+    the address must return."""
+
+    def __init__(self) -> None:
+        self.shadow: dict = {}
+
+    def anon_written(self, mm, addr, value) -> None:
+        self.shadow[(mm, addr)] = value
+
+    def anon_dropped(self, mm, addr) -> None:
+        self.shadow.pop((mm, addr), None)
+
+    def anon_moved(self, mm, addr, new_mm, new_addr) -> None:
+        value = self.shadow.pop((mm, addr), None)
+        if value is not None:
+            self.shadow[(new_mm, new_addr)] = value
+
+
 def _expected(k, mm, vma, addr):
+    shadow = k.oracles.data.shadow
     key = (mm, addr)
-    if key in k.anon_shadow:
-        return k.anon_shadow[key]
+    if key in shadow:
+        return shadow[key]
     if vma.file is None:
         return None  # an anonymous VMA's page always has its shadow while mapped
     return vma.file.content[vma.linear_page_index(addr)]

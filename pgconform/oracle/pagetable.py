@@ -181,12 +181,12 @@ def make_pmd_store_check(k):
 
 def move_anon_shadow(k, old, new) -> None:
     """A table unlinked from PMD ``old`` is linked at PMD ``new`` (both ``(pmd table, index)``):
-    the private content of the anonymous pages it maps (``k.anon_shadow``, what a read of their
-    addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
+    the private content of the anonymous pages it maps (the data oracle's shadow, what a read of
+    their addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
     that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
     size = k.geo.ptrs_per_pte
     (old_table, old_idx), (new_table, new_idx) = old, new
-    shadow = k.anon_shadow
+    shadow = k.oracles.data.shadow
     for i in range(size):
         value = shadow.pop((old_table.mm, old_idx * size + i), None)
         if value is not None:

@@ -68,7 +68,7 @@ def check_end_state(k) -> None:
     k.oracles.uffd.check_end()
     k.oracles.guard.check_end()
     mapped_anon = {(mm, addr) for mm, addr, folio, _, _ in mappings(k) if folio.anon}
-    for (mm, addr), value in k.anon_shadow.items():
+    for (mm, addr), value in k.oracles.data.shadow.items():
         if (mm, addr) not in mapped_anon:
             m.violation("data.mismatch", f"{mm!r} addr {addr}: the anonymous page holding {value} "
                         "is no longer mapped (lost with its page table?)", None, mm)

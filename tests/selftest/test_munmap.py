@@ -95,7 +95,7 @@ def test_munmap_frees_the_tables(arch, world):
     assert all(tb.released and storage_freed(tb) for tb in tables)
     assert all(p.freed for p in k.pt_pages)
     assert all(fo.mapcount == 0 for fo in folios)
-    assert not any(key[0] is mm for key in k.anon_shadow)
+    assert not any(key[0] is mm for key in k.oracles.data.shadow)
     # the address is gone: a later access faults with SIGSEGV and touches no table
     r = start_op(k, "CPU1", Op("write", 0, 9))
     finish(k)

@@ -50,7 +50,7 @@ VERDICT_NAMES = {"Violation", "ImplementationErrored"}
 #: content shadow, the machine's tolerance state)
 ORACLE_STATE = {"state", "linked_at", "unlinked_from", "detach_readers", "dormant_uffd_wp",
                 "released", "freed",
-                "anon_shadow", "tolerated", "tolerating", "tolerated_hits"}
+                "anon_shadow", "shadow", "tolerated", "tolerating", "tolerated_hits"}
 
 
 def _verdict_uses(tree, oracle_names=frozenset()):
@@ -386,12 +386,12 @@ def test_moving_a_table_keeps_no_books(arch):
     impl = Implementation(name="plain-move", overrides={"move_normal_pmd": move_normal_pmd_plain})
     k = build_world(PRIVATE, impl, arch)
     mm = k.mms[0]
-    before = dict(k.anon_shadow)
+    before = dict(k.oracles.data.shadow)
     start_op(k, "CPU0", MREMAP_ALIGNED)
     finish(k)
     (new,) = mm.vmas
     assert mm.pmd_table.entries[1] is None and mm.pmd_table.entries[0] is not None
-    assert k.anon_shadow == {(mm, new.start + 1): before[(mm, 5)]}
+    assert k.oracles.data.shadow == {(mm, new.start + 1): before[(mm, 5)]}
     touch_everything(k)
     assert not k.m.failed
 
