@@ -125,11 +125,6 @@ def pte_present(v) -> bool:
 # ------------------------------------------------------------------------------------------------
 # page-table pages
 
-#: lifecycle of a PTE table page (kernel-series.md §1.1): allocated by pte_alloc_one and ctor'd,
-#: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
-ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
-
-
 @attrs.define(slots=True, eq=False, repr=False)
 class PteTable(Page):
     """A PTE page table: entries, its ptlock and (a whole-page table) the rcu_head overlaying
@@ -142,27 +137,15 @@ class PteTable(Page):
     storage lives until the whole page goes."""
 
     ptl: Spinlock | None = None
-    state: str = ALLOCATED
     mm: object = None
-    linked_at: tuple | None = None  # (pmd table, index) while LINKED
-    #: (pmd table, index) it was last linked at, while unlinked: the private content of its
-    #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
-    unlinked_from: tuple | None = None
-    #: the trace position (``len(m.trace)``) when it was last unlinked: a lockless walker that
-    #: confirmed the PMD before then saw it linked (GUP-fast's linearization point)
-    unlinked_step: int = -1
-    #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
-    #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
-    #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing
-    dormant_uffd_wp: bool = False
     rcu_head: RcuHead | None = None
     on_call_rcu: object = None      # oracle hook: the table handed to call_rcu
     page: PtPage | None = None      # the shared page this table is carved from
     slot: int = 0
     released: bool = False
-    #: RCU readers present when the table was unlinked under a live VMA (kernel-series.md §1.9):
-    #: its storage may not be freed or reused before each of them has left that section
-    detach_readers: list | None = None
+    #: opaque to the model: the table's lifecycle as the oracles track it (linked, detached,
+    #: deferred...: pgconform/oracle/pagetable.py TableLife), kept here for the store hook's speed
+    oracle: object = None
 
     def __repr__(self) -> str:
         if self.page is not None:

@@ -8,11 +8,9 @@ written only here), and the private content that follows a table linked at anoth
 
 from __future__ import annotations
 
+import attrs
+
 from pgconform.kernel.objects import (
-    ALLOCATED,
-    DEFERRED,
-    DETACHED,
-    LINKED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_WP,
     PteMarker,
@@ -22,11 +20,56 @@ from pgconform.kernel.objects import (
 )
 
 
+#: lifecycle of a PTE table page (kernel-series.md §1.1): allocated by pte_alloc_one and ctor'd,
+#: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
+ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
+
+
+@attrs.define(slots=True, eq=False)
+class TableLife:
+    """A PTE table's lifecycle as the oracles track it from the PMD stores and call_rcu (the
+    table's opaque ``oracle`` slot)."""
+
+    state: str = ALLOCATED
+    linked_at: tuple | None = None  # (pmd table, index) while LINKED
+    #: (pmd table, index) it was last linked at, while unlinked: the private content of its
+    #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
+    unlinked_from: tuple | None = None
+    #: the trace position (``len(m.trace)``) when it was last unlinked: a lockless walker that
+    #: confirmed the PMD before then saw it linked (GUP-fast's linearization point)
+    unlinked_step: int = -1
+    #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
+    #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
+    #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing
+    dormant_uffd_wp: bool = False
+    #: RCU readers present when the table was unlinked under a live VMA (kernel-series.md §1.9):
+    #: its storage may not be freed or reused before each of them has left that section
+    detach_readers: list | None = None
+
+
+_ALLOCATED = TableLife()  # the lifecycle of a table no PMD store has seen yet (never written)
+
+
+def life(table) -> TableLife:
+    """The lifecycle of ``table`` (read-only)."""
+    return table.oracle or _ALLOCATED
+
+
+def _life(table) -> TableLife:
+    """The lifecycle of ``table``, to update."""
+    lf = table.oracle
+    if lf is None:
+        lf = table.oracle = TableLife()
+    return lf
+
+
 def check_pte_store(m, t, table, idx, value) -> None:
     """Store hook of PTE tables: the writer holds the table's ptl and the table is still linked."""
-    if table.state != LINKED:
+    lf = table.oracle
+    if lf is None or lf.state != LINKED:
         m.violation("pt.write-detached",
-                    f"{t.name} writes {value!r} into entry {idx} of {table!r}, which is {table.state} "
+                    f"{t.name} writes {value!r} into entry {idx} of {table!r}, which is "
+                    f"{life(table).state} "
                     "(no longer linked from any PMD): the entry is lost with the table", t, table)
     if table.ptl.owner is not t:
         m.violation("pt.write-unlocked",
@@ -137,6 +180,7 @@ def make_pmd_store_check(k):
             return
         if type(old) is TablePmd:
             table = k.pmd_table(old)
+            lf = _life(table)
             mm = pmdtable.mm
             haddr = idx * k.geo.ptrs_per_pte
             if not any(s <= haddr and haddr + k.geo.ptrs_per_pte <= e
@@ -145,34 +189,35 @@ def make_pmd_store_check(k):
                             f"{t.name} clears {pmdtable!r}[{idx}] (-> {table!r}) outside any "
                             "mmu_notifier invalidate range: a secondary MMU may keep walking the "
                             "table after it is freed", t, table)
-            table.state = DETACHED
-            table.linked_at = None
-            table.unlinked_from = (pmdtable, idx)
-            table.unlinked_step = len(m.trace)
-            table.dormant_uffd_wp = not any(
+            lf.state = DETACHED
+            lf.linked_at = None
+            lf.unlinked_from = (pmdtable, idx)
+            lf.unlinked_step = len(m.trace)
+            lf.dormant_uffd_wp = not any(
                 VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
                 for v in mm.vmas)
             if mm.find_vma(haddr) is not None and mm_walkable(mm):
                 # lockless walkers (pte_offset_map*, GUP-fast) may hold it: they are RCU readers
-                table.detach_readers = m.reader_snapshot(exclude=t)
+                lf.detach_readers = m.reader_snapshot(exclude=t)
                 if pmd_range_excluded(k, t, mm, idx):
                     # 6.5: with mmap_lock and i_mmap_rwsem held for write only GUP-fast (IRQs
                     # off, running this mm) can still be walking the table
-                    table.detach_readers = [(r, r.reader_seq)
+                    lf.detach_readers = [(r, r.reader_seq)
                                             for r, _ in m.irq_snapshot(exclude=t, mm=mm)]
         if type(value) is TablePmd:
             table = k.pmd_table(value)
             if table is None or table.freed or table.released or \
-                    table.state not in (ALLOCATED, DETACHED):
+                    life(table).state not in (ALLOCATED, DETACHED):
                 state = ("freed" if table is None or table.freed or table.released
-                         else table.state)
+                         else life(table).state)
                 m.violation("pt.populate-dead",
                             f"{t.name} links {table!r} ({state}) into {pmdtable!r}[{idx}]",
                             t, table)
-            table.state = LINKED
-            table.linked_at = (pmdtable, idx)
-            table.detach_readers = None
-            moved_from, table.unlinked_from = table.unlinked_from, None
+            lf = _life(table)
+            lf.state = LINKED
+            lf.linked_at = (pmdtable, idx)
+            lf.detach_readers = None
+            moved_from, lf.unlinked_from = lf.unlinked_from, None
             if moved_from is not None and moved_from != (pmdtable, idx):
                 move_anon_shadow(k, moved_from, (pmdtable, idx))
 
@@ -182,8 +227,8 @@ def make_pmd_store_check(k):
 def move_anon_shadow(k, old, new) -> None:
     """A table unlinked from PMD ``old`` is linked at PMD ``new`` (both ``(pmd table, index)``):
     the private content of the anonymous pages it maps (the data oracle's shadow, what a read of
-    their addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
-    that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
+    their addresses must return) moves with it.  Kept here, by the PMD store that links the table,
+    so that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
     size = k.geo.ptrs_per_pte
     (old_table, old_idx), (new_table, new_idx) = old, new
     shadow = k.oracles.data.shadow
@@ -246,7 +291,7 @@ def check_torn_read(m, t, value) -> None:
 def on_table_call_rcu(m, t, table) -> None:
     """call_rcu of a PTE table's rcu_head: the table is detached and empty."""
     check_table_release(m, t, table, "call_rcu")
-    table.state = DEFERRED
+    _life(table).state = DEFERRED
 
 
 def on_page_call_rcu(m, t, page) -> None:
@@ -327,12 +372,13 @@ def check_table_release(m, t, table, how: str) -> None:
     linked, empty."""
     if table.released or table.freed:
         m.violation("pt.double-free", f"{t.name} frees {table!r} ({how}) a second time", t, table)
-    if table.state == LINKED:
+    lf = life(table)
+    if lf.state == LINKED:
         m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points at "
                     "it", t, table)
     if not table.is_empty():
         live = {i: e for i, e in enumerate(table.entries) if e is not None
-                and not (table.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
+                and not (lf.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
         if live and not stale_file_ptes_unreachable(t, table, how, live):
             m.violation("pt.free-nonempty", f"{t.name} frees {table!r} ({how}) with live entries "
                         f"{live}: they are lost with the table", t, table, lost_markers(live))
@@ -365,9 +411,10 @@ def stale_file_ptes_unreachable(t, table, how, live) -> bool:
 
 
 def _readers_left(m, t, table):
-    if table.detach_readers is None:
+    readers = life(table).detach_readers
+    if readers is None:
         return None
-    waiting = m.still_waiting(table.detach_readers, "reader")
+    waiting = m.still_waiting(readers, "reader")
     return tuple(r for r in waiting if r is not t) if waiting else None
 
 
@@ -378,7 +425,7 @@ def check_storage_free(m, t, storage, tables) -> None:
         if not table.released:
             m.violation("pt.free-shared-page",
                         f"{t.name} frees {storage!r} while {table!r} in it is still in use "
-                        f"({table.state})", t, table)
+                        f"({life(table).state})", t, table)
         readers = _readers_left(m, t, table)
         if readers:
             m.violation("pt.reuse-before-gp",
@@ -391,7 +438,7 @@ def check_table_handout(m, t, old) -> None:
     """The storage of table ``old`` is handed out again as a new table."""
     if not old.released:
         m.violation("pt.double-alloc", f"{t.name} hands out the storage of {old!r} as a new page "
-                    f"table while {old!r} is still in use ({old.state})", t, old)
+                    f"table while {old!r} is still in use ({life(old).state})", t, old)
     readers = _readers_left(m, t, old)
     if readers:
         m.violation("pt.reuse-before-gp",
@@ -404,9 +451,9 @@ def check_no_leaks(k) -> None:
     """End of run: every table is linked or given back; every shared page whose tables were all
     given back is freed (unless it is the mm's current fragment cache)."""
     for table in k.tables:
-        if not table.released and table.state != LINKED:
-            k.m.violation("pt.leak", f"{table!r} is {table.state} at the end of the run: never "
-                          "freed", None, table)
+        if not table.released and life(table).state != LINKED:
+            k.m.violation("pt.leak", f"{table!r} is {life(table).state} at the end of the run: "
+                          "never freed", None, table)
     for page in k.pt_pages:
         if page.freed or any(not t.released for t in page.tables()):
             continue

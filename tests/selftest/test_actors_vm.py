@@ -19,6 +19,7 @@ from pgconform.kernel import mmap as kmmap
 from pgconform.kernel import mremap as kmremap
 from pgconform.kernel.fork import is_cow_mapping
 from pgconform.kernel.mmap import FreedVma
+from pgconform.oracle.pagetable import life
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import (
@@ -200,7 +201,7 @@ def mremap_paused_before_rmap_locks(arch, impl=REFERENCE):
     collapse = start_op(k, "CPU1", Op("khugepaged", 1, 4))
     run_to_end(m, collapse)
     assert collapse.result == SCAN_SUCCEED
-    assert mm0.pmd_table.entries[1] is None and table.state != "linked"
+    assert mm0.pmd_table.entries[1] is None and life(table).state != "linked"
     finish(k)
     return k
 
@@ -356,7 +357,7 @@ def test_exit_before_retract_is_skipped():
     step_until(m, ex, lambda t: in_path(t, "unmap_vmas"))
     collapse = start_op(k, "CPU1", Op("khugepaged", 1, 4))
     run_to_end(m, collapse)
-    assert collapse.result == SCAN_SUCCEED and table.state == "linked"
+    assert collapse.result == SCAN_SUCCEED and life(table).state == "linked"
     finish(k)
     assert table.released and mm0.nr_ptes == 0
 
