@@ -520,3 +520,19 @@ def test_oracles_are_installed_once():
     k = build_world(SHARED, REFERENCE)
     with pytest.raises(RuntimeError, match="already installed"):
         install(k)
+
+
+def test_hooks_call_every_subscriber_in_order():
+    from pgconform.kernel.hooks import EVENTS, Hooks
+
+    hooks, heard = Hooks(), []
+    assert hooks.marker_replaced("mm", 5) is None and hooks.store_hook("pte_store") is None
+    for n in range(4):
+        hooks.register("marker_replaced", lambda mm, a, n=n: heard.append((n, mm, a)))
+        heard.clear()
+        hooks.marker_replaced("mm", 5)
+        assert heard == [(i, "mm", 5) for i in range(n + 1)]
+    assert Hooks().marker_replaced is not hooks.marker_replaced  # per world, not per class
+    with pytest.raises(ValueError, match="unknown kernel event"):
+        hooks.register("pte_stored", print)
+    assert "pte_store" in EVENTS
