@@ -78,4 +78,10 @@ def install(k) -> Oracles:
     on("marker_replaced", uffd.marker_replaced)
     on("guard_installed", guard.guard_installed)
     on("guard_removed", guard.guard_removed)
+    # series functions judged around every call, the reference's or an implementation's
+    from pgconform.reference import ALL_REFERENCE_FUNCTIONS
+
+    for name, judge in pagetable.SERIES_JUDGES.items():
+        fn = getattr(k.ops, name)
+        setattr(k.ops, name, judge(fn, fn not in ALL_REFERENCE_FUNCTIONS))
     return k.oracles

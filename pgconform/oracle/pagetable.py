@@ -79,7 +79,7 @@ def check_pte_store(m, t, table, idx, value) -> None:
 
 def judge_pte_lockptr(fn, overridden: bool):
     """``fn`` (the table's pte_lockptr(), the reference's or an implementation's) judged around
-    each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
+    each call once the oracles are installed (:func:`pgconform.oracle.install`), so that no override
     can switch the judgement off: the pmd value it is given names a page table (with split PTE
     ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
     re-read ``*pmd`` after the table went, kernel-series.md A14), and, for an implementation's
@@ -126,7 +126,7 @@ def judge_pte_lockptr(fn, overridden: bool):
 
 #: series functions judged around every call, whoever defines them: name -> the wrapper's maker,
 #: called with the function and whether it is an implementation's (installed by
-#: pgconform.implementation.build_table over the reference and the overrides alike)
+#: pgconform.oracle.install over the reference and the overrides alike)
 SERIES_JUDGES = {"pte_lockptr": judge_pte_lockptr}
 
 

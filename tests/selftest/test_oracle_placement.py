@@ -1,5 +1,6 @@
-"""No implementation can switch an oracle off: every check runs in the harness or the model, never
-inside a function an implementation may override.
+"""No implementation can switch an oracle off: every check runs in pgconform/oracle/ (subscribed to
+the events the kernel model announces, kernel/hooks.py) or in the engine, never inside a function
+an implementation may override.
 
 * statically: no code of the shipped implementations (the reference, the kernel versions, the
   alternative designs, the zoo) calls the verdict API or imports the oracles, and no series
@@ -10,7 +11,9 @@ inside a function an implementation may override.
   out), still gets its verdict on its stored schedule (``pgconform/data/history_schedules.json``),
   and the reference made of pass-throughs passes the same schedules;
 * pte_lockptr(), the function whose reference body used to hold pt.lock-mismatch: overrides that
-  compute a wrong lock are caught by the judgement around it.
+  compute a wrong lock are caught by the judgement around it;
+* the model imports no oracle, every clause is raised in oracle/ or sim/, and every event the
+  model announces has an oracle.
 """
 
 from __future__ import annotations
