@@ -27,7 +27,7 @@ EVENTS: dict[str, str] = {
     "page_call_rcu": "(m, t, page): a shared page-table page's rcu_head is queued",
     "table_release": "(m, t, table, how): a PTE table is given back (call_rcu, free, dtor)",
     "storage_free": "(m, t, storage, tables): the page holding ``tables`` is freed",
-    "storage_free_again": "(m, t, storage): a page-table page whose ``freed`` is set is freed",
+    "pt_page_free": "(m, t, storage): a page-table page whose dtor ran is freed (not twice)",
     "table_handout": "(m, t, old): the storage of table ``old`` is handed out as a new table",
     "pt_list_op": "(m, t, page, op): list_add/list_add_tail/list_del_init of a page's pt_list",
     "mm_find_pmd": "(m, t, k, mm, addr): a walk down to the PMD of ``addr``",

@@ -213,7 +213,7 @@ class Kernel:
 
     def free_pte_page(self, m, t, table: PteTable) -> None:
         """pagetable_free()/free_page() of a whole-page table whose destructor already ran."""
-        self.hooks.storage_free_again(m, t, table)
+        self.hooks.pt_page_free(m, t, table)
         self.hooks.storage_free(m, t, table, [table])
         if self.arch.split_pte_ptlocks:
             table.ptl.alive = False
@@ -258,7 +258,7 @@ class Kernel:
     def free_pt_page(self, m, t, page: PtPage) -> None:
         """pagetable_pte_dtor() + pagetable_free() of a shared page: every table in it goes, with
         the page's ptlock."""
-        self.hooks.storage_free_again(m, t, page)
+        self.hooks.pt_page_free(m, t, page)
         tables = page.tables()
         self.hooks.storage_free(m, t, page, tables)
         for table in tables:

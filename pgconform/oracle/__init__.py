@@ -49,7 +49,7 @@ def install(k) -> Oracles:
     on("page_call_rcu", pagetable.on_page_call_rcu)
     on("table_release", pagetable.check_table_release)
     on("storage_free", pagetable.check_storage_free)
-    on("storage_free_again", pagetable.check_free_again)
+    on("pt_page_free", pagetable.check_free_again)
     on("table_handout", pagetable.check_table_handout)
     on("pt_list_op", pagetable.check_list_op)
     on("mm_find_pmd", pagetable.check_mm_find_pmd)
