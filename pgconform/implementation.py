@@ -283,10 +283,9 @@ def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]
 def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
     """The function table the model calls through: the reference for ``arch`` (the generic
     functions, replaced by the arch's own where it has them, as ``#define pte_free_defer`` does in
-    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`.  The functions of
-    :data:`pgconform.oracle.pagetable.SERIES_JUDGES` are then wrapped in their oracle, whoever
-    defines them: a check an override could leave out does not belong in the reference's body."""
-    from pgconform.oracle.pagetable import SERIES_JUDGES
+    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`.  (The oracles
+    that judge some series functions around every call, whoever defines them, wrap them when they
+    are installed on the world: :func:`pgconform.oracle.install`.)"""
     from pgconform.reference import reference_functions
 
     table = reference_functions(arch)
@@ -295,6 +294,4 @@ def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
         checks = return_checks()
         table.update({name: checked(name, fn, checks.get(name))
                       for name, fn in overrides.items()})
-    for name, judge in SERIES_JUDGES.items():
-        table[name] = judge(table[name], name in overrides)
     return types.SimpleNamespace(**table)

@@ -43,6 +43,7 @@ from pgconform.kernel.userfaultfd import (
 )
 from pgconform.kernel.version import VERSIONS
 from pgconform.kernel.world import Kernel
+from pgconform.oracle import install as install_oracles
 from pgconform.sim.effects import DownRead, UpRead
 from pgconform.sim.machine import Machine
 
@@ -167,6 +168,7 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
     version = VERSIONS[impl.kernel]
     config = version.arch(arch)
     k = Kernel(build_table(impl, config), config, Geometry(), machine, version)
+    install_oracles(k)
     k.m.tolerated = {**impl.known_violations_on(arch), **(tolerated or {})}
     k.m.consequences = impl.known_consequences
     k.m.tolerating = set()

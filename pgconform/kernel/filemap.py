@@ -52,8 +52,7 @@ def folio_put(k, folio, nr: int = 1) -> None:
     if folio.refcount == 0:
         folio.freed = True
     elif folio.refcount < 0:
-        k.m.violation("acct.refcount", f"{folio!r} refcount went negative ({folio.refcount})", None,
-                      folio)
+        k.hooks.folio_refcount_negative(k, folio)
 
 
 def mm_counter_file(folio) -> str:

@@ -13,7 +13,7 @@ copy_pte_range(): the child's table by pte_alloc_map_lock(), the parent's by
 pte_offset_map_nolock() + spin_lock_nested() (no pmd_same(): the parent's mmap_lock and the
 anon_vma keep it stable); a NULL source map stops copying (the child faults).  Anonymous pages
 become shared COW: both PTEs write-protected, one more map and reference, and the child's copy of
-the private content (``k.anon_shadow``) equal to the parent's.
+the private content (announced: kernel/hooks.py ``anon_written``) equal to the parent's.
 
 Model restrictions: the child's mmap_lock is not taken (mmap_write_lock_nested()): the child mm
 enters ``k.mms`` only when fork returns, so nothing but i_mmap walkers can reach it meanwhile, as

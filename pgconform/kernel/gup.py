@@ -29,7 +29,6 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgtable import pae_split
-from pgconform.oracle.secondary import check_gup_page
 from pgconform.sim.effects import Atomic, DownRead, IrqDisable, IrqEnable, Load, Unlock, UpRead
 from pgconform.sim.physmem import Page
 
@@ -95,7 +94,7 @@ def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
         m.use_after_free(t, table, f"read of entry {ptep.idx}")
     if table.entries[ptep.idx] != pte:
         return False
-    check_gup_page(k, t, mm, addr, table, folio, pte.idx, pmd_confirmed)
+    k.hooks.gup_confirm(k, t, mm, addr, table, folio, pte.idx, pmd_confirmed)
     return True
 
 
@@ -138,7 +137,7 @@ def _huge_recheck(m, t, k, mm, addr, end, pmdp, orig, folio):
     if pmdp.table.entries[pmdp.idx] != orig:  # pmd_val(orig) != pmd_val(*pmdp)
         return False
     for a in range(addr, end):
-        check_gup_page(k, t, mm, a, None, folio, a - k.geo.haddr(a))
+        k.hooks.gup_confirm(k, t, mm, a, None, folio, a - k.geo.haddr(a), None)
     return True
 
 
@@ -213,7 +212,7 @@ def _grab_locked(m, t, k, mm, addr, table, pte):
     reference (refcount > 0), so this succeeds; the pin is confirmed here (oracle)."""
     folio = pte.folio
     folio.refcount += 1
-    check_gup_page(k, t, mm, addr, table, folio, pte.idx)
+    k.hooks.gup_confirm(k, t, mm, addr, table, folio, pte.idx, None)
     return folio
 
 
@@ -239,7 +238,7 @@ def _grab_huge_locked(m, t, k, mm, addr, pmdp):
     pmd = pmdp.table.entries[pmdp.idx]
     folio, idx = pmd.folio, addr - k.geo.haddr(addr)
     folio.refcount += 1
-    check_gup_page(k, t, mm, addr, None, folio, idx)
+    k.hooks.gup_confirm(k, t, mm, addr, None, folio, idx, None)
     return folio, idx
 
 

@@ -43,8 +43,6 @@ from pgconform.kernel.objects import (
     pte_none,
 )
 from pgconform.kernel.pgalloc import __pte_alloc
-from pgconform.oracle.guard import guard_installed, guard_removed
-from pgconform.oracle.uffd import marker_replaced
 from pgconform.sim.effects import Atomic, DownRead, Load, Store, UpRead
 
 EINVAL = -22
@@ -95,7 +93,7 @@ def guard_install_pte_range(k, vma, pmdp, addr, end):
         ent = yield Load(ptep.table, ptep.idx)
         if pte_none(ent):
             yield Store(ptep.table, ptep.idx, PTE_MARKER_GUARD)
-            guard_installed(vma, a)  # the promise, in the step of the store
+            k.hooks.guard_installed(vma, a)  # the promise, in the step of the store
             if k.arch.vivt_cache:
                 yield from update_mmu_cache_range(k, vma, a, ptep)
         elif ent != PTE_MARKER_GUARD:  # populated: abort, the caller zaps and retries
@@ -195,8 +193,8 @@ def guard_remove_pte_range(k, vma, pmdp, addr, end):
             yield Store(ptep.table, ptep.idx, None)
             # the process asked for it: the promise ends with the clear, and so does a uffd-wp
             # one (UFFDIO_WRITEPROTECT over the guard left the marker alone, as it does poison)
-            guard_removed(mm, a)
-            marker_replaced(mm, a)
+            k.hooks.guard_removed(mm, a)
+            k.hooks.marker_replaced(mm, a)
             if k.arch.vivt_cache:
                 yield from update_mmu_cache_range(k, vma, a, ptep)
     yield from k.ops.pte_unmap_unlock(k, pte, ptl)

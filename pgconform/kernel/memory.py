@@ -51,8 +51,6 @@ from pgconform.kernel.objects import (
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes, pte_alloc
 from pgconform.kernel.pgtable import pmd_clear, pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
-from pgconform.oracle.guard import check_guard_access, guard_removed
-from pgconform.oracle.uffd import check_access, marker_replaced
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 VM_FAULT_OK = 0
@@ -93,15 +91,6 @@ class VmFault:
 # the hardware side: a user access through the live page tables
 
 
-def _expected(k, mm, vma, addr):
-    key = (mm, addr)
-    if key in k.anon_shadow:
-        return k.anon_shadow[key]
-    if vma.file is None:
-        return None  # an anonymous VMA's page always has its shadow while mapped
-    return vma.file.content[vma.linear_page_index(addr)]
-
-
 def _hw_access(m, t, k, mm, vma, addr, write):
     """One access by the CPU's MMU: walk the live PMD and PTE, check the data, write if allowed.
     Returns False when the translation does not allow the access (the CPU faults)."""
@@ -118,16 +107,12 @@ def _hw_access(m, t, k, mm, vma, addr, write):
         if not pte_present(ent) or (write and not ent.write):
             return False
         folio, idx = ent.folio, ent.idx
-    if mm.uffd.wp or mm.uffd.poisoned:
-        check_access(k, t, mm, vma, addr, write)
-    if mm.guards:
-        check_guard_access(k, t, mm, vma, addr, "store" if write else "load")
-    check_mapping_data(k, t, mm, vma, addr, folio, idx)
+    k.hooks.user_access(k, t, mm, vma, addr, write, folio, idx)
     if write:
         value = folio.data[idx] + 1
         folio.data[idx] = value
         if folio.anon:
-            k.anon_shadow[(mm, addr)] = value
+            k.hooks.anon_written(mm, addr, value)
         else:
             vma.file.content[vma.linear_page_index(addr)] = value
     return True
@@ -139,26 +124,7 @@ def mapped_pte(k, mm, addr, folio, idx):
     mm.rss[mm_counter(folio)] += 1
     folio.mapcount += 1
     if folio.anon:
-        k.anon_shadow[(mm, addr)] = folio.data[idx]
-
-
-def check_mapping_data(k, t, mm, vma, addr, folio, idx):
-    """The data oracle: a mapped page is the page cache's (for file pages) and reads what was last
-    written at this address (file content, or the private anonymous copy)."""
-    m = k.m
-    if folio.freed:
-        m.violation("data.stale-mapping", f"{mm!r} addr {addr} maps {folio!r}, which was freed",
-                    t, folio)
-    if not folio.anon:
-        index = vma.linear_page_index(addr)
-        cached = vma.file.pages.get(index)
-        if cached is not folio or folio.index + idx != index:
-            m.violation("data.stale-mapping", f"{mm!r} addr {addr} maps {folio!r}+{idx}, but the "
-                        f"page cache holds {cached!r} at index {index}", t, folio)
-    want = _expected(k, mm, vma, addr)
-    if folio.data[idx] != want:
-        m.violation("data.mismatch", f"{mm!r} addr {addr} reads {folio.data[idx]} through "
-                    f"{folio!r}+{idx}, but {want} was last written there", t, folio)
+        k.hooks.anon_written(mm, addr, folio.data[idx])
 
 
 def user_access(k, mm, addr, write=False):
@@ -548,7 +514,7 @@ def do_wp_page(k, vmf, entry):
         anon.mapcount += 1
         old.mapcount -= 1  # page_remove_rmap()
         folio_put(k, old)
-        k.anon_shadow[(mm, vmf.address)] = anon.data[0]
+        k.hooks.anon_written(mm, vmf.address, anon.data[0])
     else:
         folio_put(k, anon)
     yield from k.ops.pte_unmap_unlock(k, vmf.pte, vmf.ptl)
@@ -764,9 +730,9 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
             # the process asked for the range to go (MADV_DONTNEED, munmap) or the page itself
             # went (a truncated folio): the marker's promise ends with it
             if ent == PTE_MARKER_GUARD:
-                guard_removed(mm, a)
+                k.hooks.guard_removed(mm, a)
             else:
-                marker_replaced(mm, a)
+                k.hooks.marker_replaced(mm, a)
             continue
         if details is not None and not details.even_cows and ent.folio.anon:
             continue
@@ -778,10 +744,10 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
         folio.mapcount -= 1  # page_remove_rmap()
         folio_put(k, folio)  # tlb_remove_page(): the reference goes after the TLB flush
         if folio.anon:
-            k.anon_shadow.pop((mm, a), None)
+            k.hooks.anon_dropped(mm, a)
         if ent.uffd_wp and not (yield from zap_install_uffd_wp_if_needed(k, vma, ptep, a,
                                                                          details, ent)):
-            marker_replaced(mm, a)  # dropped on request (ZAP_FLAG_DROP_MARKER)
+            k.hooks.marker_replaced(mm, a)  # dropped on request (ZAP_FLAG_DROP_MARKER)
     pmdval = None
     if can_reclaim_pt:
         # any_skipped: an entry the loop kept (a COW page, a marker) or put back (a uffd-wp

@@ -40,7 +40,6 @@ from pgconform.kernel.mmu_notifier import mmu_notifier_release
 from pgconform.kernel.objects import TablePmd, Vma
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import pmd_clear
-from pgconform.oracle.pagetable import mm_walkable
 from pgconform.sim.effects import (
     Atomic,
     DowngradeWrite,
@@ -89,17 +88,8 @@ def unlink_file_vma(k, vma):
     yield UpWrite(f.i_mmap_rwsem)
 
 
-def vma_findable(vma) -> str | None:
-    """Where a walker can still find ``vma``: its mm's VMA tree (if the mm is walkable) or its
-    file's i_mmap; None if nowhere."""
-    if vma in vma.mm.vmas and mm_walkable(vma.mm):
-        return f"the VMA tree of {vma.mm!r}"
-    if vma.file is not None and vma in vma.file.i_mmap:
-        return f"{vma.file!r}'s i_mmap"
-    return None
-
-
-#: freed VMAs -> (machine, the task that freed it), for the use-after-free report
+#: freed VMAs -> (the world's hooks, machine, the task that freed it), for the use-after-free
+#: event
 _FREED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -120,20 +110,15 @@ class FreedVma(Vma):
 
 
 def _vma_use_after_free(vma, what):
-    m, freer = _FREED[vma]
-    t = m.current
-    m.violation("vma.use-after-free", f"{t.name if t else '?'}: {what} of {vma!r}, which {freer} "
-                "freed (a walker kept a VMA it found past the lock that kept it alive)", t, vma)
+    hooks, m, freer = _FREED[vma]
+    hooks.vma_use_after_free(m, m.current, vma, what, freer)
 
 
-def vm_area_free(m, t, vma) -> None:
+def vm_area_free(k, m, t, vma) -> None:
     """kernel/fork.c: vm_area_free() (6.6): the VMA object is freed.  A walker must not be able to
-    find it any more (vma.free-linked); from now on touching it is a use-after-free."""
-    where = vma_findable(vma)
-    if where is not None:
-        m.violation("vma.free-linked", f"{t.name} frees {vma!r} while it is still in {where}: a "
-                    "walker can find it and use it after the free", t, vma)
-    _FREED[vma] = (m, t.name)
+    find it any more (announced: vma.free-linked); from now on touching it is a use-after-free."""
+    k.hooks.vma_free(m, t, vma)
+    _FREED[vma] = (k.hooks, m, t.name)
     vma.__class__ = FreedVma
 
 
@@ -142,9 +127,9 @@ def _remove_vmas(m, t, k, mm, vmas):
     the private content of their anonymous pages is gone with them."""
     for vma in vmas:
         for addr in range(vma.start, vma.end):
-            k.anon_shadow.pop((mm, addr), None)
+            k.hooks.anon_dropped(mm, addr)
     for vma in vmas:
-        vm_area_free(m, t, vma)
+        vm_area_free(k, m, t, vma)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,9 +276,9 @@ def _destroy(m, t, k, mm):
     vmas = sorted(mm.vmas, key=lambda v: v.start)
     for vma in vmas:
         for addr in range(vma.start, vma.end):
-            k.anon_shadow.pop((mm, addr), None)
+            k.hooks.anon_dropped(mm, addr)
     for vma in vmas:
-        vm_area_free(m, t, vma)
+        vm_area_free(k, m, t, vma)
     mm.vmas.clear()
 
 

@@ -46,7 +46,6 @@ from pgconform.kernel.objects import (
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
-from pgconform.oracle.pagetable import check_plain_read_race
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 
 MM_CP_TRY_CHANGE_WRITABLE = 1
@@ -131,10 +130,10 @@ def pmd_none_plain_read(k, pmdp, prepared):
     if k.plain_reads == "fused":
         return prepared
     return (yield Atomic(f"READ {pmdp.table!r}[{pmdp.idx}] (plain, again)", _plain_reread,
-                         (pmdp, prepared), touches=(pmdp.table,)))
+                         (k, pmdp, prepared), touches=(pmdp.table,)))
 
 
-def _plain_reread(m, t, pmdp, first):
+def _plain_reread(m, t, k, pmdp, first):
     """The second of two plain loads of ``pmdp``: a Load that compares with the first (in the
     step, so that the clause is scoped by the reader's call path)."""
     page = pmdp.table
@@ -142,8 +141,8 @@ def _plain_reread(m, t, pmdp, first):
         m.use_after_free(t, page, f"read of entry {pmdp.idx}")
     pmdval = page.entries[pmdp.idx]
     if pmdval != first:
-        check_plain_read_race(m, t, pmdp, first, pmdval, "change_pmd_range(): pte_alloc()'s "
-                              "pmd_none(*pmd), then pmd_none(*pmd)")
+        k.hooks.plain_read_race(m, t, pmdp, first, pmdval, "change_pmd_range(): pte_alloc()'s "
+                                "pmd_none(*pmd), then pmd_none(*pmd)")
     return pmdval
 
 

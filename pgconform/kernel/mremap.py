@@ -93,9 +93,7 @@ def drop_rmap_locks(k, vma):
 def _move_anon_shadow(k, mm, old_addr, new_addr, ent):
     """The private content of an anonymous page follows its PTE to the new address."""
     if pte_present(ent) and ent.folio.anon:
-        value = k.anon_shadow.pop((mm, old_addr), None)
-        if value is not None:
-            k.anon_shadow[(mm, new_addr)] = value
+        k.hooks.anon_moved(mm, old_addr, mm, new_addr)
 
 
 def move_ptes(k, vma, old_pmd, old_addr, old_end, new_vma, new_pmd, new_addr, need_rmap_locks):
@@ -152,10 +150,7 @@ def _pmd_populate_moved(m, t, k, new_pmd, pmdval):
     """pmd_populate(mm, new_pmd, pmd_pgtable(pmd)) with the value read from the old slot: anything
     but a table (a none PMD retract_page_tables() left) makes pmd_pgtable() garbage (frame 0)."""
     if type(pmdval) is not TablePmd:
-        m.violation("pt.populate-dead",
-                    f"{t.name} moves {pmdval!r} as a page table into {new_pmd!r}: "
-                    "pmd_populate(pmd_pgtable()) of a PMD that no longer names a table links a "
-                    "garbage page table (frame 0) into the new slot (CVE-2024-50066)", t, None)
+        k.hooks.pmd_moved_not_table(m, t, new_pmd, pmdval)
     return table_pmd(pgtable_table(k, k.pmd_pgtable(pmdval)))
 
 
@@ -184,8 +179,8 @@ def move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd, recheck=Tru
     if not recheck or type(pmd) is TablePmd:
         yield from pmd_clear(k, old_pmd)
         value = yield Atomic(f"pmd_pgtable({pmd!r})", _pmd_populate_moved, (k, new_pmd, pmd))
-        # pmd_populate(); the anonymous pages' content moves with the table (the PMD store hook,
-        # oracle.pagetable.move_anon_shadow)
+        # pmd_populate(); the anonymous pages' content moves with the table (the PMD store event,
+        # oracle/pagetable.py move_anon_shadow)
         yield from set_pmd(k, new_pmd, value)
         yield from flush_tlb_range(k, vma, old_addr, old_addr + k.geo.hpage_pmd_nr)
         moved = True

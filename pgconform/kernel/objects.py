@@ -127,11 +127,6 @@ def pte_present(v) -> bool:
 # ------------------------------------------------------------------------------------------------
 # page-table pages
 
-#: lifecycle of a PTE table page: allocated by pte_alloc_one and ctor'd,
-#: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
-ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
-
-
 # the PMD value linking it names the table ``table@pfn[+slot]`` (TablePmd; ``table@pfn`` for
 # slot 0 of a shared page)
 @name_form(r"pte_table@\d+(?:\+\d+)?\.\d+", (r"pte_table@(\d+)(\+\d+)?\.\d+", r"table@\1\2"),
@@ -148,27 +143,15 @@ class PteTable(Page):
     storage lives until the whole page goes."""
 
     ptl: Spinlock | None = None
-    state: str = ALLOCATED
     mm: object = None
-    linked_at: tuple | None = None  # (pmd table, index) while LINKED
-    #: (pmd table, index) it was last linked at, while unlinked: the private content of its
-    #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
-    unlinked_from: tuple | None = None
-    #: the trace position (``len(m.trace)``) when it was last unlinked: a lockless walker that
-    #: confirmed the PMD before then saw it linked (GUP-fast's linearization point)
-    unlinked_step: int = -1
-    #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
-    #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
-    #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing
-    dormant_uffd_wp: bool = False
     rcu_head: RcuHead | None = None
     on_call_rcu: object = None      # oracle hook: the table handed to call_rcu
     page: PtPage | None = None      # the shared page this table is carved from
     slot: int = 0
     released: bool = False
-    #: RCU readers present when the table was unlinked under a live VMA (pte_free_defer(), 6.6):
-    #: its storage may not be freed or reused before each of them has left that section
-    detach_readers: list | None = None
+    #: opaque to the model: the table's lifecycle as the oracles track it (linked, detached,
+    #: deferred...: pgconform/oracle/pagetable.py TableLife), kept here for the store hook's speed
+    oracle: object = None
 
     def __repr__(self) -> str:
         if self.page is not None:
@@ -203,6 +186,8 @@ class PtPage(Page):
     bits: int = 0
     active: bool = False
     on_list: object = None  # the list (a Python list) the page is linked on, through pt_list
+    #: the world's oracle call sites (kernel/hooks.py), for the list operations on pt_list
+    hooks: object = None
 
     def __repr__(self) -> str:
         return f"pt_page@{self.pfn}.{self.gen}"
@@ -350,24 +335,6 @@ class Vma:
         return self.name
 
 
-@attrs.define(slots=True, eq=False)
-class UffdPromises:
-    """What userfaultfd promised a process, per address (the oracles of pgconform/oracle/uffd.py).
-
-    ``wp``: addresses a UFFDIO_WRITEPROTECT that returned protected and that nobody has asked to
-    unprotect since (unprotect, unregister, or an explicit UFFDIO_COPY/CONTINUE over the marker).
-    ``poisoned``: addresses where UFFDIO_POISON installed a marker that no legitimate path
-    (MADV_DONTNEED, UFFDIO_COPY/CONTINUE over it) has removed since.  ``inflight`` and ``last``
-    void a protect whose range another UFFDIO_WRITEPROTECT touched while it ran: userspace raced
-    itself, and the outcome is either."""
-
-    #: address -> (vma, vm_start, vm_pgoff) the promise was made in
-    wp: dict = attrs.field(factory=dict)
-    poisoned: dict = attrs.field(factory=dict)
-    inflight: list = attrs.field(factory=list)
-    last: dict = attrs.field(factory=dict)
-
-
 @attrs.define(slots=True, eq=False, repr=False)
 class Mm:
     """struct mm_struct: mmap_lock, page_table_lock, the PMD table, counters."""
@@ -385,12 +352,6 @@ class Mm:
     exited: bool = False
     #: active mmu_notifier invalidate ranges [(start, end)] (secondary MMUs must not use them)
     notifier_ranges: list = attrs.field(factory=list)
-    #: the shadow of what userfaultfd promised this process (pgconform/oracle/uffd.py)
-    uffd: UffdPromises = attrs.field(factory=lambda: UffdPromises())
-    #: the shadow of what MADV_GUARD_INSTALL promised this process (pgconform/oracle/guard.py):
-    #: address -> (vma, vm_start, vm_pgoff) of each guard marker installed and not legitimately
-    #: removed since (MADV_GUARD_REMOVE, or a zap that drops markers: munmap, exit)
-    guards: dict = attrs.field(factory=dict)
     #: mm->notifier_subscriptions: the interval notifiers (secondary MMUs) of this mm, or None
     #: (kernel/mmu_notifier.py; None keeps a range start/end one step, as mm_has_notifiers())
     notifier_subscriptions: object = None

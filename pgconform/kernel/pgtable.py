@@ -105,18 +105,14 @@ def flush_tlb_range(k, vma, start, end):
 
 # ------------------------------------------------------------------------------------------------
 # pt_list: the list linkage of a page-table page (s390 pgtable_list), overlaid by its rcu_head.
-# Called inside an Atomic effect (``m``, ``t`` of the running step); the oracles check that the
-# storage is not in use by a queued rcu_head and that a page is on at most one list.
+# Called inside an Atomic effect (``m``, ``t`` of the running step); each announces the list
+# operation (the oracles check that the storage is not in use by a queued rcu_head and that a page
+# is on at most one list).
 
 
 def list_add(m, t, page, lst: list, tail: bool) -> None:
     """list_add()/list_add_tail() of ``page`` through its pt_list."""
-    from pgconform.oracle.pagetable import check_list_op
-
-    check_list_op(m, t, page, "list_add_tail" if tail else "list_add")
-    if page.on_list is not None:
-        m.violation("pt.list-corrupt", f"{t.name} adds {page!r} to a pgtable_list it is already "
-                    "on: the list is corrupted", t, page)
+    page.hooks.pt_list_op(m, t, page, "list_add_tail" if tail else "list_add")
     if tail:
         lst.append(page)
     else:
@@ -126,9 +122,7 @@ def list_add(m, t, page, lst: list, tail: bool) -> None:
 
 def list_del_init(m, t, page) -> None:
     """list_del_init() of ``page``'s pt_list (a no-op on a page that is on no list)."""
-    from pgconform.oracle.pagetable import check_list_op
-
-    check_list_op(m, t, page, "list_del_init")
+    page.hooks.pt_list_op(m, t, page, "list_del_init")
     if page.on_list is not None:
         page.on_list.remove(page)
         page.on_list = None
@@ -138,30 +132,8 @@ def list_del_init(m, t, page) -> None:
 # walking down to the PMD
 
 
-def _walk_pinned(t, k, mm, addr) -> bool:
-    """Whether task ``t`` may walk ``mm``'s page tables at ``addr``: it holds mmap_lock for write
-    (nothing frees tables under it), or it holds mmap_lock and ``mm`` has a VMA covering ``addr``,
-    or it holds the i_mmap_rwsem of a file whose i_mmap has such a VMA (free_pgtables() takes the
-    VMA out of i_mmap under that lock before freeing anything below it), or it has interrupts off
-    (GUP-fast: table freeing waits for an IPI or a grace period)."""
-    sem = mm.mmap_lock
-    if sem.writer is t:
-        return True
-    if t in sem.readers and mm.find_vma(addr) is not None:
-        return True
-    for f in k.files:
-        rw = f.i_mmap_rwsem
-        if (rw.writer is t or t in rw.readers) and any(
-                v.mm is mm and v.start <= addr < v.end for v in f.i_mmap):
-            return True
-    return t.irq > 0
-
-
 def _find_pmd(m, t, k, mm, addr):
-    if not _walk_pinned(t, k, mm, addr):
-        m.violation("pt.walk-without-vma", f"{t.name} walks {mm!r}'s page tables at {addr} without "
-                    "a VMA covering it found under the lock it holds (munmap's free_pgtables() may "
-                    "be freeing them)", t, mm)
+    k.hooks.mm_find_pmd(m, t, k, mm, addr)
     return mm.pmd_offset(addr, k.geo)
 
 

@@ -22,13 +22,8 @@ def assert_pte_locked(k, mm, addr):
     if pmd_none((yield Load(pmdp.table, pmdp.idx))):
         return
     pte, ptl = yield from pte_map_ro_as(k, mm, pmdp, addr)  # 6.13+: _ro_nolock
-    m = k.m
-    if pte is None:
-        m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "
-                    "the pmd is not none but pte_offset_map_nolock() maps no table "
-                    "(BUG_ON(!pte))", m.current, pmdp.table)
-    if not (yield SpinIsLocked(ptl)):
-        m.violation("pt.assert-pte-locked", f"{m.current.name}: assert_pte_locked({mm!r}, {addr}): "
-                    f"{ptl!r}, the ptl of {pte.table!r}, is not locked by anyone "
-                    "(assert_spin_locked)", m.current, pte.table)
+    t = k.m.current
+    k.hooks.assert_pte_locked(k, t, mm, addr, pmdp, pte, ptl, None)  # BUG_ON(!pte)
+    locked = yield SpinIsLocked(ptl)
+    k.hooks.assert_pte_locked(k, t, mm, addr, pmdp, pte, ptl, locked)  # assert_spin_locked()
     yield from k.ops.pte_unmap(k, pte)

@@ -22,7 +22,6 @@ from pgconform.kernel.memory import VM_FAULT_ERROR, __handle_mm_fault
 from pgconform.kernel.mmap import mmget_not_zero, mmput
 from pgconform.kernel.mmu_notifier import MmuNotifierSubscriptions
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
-from pgconform.oracle.secondary import check_device_table, check_device_translation
 from pgconform.sim.effects import Atomic, DownRead, Effect, Load, Lock, Unlock, UpRead
 from pgconform.sim.sync import SleepLock
 
@@ -237,12 +236,12 @@ def _device_access(m, t, k, sub, addr):
         table = sub.pwc.get(i)
         if table is None:
             return False
-        check_device_table(k, t, sub, i, table)
+        k.hooks.device_walk(k, t, sub, i, table)
         ent = table.entries[k.geo.pte_index(addr)]
         if not pte_present(ent):
             return False
         hit = sub.tlb[addr] = (ent.folio, ent.idx)
-    check_device_translation(k, t, sub, addr, *hit)
+    k.hooks.device_translation(k, t, sub, addr, *hit)
     return True
 
 

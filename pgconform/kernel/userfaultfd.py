@@ -47,14 +47,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import __pte_alloc, pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, mm_find_pmd
-from pgconform.oracle.uffd import (
-    fingerprint,
-    forget_wp,
-    marker_replaced,
-    poison_installed,
-    wp_op_end,
-    wp_op_start,
-)
 from pgconform.sim.effects import (
     Atomic,
     DownRead,
@@ -130,7 +122,7 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
         yield Store(pte.table, pte.idx, Pte(folio, idx, write=pte_write_allowed(vma, folio)))
         mapped_pte(k, mm, addr, folio, idx)
         if old is not None:
-            marker_replaced(mm, addr)  # the monitor resolved the address itself
+            k.hooks.marker_replaced(mm, addr)  # the monitor resolved the address itself
         if k.arch.vivt_cache:
             yield from update_mmu_cache_range(k, vma, addr, pte)
         ret = 0
@@ -255,7 +247,7 @@ def mfill_atomic_pte_poison(k, vma, pmdp, addr):
     ret = EEXIST
     if pte_none((yield Load(pte.table, pte.idx))):
         yield Store(pte.table, pte.idx, PTE_MARKER_POISONED)
-        poison_installed(vma, addr)
+        k.hooks.uffd_poison_installed(vma, addr)
         ret = 0
     yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     return ret
@@ -289,12 +281,12 @@ class _WpOp:
     __slots__ = ()
 
 
-def _wp_start(m, t, mm, token, start, end, protect):
-    wp_op_start(mm, token, start, end, protect)
+def _wp_start(m, t, k, mm, token, start, end, protect):
+    k.hooks.uffd_wp_start(mm, token, start, end, protect)
 
 
-def _wp_end(m, t, mm, token, start, end, protect, fp):
-    wp_op_end(mm, token, start, end, protect, fp)
+def _wp_end(m, t, k, mm, token, start, end, protect):
+    k.hooks.uffd_wp_end(mm, token, start, end, protect)
 
 
 def mwriteprotect_range(k, mm, start, length, enable_wp):
@@ -305,18 +297,17 @@ def mwriteprotect_range(k, mm, start, length, enable_wp):
     token = _WpOp()
     yield Atomic(f"ioctl(UFFDIO_WRITEPROTECT, {start}+{length}, "
                  f"{'WP' if enable_wp else 'unprotect'})", _wp_start,
-                 (mm, token, start, end, enable_wp), touches=(mm,))
+                 (k, mm, token, start, end, enable_wp), touches=(mm,))
     yield DownRead(mm.mmap_lock)
     vma = mm.find_vma(start)
     ret = ENOENT
-    fp = None
     if vma is not None and VM_UFFD_WP in vma.flags:
         end = min(end, vma.end)
-        fp = fingerprint(vma)  # while mmap_lock keeps the VMA alive
+        k.hooks.uffd_wp_applied(mm, token, vma)  # while mmap_lock keeps the VMA alive
         yield from uffd_wp_range(k, vma, start, end, enable_wp)
         ret = 0
     yield UpRead(mm.mmap_lock)
-    yield Atomic("return to userspace", _wp_end, (mm, token, start, end, enable_wp, fp),
+    yield Atomic("return to userspace", _wp_end, (k, mm, token, start, end, enable_wp),
                  touches=(mm,))
     return ret
 
@@ -325,15 +316,15 @@ def mwriteprotect_range(k, mm, start, length, enable_wp):
 # UFFDIO_REGISTER / UFFDIO_UNREGISTER
 
 
-def _set_uffd_flags(m, t, vma, flags, drop_wp):
+def _set_uffd_flags(m, t, k, vma, flags, drop_wp):
     """userfaultfd_set_vm_flags() (vm_flags and vm_page_prot) under mmap_lock for write."""
     vma.flags = flags
     if drop_wp:
-        forget_wp(vma.mm, vma.start, vma.end)
+        k.hooks.uffd_wp_forget(vma.mm, vma.start, vma.end)
 
 
-def _forget_wp(m, t, vma):
-    forget_wp(vma.mm, vma.start, vma.end)
+def _forget_wp(m, t, k, vma):
+    k.hooks.uffd_wp_forget(vma.mm, vma.start, vma.end)
 
 
 def userfaultfd_register(k, mm, addr, mode):
@@ -356,7 +347,7 @@ def userfaultfd_register(k, mm, addr, mode):
         # re-registering without WP ends the write protection of the range
         drop_wp = VM_UFFD_WP in vma.flags and VM_UFFD_WP not in mode
         yield Atomic(f"userfaultfd_set_vm_flags({vma!r}, {'|'.join(sorted(mode))})",
-                     _set_uffd_flags, (vma, new_flags, drop_wp), touches=(vma,))
+                     _set_uffd_flags, (k, vma, new_flags, drop_wp), touches=(vma,))
     yield UpWrite(mm.mmap_lock)
     return 0
 
@@ -372,10 +363,10 @@ def userfaultfd_unregister(k, mm, addr):
         return EINVAL
     if userfaultfd_registered(vma):
         if VM_UFFD_WP in vma.flags:
-            yield Atomic(f"ioctl(UFFDIO_UNREGISTER, {vma!r})", _forget_wp, (vma,), touches=(mm,))
+            yield Atomic(f"ioctl(UFFDIO_UNREGISTER, {vma!r})", _forget_wp, (k, vma), touches=(mm,))
             yield from uffd_wp_range(k, vma, vma.start, vma.end, False)
         yield Atomic(f"userfaultfd_set_vm_flags({vma!r}, 0)", _set_uffd_flags,
-                     (vma, vma.flags - VM_UFFD_FLAGS, False), touches=(vma,))
+                     (k, vma, vma.flags - VM_UFFD_FLAGS, False), touches=(vma,))
     yield UpWrite(mm.mmap_lock)
     return 0
 
@@ -427,9 +418,7 @@ def _move_rmap(m, t, k, mm, folio, dst_vma, src_addr, dst_addr):
     stays mapped once, in the same mm)."""
     folio.mapping = dst_vma.anon_vma
     folio.index = dst_vma.linear_page_index(dst_addr)
-    value = k.anon_shadow.pop((mm, src_addr), None)
-    if value is not None:
-        k.anon_shadow[(mm, dst_addr)] = value
+    k.hooks.anon_moved(mm, src_addr, mm, dst_addr)
 
 
 def page_anon_exclusive(folio) -> bool:

@@ -23,21 +23,11 @@ from pgconform.kernel.objects import (
     PteTable,
     PtPage,
     TablePmd,
-    TornPmd,
     Vma,
 )
+from pgconform.kernel.hooks import Hooks
+from pgconform.kernel.pgtable import pae_compose
 from pgconform.kernel.version import V6_6, KernelVersion
-from pgconform.oracle.pagetable import (
-    check_pte_store,
-    check_storage_free,
-    check_table_handout,
-    check_table_release,
-    check_torn_read,
-    make_pae_halves_store_check,
-    make_pmd_store_check,
-    on_page_call_rcu,
-    on_table_call_rcu,
-)
 from pgconform.sim.machine import Machine
 from pgconform.sim.physmem import Page, PhysMem
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
@@ -77,9 +67,10 @@ class Kernel:
         self.pt_pages: list[PtPage] = []
         self.folios: list[Folio] = []
         self.anon_vmas = 0
-        #: shadow of private (COW) content: (mm, addr) -> value a read must return
-        self.anon_shadow: dict = {}
-        self._pmd_store_check = make_pmd_store_check(self)
+        #: the oracle call sites (kernel/hooks.py); the oracles subscribe before anything is built
+        self.hooks = Hooks()
+        #: opaque to the model: the oracles' own state, set by pgconform.oracle.install()
+        self.oracles = None
 
     # ------------------------------------------------------------------ builders
 
@@ -91,8 +82,8 @@ class Kernel:
         def make(pfn, gen):
             ptl = (Spinlock(f"pmd_ptl({name})", cls="ptlock") if self.arch.split_pmd_ptlocks
                    else mm.page_table_lock)
-            return PmdTable(pfn, gen, "pmd", [None] * nr, check_store=self._pmd_store_check,
-                            ptl=ptl, mm=mm)
+            return PmdTable(pfn, gen, "pmd", [None] * nr,
+                            check_store=self.hooks.store_hook("pmd_store"), ptl=ptl, mm=mm)
 
         mm.pmd_table = self.mem.alloc(make)
         if self.arch.layout == HALVES:
@@ -101,10 +92,33 @@ class Kernel:
         if self.arch.pmd_low_high:
             # the two 32-bit halves of every PMD entry, as the CPU reads and writes them
             halves = Page(-1, 0, "pmd-halves", [Half(0)] * (2 * nr))
-            halves.check_store = make_pae_halves_store_check(self, mm.pmd_table)
+            halves.check_store = self._pae_halves_store(mm.pmd_table)
             mm.pmd_table.halves = halves
         self.mms.append(mm)
         return mm
+
+    def _pae_halves_store(self, pmdtable):
+        """Store hook of a PAE PMD table's 32-bit halves: keeps ``pmdtable.entries`` equal to the
+        value the halves make up, announcing a torn value and each change of the whole value (the
+        PMD store event, as a 64-bit store would)."""
+        hooks = self.hooks
+
+        def on_half_store(m, t, halves, i, half) -> None:
+            slot = i // 2
+            if type(half) is tuple:  # a 64-bit store of both halves
+                lo, hi = half
+            elif i % 2 == 0:
+                lo, hi = half, halves.entries[i + 1]
+            else:
+                lo, hi = halves.entries[i - 1], half
+            value, torn = pae_compose(lo, hi)
+            if torn:
+                hooks.pmd_torn_store(m, t, pmdtable, slot, lo, hi)
+            if value != pmdtable.entries[slot]:
+                hooks.pmd_store(m, t, pmdtable, slot, value)
+                pmdtable.entries[slot] = value
+
+        return on_half_store
 
     def new_file(self, name: str, size: int) -> File:
         f = File(name, size, RwSemaphore(f"{name}.i_mmap_rwsem", cls="i_mmap_rwsem"),
@@ -163,12 +177,14 @@ class Kernel:
         """A page holding one PTE table (pagetable_alloc() + pagetable_pte_ctor()): zeroed, with its
         ptlock initialised."""
         nr = self.geo.ptrs_per_pte
+        pte_store = self.hooks.store_hook("pte_store")
+        table_call_rcu = self.hooks.table_call_rcu
 
         def make(pfn, gen):
-            table = PteTable(pfn, gen, "pte", [None] * nr, check_store=check_pte_store, mm=mm)
+            table = PteTable(pfn, gen, "pte", [None] * nr, check_store=pte_store, mm=mm)
             table.ptl = self._ptlock(mm, table)
             table.rcu_head = RcuHead(table)
-            table.on_call_rcu = on_table_call_rcu(table)
+            table.on_call_rcu = lambda m, t: table_call_rcu(m, t, table)
             return table
 
         table = self.mem.alloc(make)
@@ -178,9 +194,9 @@ class Kernel:
     def free_pte_table(self, m, t, table: PteTable) -> None:
         """pagetable_pte_dtor() + pagetable_free() of a whole-page table: the table is released and
         its storage (with the ptlock) freed."""
-        check_table_release(m, t, table, "pte_free")
+        self.hooks.table_release(m, t, table, "pte_free")
         table.released = True
-        check_storage_free(m, t, table, [table])
+        self.hooks.storage_free(m, t, table, [table])
         if self.arch.split_pte_ptlocks:
             table.ptl.alive = False
         self.mem.free(table)
@@ -190,29 +206,29 @@ class Kernel:
         paths: x86 ___pte_free_tlb(), arm64 __pte_free_tlb(), 6.6): the table is given back now;
         with ALLOC_SPLIT_PTLOCKS its separately allocated ptlock is kfree'd now (ptlock_free()), an
         embedded one goes with the page in :meth:`free_pte_page`."""
-        check_table_release(m, t, table, how)
+        self.hooks.table_release(m, t, table, how)
         table.released = True
         if self.arch.split_pte_ptlocks and self.arch.alloc_split_ptlocks:
             table.ptl.alive = False
 
     def free_pte_page(self, m, t, table: PteTable) -> None:
         """pagetable_free()/free_page() of a whole-page table whose destructor already ran."""
-        if table.freed:
-            m.violation("pt.double-free", f"{t.name} frees {table!r} a second time", t, table)
-        check_storage_free(m, t, table, [table])
+        self.hooks.pt_page_free(m, t, table)
+        self.hooks.storage_free(m, t, table, [table])
         if self.arch.split_pte_ptlocks:
             table.ptl.alive = False
         self.mem.free(table)
 
     def new_pt_page(self, mm: Mm) -> PtPage:
         """A page to carve ``arch.tables_per_page`` PTE tables from, ctor'd (its split ptlock)."""
+        page_call_rcu = self.hooks.page_call_rcu
 
         def make(pfn, gen):
-            page = PtPage(pfn, gen, "pt_page", mm=mm,
+            page = PtPage(pfn, gen, "pt_page", mm=mm, hooks=self.hooks,
                           slots=[None] * self.arch.tables_per_page)
             page.ptl = self._ptlock(mm, page)
             page.rcu_head = RcuHead(page)
-            page.on_call_rcu = on_page_call_rcu(page)
+            page.on_call_rcu = lambda m, t: page_call_rcu(m, t, page)
             return page
 
         page = self.mem.alloc(make)
@@ -224,10 +240,11 @@ class Kernel:
         storage before is gone for good (a pointer still holding it is a use-after-free)."""
         old = page.slots[slot]
         if old is not None:
-            check_table_handout(m, t, old)
+            self.hooks.table_handout(m, t, old)
             old.freed = True
         table = PteTable(page.pfn, page.gen, "pte", [None] * self.geo.ptrs_per_pte,
-                         check_store=check_pte_store, mm=page.mm, page=page, slot=slot,
+                         check_store=self.hooks.store_hook("pte_store"), mm=page.mm,
+                         page=page, slot=slot,
                          ptl=page.ptl)
         page.slots[slot] = table
         self.tables.append(table)
@@ -235,16 +252,15 @@ class Kernel:
 
     def release_table(self, m, t, table: PteTable, how: str) -> None:
         """A table packed in a shared page is given back (its storage stays with the page)."""
-        check_table_release(m, t, table, how)
+        self.hooks.table_release(m, t, table, how)
         table.released = True
 
     def free_pt_page(self, m, t, page: PtPage) -> None:
         """pagetable_pte_dtor() + pagetable_free() of a shared page: every table in it goes, with
         the page's ptlock."""
-        if page.freed:
-            m.violation("pt.double-free", f"{t.name} frees {page!r} a second time", t, page)
+        self.hooks.pt_page_free(m, t, page)
         tables = page.tables()
-        check_storage_free(m, t, page, tables)
+        self.hooks.storage_free(m, t, page, tables)
         for table in tables:
             table.freed = True
         if self.arch.split_pte_ptlocks:
@@ -257,12 +273,7 @@ class Kernel:
         """The PTE table a table PMD value names (pmd_page_vaddr()): the frame's table, or the
         table at that position of a shared page."""
         if type(pmdval) is not TablePmd:
-            if type(pmdval) is TornPmd:
-                check_torn_read(self.m, self.m.current, pmdval)
-            else:
-                t = self.m.current
-                self.m.violation("pt.not-a-table", f"{t.name if t else 'the run'} uses {pmdval!r} "
-                                 "as a page table: pmd_page() of it is garbage", t, None)
+            self.hooks.pmd_not_table(self.m, self.m.current, pmdval)
         occ = self.mem.frames[pmdval.pfn]
         if type(occ) is PtPage:
             return occ.slots[pmdval.frag]

@@ -3,8 +3,9 @@ file-backed VMAs, kernel/madvise_guard.py), and the oracle that holds the kernel
 (a lost guard marker, the guard-region case of a lost marker).
 
 A guard marker promises that every access to its address faults with SIGSEGV until the process
-takes it away.  The promise is recorded per mm and address (``Mm.guards``) in the step that stores
-the marker under the ptl, and withdrawn in the step of each legitimate removal:
+takes it away.  The promise is recorded per mm and address (:class:`GuardOracle`'s own state) in
+the step that stores the marker under the ptl, and withdrawn in the step of each legitimate removal
+(the kernel model announces both, kernel/hooks.py):
 
 * MADV_GUARD_REMOVE clearing the marker;
 * a zap that drops markers (ZAP_FLAG_DROP_MARKER: munmap and exit, and unmap_mapping_folio() when
@@ -36,9 +37,9 @@ def fingerprint(vma):
     return (vma, vma.start, vma.pgoff)
 
 
-def _binding(mm, addr, vma=None):
+def _binding(guards, mm, addr, vma=None):
     """The VMA covering ``addr`` if the guard promise at ``addr`` was made in it, else None."""
-    fp = mm.guards.get(addr)
+    fp = guards.get(addr)
     if fp is None:
         return None
     if vma is None:
@@ -48,33 +49,63 @@ def _binding(mm, addr, vma=None):
     return vma
 
 
-# ------------------------------------------------------------------------------------------------
-# shadow updates (called by the kernel model inside the step that stores or clears the marker)
+class GuardOracle:
+    """The guard-region shadow of one world (mm -> address -> the fingerprint of the VMA each
+    guard marker was installed in) and its oracle, subscribed by
+    :func:`pgconform.oracle.install`."""
 
+    def __init__(self, k) -> None:
+        self.k = k
+        self.by_mm: dict = {}
 
-def guard_installed(vma, addr) -> None:
-    """MADV_GUARD_INSTALL stored a PTE_MARKER_GUARD at ``addr`` of ``vma``."""
-    vma.mm.guards[addr] = fingerprint(vma)
+    def guards(self, mm) -> dict:
+        """The addresses ``mm`` guarded (read-only for callers)."""
+        return self.by_mm.get(mm) or {}
 
+    # --------------------------------------------------------------------------------------------
+    # shadow updates (announced in the step that stores or clears the marker)
 
-def guard_removed(mm, addr) -> None:
-    """A guard marker at ``addr`` was legitimately cleared (MADV_GUARD_REMOVE, or a zap that drops
-    markers): its promise ends."""
-    mm.guards.pop(addr, None)
+    def guard_installed(self, vma, addr) -> None:
+        """MADV_GUARD_INSTALL stored a PTE_MARKER_GUARD at ``addr`` of ``vma``."""
+        self.by_mm.setdefault(vma.mm, {})[addr] = fingerprint(vma)
 
+    def guard_removed(self, mm, addr) -> None:
+        """A guard marker at ``addr`` was legitimately cleared (MADV_GUARD_REMOVE, or a zap that
+        drops markers): its promise ends."""
+        guards = self.by_mm.get(mm)
+        if guards:
+            guards.pop(addr, None)
 
-# ------------------------------------------------------------------------------------------------
-# oracles
+    # --------------------------------------------------------------------------------------------
+    # oracles
 
+    def check_access(self, k, t, mm, vma, addr, what) -> None:
+        """At an access the page tables let through (a CPU load or store, a page GUP confirms):
+        not at an address the process guarded."""
+        guards = self.by_mm.get(mm)
+        if guards and addr in guards and _binding(guards, mm, addr, vma) is not None:
+            k.m.violation(CLAUSE,
+                          f"{mm!r} addr {addr} is a guard region (MADV_GUARD_INSTALL, not removed "
+                          f"since), but a {what} there reached memory instead of SIGSEGV (the "
+                          "guard marker was lost)", t, mm)
 
-def check_guard_access(k, t, mm, vma, addr, what) -> None:
-    """At an access the page tables let through (a CPU load or store, a page GUP confirms): not at
-    an address the process guarded."""
-    if addr in mm.guards and _binding(mm, addr, vma) is not None:
-        k.m.violation(CLAUSE,
-                      f"{mm!r} addr {addr} is a guard region (MADV_GUARD_INSTALL, not removed "
-                      f"since), but a {what} there reached memory instead of SIGSEGV (the guard "
-                      "marker was lost)", t, mm)
+    def check_user_access(self, k, t, mm, vma, addr, write, folio, idx) -> None:
+        """The ``user_access`` event: a CPU load or store."""
+        if self.by_mm.get(mm):
+            self.check_access(k, t, mm, vma, addr, "store" if write else "load")
+
+    def check_end(self) -> None:
+        """End of run: every guarded address still holds its guard marker."""
+        k = self.k
+        for mm in k.mms:
+            guards = self.guards(mm)
+            for addr in sorted(guards):
+                if _binding(guards, mm, addr) is None or _holds_marker(k, mm, addr):
+                    continue
+                k.m.violation(CLAUSE,
+                              f"{mm!r} addr {addr} is a guard region (MADV_GUARD_INSTALL, not "
+                              f"removed since), but its entry is {_describe(k, mm, addr)}, not "
+                              "the guard marker", None, mm)
 
 
 def _describe(k, mm, addr) -> str:
@@ -93,15 +124,3 @@ def _holds_marker(k, mm, addr) -> bool:
     pmdv = mm.pmd_table.entries[geo.pmd_index(addr)]
     return (type(pmdv) is TablePmd
             and k.pmd_table(pmdv).entries[geo.pte_index(addr)] == PTE_MARKER_GUARD)
-
-
-def check_end(k) -> None:
-    """End of run: every guarded address still holds its guard marker."""
-    for mm in k.mms:
-        for addr in sorted(mm.guards):
-            if _binding(mm, addr) is None or _holds_marker(k, mm, addr):
-                continue
-            k.m.violation(CLAUSE,
-                          f"{mm!r} addr {addr} is a guard region (MADV_GUARD_INSTALL, not removed "
-                          f"since), but its entry is {_describe(k, mm, addr)}, not the guard "
-                          "marker", None, mm)

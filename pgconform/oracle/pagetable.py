@@ -1,29 +1,76 @@
 """Oracles that fire at the effect that breaks them: writes to page tables, PMD transitions (link,
-detach), and hand-off of a table to call_rcu or to the allocator.  They observe; the only state they
-update is the table lifecycle marker, which exists for them, and the private content that follows a
-table linked at another PMD (:func:`move_anon_shadow`)."""
+detach), and hand-off of a table to call_rcu or to the allocator; subscribed to the kernel model's
+events (kernel/hooks.py) by :func:`pgconform.oracle.install`.  They observe; the only state they
+update is the table lifecycle marker (``state``, ``linked_at``, ``unlinked_from``,
+``unlinked_step``, ``dormant_uffd_wp``, ``detach_readers``: fields of the table kept for them and
+written only here), and the private content that follows a table linked at another PMD
+(:func:`move_anon_shadow`)."""
 
 from __future__ import annotations
 
+import attrs
+
 from pgconform.kernel.objects import (
-    ALLOCATED,
-    DEFERRED,
-    DETACHED,
-    LINKED,
     PTE_MARKER_UFFD_WP,
     VM_UFFD_WP,
     PteMarker,
     TablePmd,
+    TornPmd,
     pte_present,
 )
 from pgconform.sim.names import plumbing
 
 
+#: lifecycle of a PTE table page: allocated by pte_alloc_one and ctor'd,
+#: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
+ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"
+
+
+@attrs.define(slots=True, eq=False)
+class TableLife:
+    """A PTE table's lifecycle as the oracles track it from the PMD stores and call_rcu (the
+    table's opaque ``oracle`` slot)."""
+
+    state: str = ALLOCATED
+    linked_at: tuple | None = None  # (pmd table, index) while LINKED
+    #: (pmd table, index) it was last linked at, while unlinked: the private content of its
+    #: anonymous pages follows it if it is linked elsewhere (mremap's move_normal_pmd())
+    unlinked_from: tuple | None = None
+    #: the trace position (``len(m.trace)``) when it was last unlinked: a lockless walker that
+    #: confirmed the PMD before then saw it linked (GUP-fast's linearization point)
+    unlinked_step: int = -1
+    #: set when the table was unlinked from a range no VMA registered for uffd-wp covers: its
+    #: uffd-wp markers, left over from an earlier registration, are dormant (the fault path
+    #: clears them: pte_marker_handle_uffd_wp()), so freeing them loses nothing
+    dormant_uffd_wp: bool = False
+    #: RCU readers present when the table was unlinked under a live VMA (pte_free_defer(), 6.6):
+    #: its storage may not be freed or reused before each of them has left that section
+    detach_readers: list | None = None
+
+
+_ALLOCATED = TableLife()  # the lifecycle of a table no PMD store has seen yet (never written)
+
+
+def life(table) -> TableLife:
+    """The lifecycle of ``table`` (read-only)."""
+    return table.oracle or _ALLOCATED
+
+
+def _life(table) -> TableLife:
+    """The lifecycle of ``table``, to update."""
+    lf = table.oracle
+    if lf is None:
+        lf = table.oracle = TableLife()
+    return lf
+
+
 def check_pte_store(m, t, table, idx, value) -> None:
     """Store hook of PTE tables: the writer holds the table's ptl and the table is still linked."""
-    if table.state != LINKED:
+    lf = table.oracle
+    if lf is None or lf.state != LINKED:
         m.violation("pt.write-detached",
-                    f"{t.name} writes {value!r} into entry {idx} of {table!r}, which is {table.state} "
+                    f"{t.name} writes {value!r} into entry {idx} of {table!r}, which is "
+                    f"{life(table).state} "
                     "(no longer linked from any PMD): the entry is lost with the table", t, table)
     if table.ptl.owner is not t:
         m.violation("pt.write-unlocked",
@@ -33,7 +80,7 @@ def check_pte_store(m, t, table, idx, value) -> None:
 
 def judge_pte_lockptr(fn, overridden: bool):
     """``fn`` (the table's pte_lockptr(), the reference's or an implementation's) judged around
-    each call by the harness (:func:`pgconform.implementation.build_table`), so that no override
+    each call once the oracles are installed (:func:`pgconform.oracle.install`), so that no override
     can switch the judgement off: the pmd value it is given names a page table (with split PTE
     ptlocks: a none, huge or torn value makes pmd_page() garbage, and so the lock: a ptl from a
     re-read ``*pmd`` after the table went, as patches 03 and 04 removed: zoo mutant A14), and, for
@@ -83,7 +130,7 @@ def judge_pte_lockptr(fn, overridden: bool):
 
 #: series functions judged around every call, whoever defines them: name -> the wrapper's maker,
 #: called with the function and whether it is an implementation's (installed by
-#: pgconform.implementation.build_table over the reference and the overrides alike)
+#: pgconform.oracle.install over the reference and the overrides alike)
 SERIES_JUDGES = {"pte_lockptr": judge_pte_lockptr}
 
 
@@ -138,6 +185,7 @@ def make_pmd_store_check(k):
             return
         if type(old) is TablePmd:
             table = k.pmd_table(old)
+            lf = _life(table)
             mm = pmdtable.mm
             haddr = idx * k.geo.ptrs_per_pte
             if not any(s <= haddr and haddr + k.geo.ptrs_per_pte <= e
@@ -146,34 +194,35 @@ def make_pmd_store_check(k):
                             f"{t.name} clears {pmdtable!r}[{idx}] (-> {table!r}) outside any "
                             "mmu_notifier invalidate range: a secondary MMU may keep walking the "
                             "table after it is freed", t, table)
-            table.state = DETACHED
-            table.linked_at = None
-            table.unlinked_from = (pmdtable, idx)
-            table.unlinked_step = len(m.trace)
-            table.dormant_uffd_wp = not any(
+            lf.state = DETACHED
+            lf.linked_at = None
+            lf.unlinked_from = (pmdtable, idx)
+            lf.unlinked_step = len(m.trace)
+            lf.dormant_uffd_wp = not any(
                 VM_UFFD_WP in v.flags and v.start < haddr + k.geo.ptrs_per_pte and haddr < v.end
                 for v in mm.vmas)
             if mm.find_vma(haddr) is not None and mm_walkable(mm):
                 # lockless walkers (pte_offset_map*, GUP-fast) may hold it: they are RCU readers
-                table.detach_readers = m.reader_snapshot(exclude=t)
+                lf.detach_readers = m.reader_snapshot(exclude=t)
                 if pmd_range_excluded(k, t, mm, idx):
                     # 6.5: with mmap_lock and i_mmap_rwsem held for write only GUP-fast (IRQs
                     # off, running this mm) can still be walking the table
-                    table.detach_readers = [(r, r.reader_seq)
+                    lf.detach_readers = [(r, r.reader_seq)
                                             for r, _ in m.irq_snapshot(exclude=t, mm=mm)]
         if type(value) is TablePmd:
             table = k.pmd_table(value)
             if table is None or table.freed or table.released or \
-                    table.state not in (ALLOCATED, DETACHED):
+                    life(table).state not in (ALLOCATED, DETACHED):
                 state = ("freed" if table is None or table.freed or table.released
-                         else table.state)
+                         else life(table).state)
                 m.violation("pt.populate-dead",
                             f"{t.name} links {table!r} ({state}) into {pmdtable!r}[{idx}]",
                             t, table)
-            table.state = LINKED
-            table.linked_at = (pmdtable, idx)
-            table.detach_readers = None
-            moved_from, table.unlinked_from = table.unlinked_from, None
+            lf = _life(table)
+            lf.state = LINKED
+            lf.linked_at = (pmdtable, idx)
+            lf.detach_readers = None
+            moved_from, lf.unlinked_from = lf.unlinked_from, None
             if moved_from is not None and moved_from != (pmdtable, idx):
                 move_anon_shadow(k, moved_from, (pmdtable, idx))
 
@@ -182,44 +231,25 @@ def make_pmd_store_check(k):
 
 def move_anon_shadow(k, old, new) -> None:
     """A table unlinked from PMD ``old`` is linked at PMD ``new`` (both ``(pmd table, index)``):
-    the private content of the anonymous pages it maps (``k.anon_shadow``, what a read of their
-    addresses must return) moves with it.  Kept here, by the PMD store that links the table, so
-    that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
+    the private content of the anonymous pages it maps (the data oracle's shadow, what a read of
+    their addresses must return) moves with it.  Kept here, by the PMD store that links the table,
+    so that an implementation moving a table (move_normal_pmd()) need not keep the model's books."""
     size = k.geo.ptrs_per_pte
     (old_table, old_idx), (new_table, new_idx) = old, new
-    shadow = k.anon_shadow
+    shadow = k.oracles.data.shadow
     for i in range(size):
         value = shadow.pop((old_table.mm, old_idx * size + i), None)
         if value is not None:
             shadow[(new_table.mm, new_idx * size + i)] = value
 
 
-def make_pae_halves_store_check(k, pmdtable):
-    """Store hook of a PAE PMD table's 32-bit halves: keeps ``pmdtable.entries`` equal to the value
-    the halves make up, and runs the PMD store oracles on each change of that value."""
-    from pgconform.kernel.pgtable import pae_compose
-
-    check_pmd_store = make_pmd_store_check(k)
-
-    def check_half_store(m, t, halves, i, half) -> None:
-        slot = i // 2
-        if type(half) is tuple:  # a 64-bit store of both halves
-            lo, hi = half
-        elif i % 2 == 0:
-            lo, hi = half, halves.entries[i + 1]
-        else:
-            lo, hi = halves.entries[i - 1], half
-        value, torn = pae_compose(lo, hi)
-        if torn:
-            m.violation("pt.torn-pmd",
-                        f"{t.name} leaves {pmdtable!r}[{slot}] holding low half {lo!r} of "
-                        f"{lo.whole!r} with high half {hi!r} of {hi.whole!r}: a lockless reader "
-                        "can take that mix for a page table", t, pmdtable)
-        if value != pmdtable.entries[slot]:
-            check_pmd_store(m, t, pmdtable, slot, value)
-            pmdtable.entries[slot] = value
-
-    return check_half_store
+def check_torn_store(m, t, pmdtable, slot, lo, hi) -> None:
+    """A store of one 32-bit half of a PAE PMD entry leaves it holding the halves of two different
+    values (the model's store hook of the halves, kernel/world.py, announces it)."""
+    m.violation("pt.torn-pmd",
+                f"{t.name} leaves {pmdtable!r}[{slot}] holding low half {lo!r} of "
+                f"{lo.whole!r} with high half {hi!r} of {hi.whole!r}: a lockless reader "
+                "can take that mix for a page table", t, pmdtable)
 
 
 def check_plain_read_race(m, t, pmdp, first, second, where: str) -> None:
@@ -233,6 +263,26 @@ def check_plain_read_race(m, t, pmdp, first, second, where: str) -> None:
                 "second value there)", t, None)
 
 
+def check_pmd_not_table(m, t, pmdval) -> None:
+    """A PMD value that names no page table is used as one (Kernel.pmd_table(): pmd_page_vaddr()):
+    a torn PAE value (pt.torn-pmd), or a none or huge value (pt.not-a-table)."""
+    if type(pmdval) is TornPmd:
+        check_torn_read(m, t, pmdval)
+    else:
+        m.violation("pt.not-a-table", f"{t.name if t else 'the run'} uses {pmdval!r} as a page "
+                    "table: pmd_page() of it is garbage", t, None)
+
+
+def check_moved_not_table(m, t, new_pmd, pmdval) -> None:
+    """mremap's move_normal_pmd() links pmd_pgtable() of the value it read from the old slot: one
+    that names no table (a none PMD retract_page_tables() left) links a garbage table."""
+    if type(pmdval) is not TablePmd:
+        m.violation("pt.populate-dead",
+                    f"{t.name} moves {pmdval!r} as a page table into {new_pmd!r}: "
+                    "pmd_populate(pmd_pgtable()) of a PMD that no longer names a table links a "
+                    "garbage page table (frame 0) into the new slot (CVE-2024-50066)", t, None)
+
+
 def check_torn_read(m, t, value) -> None:
     """A value from a lockless two-half read that the entry never held as a whole is used as a
     page table."""
@@ -243,38 +293,83 @@ def check_torn_read(m, t, value) -> None:
                 t, None)
 
 
-def on_table_call_rcu(table):
-    """call_rcu hook of a PTE table's rcu_head: the table is detached and empty."""
-
-    def hook(m, t) -> None:
-        check_table_release(m, t, table, "call_rcu")
-        table.state = DEFERRED
-
-    return hook
+def on_table_call_rcu(m, t, table) -> None:
+    """call_rcu of a PTE table's rcu_head: the table is detached and empty."""
+    check_table_release(m, t, table, "call_rcu")
+    _life(table).state = DEFERRED
 
 
-def on_page_call_rcu(page):
-    """call_rcu hook of a shared page's rcu_head: it overlays pt_list, so the page must be off
-    every list (arch/s390/mm/pgalloc.c, 8211dad62798; zoo mutant A3)."""
-
-    def hook(m, t) -> None:
-        if page.on_list is not None:
-            m.violation("rcu.head-storage-in-use",
-                        f"{t.name} queues {page.rcu_head!r} with call_rcu() while {page!r} is "
-                        "still linked on a pgtable_list through the same storage (pt_list): the "
-                        "list and the RCU callback list corrupt each other", t, page)
-
-    return hook
+def on_page_call_rcu(m, t, page) -> None:
+    """call_rcu of a shared page's rcu_head: it overlays pt_list, so the page must be off every
+    list (arch/s390/mm/pgalloc.c, 8211dad62798; zoo mutant A3)."""
+    if page.on_list is not None:
+        m.violation("rcu.head-storage-in-use",
+                    f"{t.name} queues {page.rcu_head!r} with call_rcu() while {page!r} is "
+                    "still linked on a pgtable_list through the same storage (pt_list): the "
+                    "list and the RCU callback list corrupt each other", t, page)
 
 
 def check_list_op(m, t, page, op: str) -> None:
-    """A list operation on a page's pt_list: not while its rcu_head (same storage) is queued."""
+    """A list operation on a page's pt_list: not while its rcu_head (same storage) is queued; a
+    list_add only of a page on no list."""
     if page.rcu_head.pending:
         m.violation("rcu.head-storage-in-use",
                     f"{t.name} does {op} on {page!r} while its rcu_head (which overlays pt_list) "
                     "is queued by call_rcu(): the RCU callback list is corrupted", t, page)
     if page.freed:
         m.use_after_free(t, page, op)
+    if op.startswith("list_add") and page.on_list is not None:
+        m.violation("pt.list-corrupt", f"{t.name} adds {page!r} to a pgtable_list it is already "
+                    "on: the list is corrupted", t, page)
+
+
+def check_free_again(m, t, storage) -> None:
+    """The page of a page table (or a shared page of several) is freed: not a second time."""
+    if storage.freed:
+        m.violation("pt.double-free", f"{t.name} frees {storage!r} a second time", t, storage)
+
+
+def _walk_pinned(t, k, mm, addr) -> bool:
+    """Whether task ``t`` may walk ``mm``'s page tables at ``addr``: it holds mmap_lock for write
+    (nothing frees tables under it), or it holds mmap_lock and ``mm`` has a VMA covering ``addr``,
+    or it holds the i_mmap_rwsem of a file whose i_mmap has such a VMA (free_pgtables() takes the
+    VMA out of i_mmap under that lock before freeing anything below it), or it has interrupts off
+    (GUP-fast: table freeing waits for an IPI or a grace period)."""
+    sem = mm.mmap_lock
+    if sem.writer is t:
+        return True
+    if t in sem.readers and mm.find_vma(addr) is not None:
+        return True
+    for f in k.files:
+        rw = f.i_mmap_rwsem
+        if (rw.writer is t or t in rw.readers) and any(
+                v.mm is mm and v.start <= addr < v.end for v in f.i_mmap):
+            return True
+    return t.irq > 0
+
+
+def check_mm_find_pmd(m, t, k, mm, addr) -> None:
+    """mm_find_pmd() walks down to the PMD of ``addr``: only with what keeps free_pgtables() off."""
+    if not _walk_pinned(t, k, mm, addr):
+        m.violation("pt.walk-without-vma", f"{t.name} walks {mm!r}'s page tables at {addr} without "
+                    "a VMA covering it found under the lock it holds (munmap's free_pgtables() may "
+                    "be freeing them)", t, mm)
+
+
+def check_assert_pte_locked(k, t, mm, addr, pmdp, pte, ptl, locked) -> None:
+    """powerpc DEBUG_VM's assert_pte_locked() (kernel/powerpc.py) BUGs when the pmd is not none
+    but maps no table (announced after the map, ``locked`` None), or when the ptl ``ptl`` of the
+    table is not locked by anyone (announced after assert_spin_locked(), ``locked`` its result)."""
+    m = k.m
+    if locked is None:
+        if pte is None:
+            m.violation("pt.assert-pte-locked", f"{t.name}: assert_pte_locked({mm!r}, {addr}): "
+                        "the pmd is not none but pte_offset_map_nolock() maps no table "
+                        "(BUG_ON(!pte))", t, pmdp.table)
+    elif not locked:
+        m.violation("pt.assert-pte-locked", f"{t.name}: assert_pte_locked({mm!r}, {addr}): "
+                    f"{ptl!r}, the ptl of {pte.table!r}, is not locked by anyone "
+                    "(assert_spin_locked)", t, pte.table)
 
 
 def check_table_release(m, t, table, how: str) -> None:
@@ -282,12 +377,13 @@ def check_table_release(m, t, table, how: str) -> None:
     linked, empty."""
     if table.released or table.freed:
         m.violation("pt.double-free", f"{t.name} frees {table!r} ({how}) a second time", t, table)
-    if table.state == LINKED:
+    lf = life(table)
+    if lf.state == LINKED:
         m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points at "
                     "it", t, table)
     if not table.is_empty():
         live = {i: e for i, e in enumerate(table.entries) if e is not None
-                and not (table.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
+                and not (lf.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}
         if live and not stale_file_ptes_unreachable(t, table, how, live):
             m.violation("pt.free-nonempty", f"{t.name} frees {table!r} ({how}) with live entries "
                         f"{live}: they are lost with the table", t, table, lost_markers(live))
@@ -320,9 +416,10 @@ def stale_file_ptes_unreachable(t, table, how, live) -> bool:
 
 
 def _readers_left(m, t, table):
-    if table.detach_readers is None:
+    readers = life(table).detach_readers
+    if readers is None:
         return None
-    waiting = m.still_waiting(table.detach_readers, "reader")
+    waiting = m.still_waiting(readers, "reader")
     return tuple(r for r in waiting if r is not t) if waiting else None
 
 
@@ -333,7 +430,7 @@ def check_storage_free(m, t, storage, tables) -> None:
         if not table.released:
             m.violation("pt.free-shared-page",
                         f"{t.name} frees {storage!r} while {table!r} in it is still in use "
-                        f"({table.state})", t, table)
+                        f"({life(table).state})", t, table)
         readers = _readers_left(m, t, table)
         if readers:
             m.violation("pt.reuse-before-gp",
@@ -346,7 +443,7 @@ def check_table_handout(m, t, old) -> None:
     """The storage of table ``old`` is handed out again as a new table."""
     if not old.released:
         m.violation("pt.double-alloc", f"{t.name} hands out the storage of {old!r} as a new page "
-                    f"table while {old!r} is still in use ({old.state})", t, old)
+                    f"table while {old!r} is still in use ({life(old).state})", t, old)
     readers = _readers_left(m, t, old)
     if readers:
         m.violation("pt.reuse-before-gp",
@@ -359,9 +456,9 @@ def check_no_leaks(k) -> None:
     """End of run: every table is linked or given back; every shared page whose tables were all
     given back is freed (unless it is the mm's current fragment cache)."""
     for table in k.tables:
-        if not table.released and table.state != LINKED:
-            k.m.violation("pt.leak", f"{table!r} is {table.state} at the end of the run: never "
-                          "freed", None, table)
+        if not table.released and life(table).state != LINKED:
+            k.m.violation("pt.leak", f"{table!r} is {life(table).state} at the end of the run: "
+                          "never freed", None, table)
     for page in k.pt_pages:
         if page.freed or any(not t.released for t in page.tables()):
             continue

@@ -7,9 +7,9 @@ invalidations and rechecks of the protocol are what make that true)."""
 
 from __future__ import annotations
 
-from pgconform.kernel.memory import check_mapping_data
-from pgconform.kernel.objects import LINKED, HugePmd, TablePmd, pte_present
-from pgconform.oracle.guard import check_guard_access
+from pgconform.kernel.objects import HugePmd, TablePmd, pte_present
+from pgconform.oracle.data import check_mapping_data
+from pgconform.oracle.pagetable import LINKED, life
 
 
 def cpu_translation(k, mm, addr):
@@ -34,10 +34,11 @@ def check_device_table(k, t, smmu, pmd_idx, table) -> None:
     PMD ``pmd_idx``: the table must still be the one linked there (the mmu_notifier range that
     v2 of 1d65b771bc08 brought back around the PMD clear; zoo mutant A9)."""
     mm = smmu.mm
-    if table.freed or table.released or table.state != LINKED or \
-            table.linked_at != (mm.pmd_table, pmd_idx):
+    lf = life(table)
+    if table.freed or table.released or lf.state != LINKED or \
+            lf.linked_at != (mm.pmd_table, pmd_idx):
         state = ("freed and reused" if table.freed and k.mem.frames[table.pfn] is not table
-                 else "freed" if table.freed or table.released else table.state)
+                 else "freed" if table.freed or table.released else lf.state)
         k.m.violation("mmu.secondary-stale-table",
                       f"{smmu!r} walks {table!r} through the page-table pointer it cached for "
                       f"{mm!r} PMD {pmd_idx}, but that table is {state} (no longer linked there): "
@@ -74,12 +75,13 @@ def check_gup_page(k, t, mm, addr, table, folio, idx, pmd_confirmed: int | None 
     state and the translation are judged as of then (they held)."""
     why = None
     linked_at_pmd_recheck = (pmd_confirmed is not None and table is not None and
-                             not table.freed and table.unlinked_step >= pmd_confirmed)
+                             not table.freed and life(table).unlinked_step >= pmd_confirmed)
     if folio.freed:
         why = "a freed page"
-    elif table is not None and (table.freed or table.state != LINKED) and \
+    elif table is not None and (table.freed or life(table).state != LINKED) and \
             not linked_at_pmd_recheck:
-        why = f"a page read from {table!r}, which is {'freed' if table.freed else table.state}"
+        why = (f"a page read from {table!r}, which is "
+               f"{'freed' if table.freed else life(table).state}")
     elif not folio.anon and (folio.mapping is None or
                              folio.mapping.pages.get(folio.index + idx) is not folio):
         why = "a page that is no longer in the page cache"
@@ -92,7 +94,6 @@ def check_gup_page(k, t, mm, addr, table, folio, idx, pmd_confirmed: int | None 
         k.m.violation("gup.stale-page",
                       f"{t.name} pins {folio!r}+{idx} for {mm!r}@{addr}: {why}; GUP must return "
                       "the page the address maps at the instant it confirms the pin", t, folio)
-    if mm.guards:
-        check_guard_access(k, t, mm, vma, addr, "GUP")
+    k.oracles.guard.check_access(k, t, mm, vma, addr, "GUP")
     if vma is not None:
         check_mapping_data(k, t, mm, vma, addr, folio, idx)

@@ -6,11 +6,9 @@ check_mm() in kernel/fork.c checks them at exit: "BUG: Bad rss-counter state").
 from __future__ import annotations
 
 from pgconform.kernel.filemap import mm_counter
-from pgconform.kernel.memory import check_mapping_data
 from pgconform.kernel.objects import HugePmd, TablePmd, pte_present
-from pgconform.oracle.guard import check_end as check_guard_promises
+from pgconform.oracle.data import check_mapping_data
 from pgconform.oracle.pagetable import check_no_leaks
-from pgconform.oracle.uffd import check_end as check_uffd_promises
 
 
 def mappings(k):
@@ -68,10 +66,10 @@ def check_end_state(k) -> None:
             m.violation("acct.refcount", f"{folio!r} refcount is {folio.refcount}, expected "
                         f"{want + in_cache} ({want} mappings, {int(in_cache)} page cache)", None,
                         folio)
-    check_uffd_promises(k)
-    check_guard_promises(k)
+    k.oracles.uffd.check_end()
+    k.oracles.guard.check_end()
     mapped_anon = {(mm, addr) for mm, addr, folio, _, _ in mappings(k) if folio.anon}
-    for (mm, addr), value in k.anon_shadow.items():
+    for (mm, addr), value in k.oracles.data.shadow.items():
         if (mm, addr) not in mapped_anon:
             m.violation("data.mismatch", f"{mm!r} addr {addr}: the anonymous page holding {value} "
                         "is no longer mapped (lost with its page table?)", None, mm)

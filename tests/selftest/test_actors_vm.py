@@ -19,6 +19,7 @@ from pgconform.kernel import mmap as kmmap
 from pgconform.kernel import mremap as kmremap
 from pgconform.kernel.fork import is_cow_mapping
 from pgconform.kernel.mmap import FreedVma
+from pgconform.oracle.pagetable import life
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import (
@@ -93,7 +94,7 @@ def test_mremap_moves_the_mapping(arch, world, op):
     k = build_world(world, REFERENCE, arch)
     mm, f = k.mms[0], k.files[0]
     (old,) = mm.vmas
-    anon_before = dict(k.anon_shadow)
+    anon_before = dict(k.oracles.data.shadow)
     t = start_op(k, "CPU0", op)
     finish(k)
     (new,) = mm.vmas
@@ -102,7 +103,7 @@ def test_mremap_moves_the_mapping(arch, world, op):
     assert new.pgoff == 0 and new.anon_vma is (None if world is SHARED else new.anon_vma)
     # the anonymous page's content moved with its PTE
     if world is PRIVATE:
-        assert k.anon_shadow == {(mm, new.start + 1): anon_before[(mm, 5)]}
+        assert k.oracles.data.shadow == {(mm, new.start + 1): anon_before[(mm, 5)]}
     aligned = op is MREMAP_ALIGNED and kmremap.have_move_pmd(k.arch)
     assert mm.nr_ptes == (1 if op is MREMAP_ALIGNED else 2)
     if aligned:  # move_normal_pmd(): the very table moved
@@ -129,7 +130,7 @@ def test_fork_copies_what_it_must(arch, world):
         anon = k.pmd_table(parent.pmd_table.entries[1]).entries[1]
         assert anon.folio.anon and not anon.write and anon.folio.mapcount == 2
         assert k.pmd_table(child.pmd_table.entries[1]).entries[1].folio is anon.folio
-        assert k.anon_shadow[(child, 5)] == k.anon_shadow[(parent, 5)]
+        assert k.oracles.data.shadow[(child, 5)] == k.oracles.data.shadow[(parent, 5)]
     else:
         # shared file VMAs are not copied: the child faults
         assert child.nr_ptes == 0 and child.rss == {"MM_SHMEMPAGES": 0, "MM_ANONPAGES": 0}
@@ -161,7 +162,7 @@ def test_exit_tears_the_mm_down(arch, world):
 def test_punch_hole_zeroes_the_range(arch, world):
     k = build_world(world, REFERENCE, arch)
     mm, f = k.mms[0], k.files[0]
-    anon = dict(k.anon_shadow)
+    anon = dict(k.oracles.data.shadow)
     t = start_op(k, "CPU0", Op("punch_hole", 0, 0, 2))
     finish(k)
     assert t.result == 0 and f.content[:2] == [0, 0] and 0 not in f.pages and 1 not in f.pages
@@ -169,7 +170,7 @@ def test_punch_hole_zeroes_the_range(arch, world):
     table = k.pmd_table(mm.pmd_table.entries[1])
     assert table.entries[0] is None
     assert (table.entries[1] is not None) == (world is PRIVATE)
-    assert {key: v for key, v in k.anon_shadow.items()} == anon
+    assert {key: v for key, v in k.oracles.data.shadow.items()} == anon
     start_op(k, "CPU1", Op("read", 0, 4))
     finish(k)
     assert f.pages[0].data == [0]
@@ -200,7 +201,7 @@ def mremap_paused_before_rmap_locks(arch, impl=REFERENCE):
     collapse = start_op(k, "CPU1", Op("khugepaged", 1, 4))
     run_to_end(m, collapse)
     assert collapse.result == SCAN_SUCCEED
-    assert mm0.pmd_table.entries[1] is None and table.state != "linked"
+    assert mm0.pmd_table.entries[1] is None and life(table).state != "linked"
     finish(k)
     return k
 
@@ -356,7 +357,7 @@ def test_exit_before_retract_is_skipped():
     step_until(m, ex, lambda t: in_path(t, "unmap_vmas"))
     collapse = start_op(k, "CPU1", Op("khugepaged", 1, 4))
     run_to_end(m, collapse)
-    assert collapse.result == SCAN_SUCCEED and table.state == "linked"
+    assert collapse.result == SCAN_SUCCEED and life(table).state == "linked"
     finish(k)
     assert table.released and mm0.nr_ptes == 0
 

@@ -107,7 +107,7 @@ def test_einval_in_6_6():
         assert t.result == -22
     assert [entry[-1] for entry in k.m.trace] == ["start", "start"]  # no effect ran
     assert entries(k) == before and VMA_MAYBE_GUARD not in k.mms[0].vmas[0].flags
-    assert not k.mms[0].guards
+    assert not k.oracles.guard.guards(k.mms[0])
     finish(k)
 
 
@@ -119,7 +119,7 @@ def test_install_then_access_is_sigsegv(arch):
     assert run(k, GUARD_5_6) == 0
     assert VMA_MAYBE_GUARD in k.mms[0].vmas[0].flags
     assert entries(k)[1:3] == [PTE_MARKER_GUARD] * 2 and entries(k)[3] is None
-    assert set(k.mms[0].guards) == {5, 6}
+    assert set(k.oracles.guard.guards(k.mms[0])) == {5, 6}
     assert run(k, Op("read", 0, 5)) == "SIGSEGV"
     assert run(k, Op("write", 0, 6)) == "SIGSEGV"
     assert run(k, Op("gup", 0, 5, 1)) == 0
@@ -173,7 +173,7 @@ def test_remove_then_access_is_normal():
     k = build_world(SHARED, REFERENCE_IN_7_0)
     assert run(k, GUARD_5_6) == 0
     assert run(k, Op("guard_remove", 0, 4, 4)) == 0
-    assert entries(k)[1:3] == [None, None] and not k.mms[0].guards
+    assert entries(k)[1:3] == [None, None] and not k.oracles.guard.guards(k.mms[0])
     assert isinstance(entries(k)[0], Pte)  # other entries are left alone
     assert run(k, Op("write", 0, 5)) == "ok"
     assert run(k, Op("read", 0, 6)) == "ok"
@@ -188,7 +188,7 @@ def test_dontneed_keeps_the_marker():
     assert run(k, GUARD_5_6) == 0
     assert run(k, Op("dontneed", 0, 4, 4)) == "ok"
     assert entries(k) == [None, PTE_MARKER_GUARD, PTE_MARKER_GUARD, None]
-    assert set(k.mms[0].guards) == {5, 6}
+    assert set(k.oracles.guard.guards(k.mms[0])) == {5, 6}
     assert run(k, Op("read", 0, 5)) == "SIGSEGV"
     finish(k)
 
@@ -229,7 +229,7 @@ def test_unmap_drops_the_marker(how):
     assert entries(k, pmd=2) == [PTE_MARKER_GUARD] * 4
     assert run(k, Op(how, 0, 4)) in (0, None)
     assert k.mms[0].pmd_table.entries[1:3] == [None, None]
-    assert not k.mms[0].guards
+    assert not k.oracles.guard.guards(k.mms[0])
     finish(k)
 
 

@@ -233,14 +233,16 @@ def check_plain_reads():
     """The one modelled plain-read pair is change_pmd_range()'s, and it is modelled both ways:
     split, khugepaged's retract clearing the PMD between the reads is ``pt.plain-read-race``.
 
-    Fails when pmd_none_plain_read() or the race's oracle is called from anywhere else (another
+    Fails when pmd_none_plain_read() or the race's event is called from anywhere else (another
     plain-read pair is modelled: the row must name it), when change_pmd_range() stops using it,
     or when the split form no longer reports the race (with the reference's declaration
     removed)."""
     mprotect_py = "pgconform/kernel/mprotect.py"
     assert _uses("pmd_none_plain_read") == [(mprotect_py, "change_pmd_range")]
     assert _uses("_plain_reread") == [(mprotect_py, "pmd_none_plain_read")]
-    assert _uses("check_plain_read_race") == [(mprotect_py, "_plain_reread")]
+    # the race's event is announced there only, and its oracle subscribed to it only
+    assert _uses("plain_read_race") == [(mprotect_py, "_plain_reread")]
+    assert _uses("check_plain_read_race") == [("pgconform/oracle/__init__.py", "install")]
     readers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
                      if re.search(r"\.plain_reads\b", p.read_text()))
     assert readers == ["pgconform/kernel/mprotect.py", "pgconform/kernel/world.py"], readers

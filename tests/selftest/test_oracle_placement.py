@@ -1,5 +1,6 @@
-"""No implementation can switch an oracle off: every check runs in the harness or the model, never
-inside a function an implementation may override.
+"""No implementation can switch an oracle off: every check runs in pgconform/oracle/ (subscribed to
+the events the kernel model announces, kernel/hooks.py) or in the engine, never inside a function
+an implementation may override.
 
 * statically: no code of the shipped implementations (the reference, the kernel versions, the
   alternative designs, the zoo) calls the verdict API or imports the oracles, and no series
@@ -10,7 +11,9 @@ inside a function an implementation may override.
   out), still gets its verdict on its stored schedule (``pgconform/data/history_schedules.json``),
   and the reference made of pass-throughs passes the same schedules;
 * pte_lockptr(), the function whose reference body used to hold pt.lock-mismatch: overrides that
-  compute a wrong lock are caught by the judgement around it.
+  compute a wrong lock are caught by the judgement around it;
+* the model imports no oracle, every clause is raised in oracle/ or sim/, and every event the
+  model announces has an oracle.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ VERDICT_NAMES = {"Violation", "ImplementationErrored"}
 #: content shadow, the machine's tolerance state)
 ORACLE_STATE = {"state", "linked_at", "unlinked_from", "detach_readers", "dormant_uffd_wp",
                 "released", "freed",
-                "anon_shadow", "tolerated", "tolerating", "tolerated_hits"}
+                "oracle", "oracles", "anon_shadow", "shadow", "tolerated", "tolerating", "tolerated_hits"}
 
 
 def _verdict_uses(tree, oracle_names=frozenset()):
@@ -66,6 +69,9 @@ def _verdict_uses(tree, oracle_names=frozenset()):
             f = node.func
             if isinstance(f, ast.Attribute) and f.attr in VERDICT_ATTRS:
                 found.append((node.lineno, f".{f.attr}()"))
+            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute) and \
+                    f.value.attr == "hooks":
+                found.append((node.lineno, f"hooks.{f.attr}()"))  # an oracle event announced
             elif isinstance(f, ast.Name) and (f.id in VERDICT_NAMES or f.id in oracle_names):
                 found.append((node.lineno, f"{f.id}()"))
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
@@ -101,6 +107,7 @@ def test_the_static_scan_sees_a_check():
     assert [w for _, w in _verdict_uses(ast.parse(old))] == [".violation()"]
     assert _verdict_uses(ast.parse("from pgconform.oracle.uffd import forget_wp\n"))
     assert _verdict_uses(ast.parse("def f(t):\n    t.state = 'linked'\n"))
+    assert _verdict_uses(ast.parse("def f(k, mm, a):\n    k.hooks.marker_replaced(mm, a)\n"))
 
 
 def _module_functions_reached(fn):
@@ -326,21 +333,20 @@ def test_powerpc_fragment_freed_twice_is_a_double_free():
 
 def test_cve_2024_50066_without_the_populate_check_is_still_caught(monkeypatch):
     """The stored schedule of the CVE mutant, with the reference helper's pt.populate-dead check
-    left out (as an override of move_normal_pmd() would): the model judges pmd_pgtable() of the
-    none PMD itself."""
-    from pgconform.kernel import mremap
+    left out (as an override of move_normal_pmd() would: nobody listens to the event its helper
+    announces): the model judges pmd_pgtable() of the none PMD itself."""
+    from pgconform.kernel.hooks import Hooks
 
-    violation = Machine.violation
+    register = Hooks.register
 
-    def without_populate_check(self, clause, *args, **kwargs):
-        if sys._getframe(1).f_code is mremap._pmd_populate_moved.__code__:
-            return None
-        return violation(self, clause, *args, **kwargs)
+    def without_populate_check(self, event, fn):
+        if event != "pmd_moved_not_table":
+            register(self, event, fn)
 
     run = replay.decode(CORPUS["zoo.move_normal_pmd_no_recheck"])
     _, v = replay.run_steps(replay.machine_for(run), run.steps)
     assert v is not None and v.clause == "pt.populate-dead"
-    monkeypatch.setattr(Machine, "violation", without_populate_check)
+    monkeypatch.setattr(Hooks, "register", without_populate_check)
     _, v = replay.run_steps(replay.machine_for(run), run.steps)
     assert v is not None and v.clause == "pt.not-a-table"
     assert "uses None as a page table" in v.message
@@ -383,11 +389,153 @@ def test_moving_a_table_keeps_no_books(arch):
     impl = Implementation(name="plain-move", overrides={"move_normal_pmd": move_normal_pmd_plain})
     k = build_world(PRIVATE, impl, arch)
     mm = k.mms[0]
-    before = dict(k.anon_shadow)
+    before = dict(k.oracles.data.shadow)
     start_op(k, "CPU0", MREMAP_ALIGNED)
     finish(k)
     (new,) = mm.vmas
     assert mm.pmd_table.entries[1] is None and mm.pmd_table.entries[0] is not None
-    assert k.anon_shadow == {(mm, new.start + 1): before[(mm, 5)]}
+    assert k.oracles.data.shadow == {(mm, new.start + 1): before[(mm, 5)]}
     touch_everything(k)
     assert not k.m.failed
+
+
+# ------------------------------------------------------------------------------------------------
+# one home for the oracles: the model announces, oracle/ judges
+
+
+#: packages of the model and of the implementations: they announce events, never import a check
+MODEL_PACKAGES = ("kernel", "reference", "versions", "zoo", "alt")
+#: clauses about the implementation as code, judged by the harness that calls it (the function
+#: table's call checker, the determinism re-run), not by an oracle of the protocol
+HARNESS_JUDGED = {"impl.bad-return": {"pgconform/implementation.py"},
+                  "impl.nondeterministic": {"pgconform/harness/replay.py"}}
+#: calls that raise a clause given as a string constant among their arguments
+RAISING_ATTRS = {"violation", "_fail", "_errored"}
+RAISING_NAMES = {"Violation", "ImplementationErrored"}
+
+
+def _imports_oracle(tree, package: str) -> list:
+    """(line, module) of each import of pgconform.oracle, module-level or in a function,
+    absolute or relative (``package`` is the importing module's package)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names
+                      if a.name == "pgconform.oracle" or a.name.startswith("pgconform.oracle.")]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([module] if module else []))
+            names = [f"{module}.{a.name}" for a in node.names]
+            if any(n == "pgconform.oracle" or n.startswith("pgconform.oracle.")
+                   for n in [module, *names]):
+                found.append((node.lineno, module))
+    return found
+
+
+def test_the_model_imports_no_oracle():
+    """Nothing under kernel/, reference/, versions/, zoo/, alt/ imports pgconform.oracle, at
+    module level or inside a function: the oracles subscribe to the model's events
+    (kernel/hooks.py) from outside, so no model or implementation code can drop a check."""
+    files = [p for pkg in MODEL_PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert any(p.name == "world.py" for p in files) and len(files) > 40
+    offences = []
+    for path in files:
+        package = ".".join(("pgconform", *path.relative_to(ROOT).parent.parts))
+        offences += [f"{path.relative_to(ROOT.parent)}:{line}: imports {module}"
+                     for line, module in _imports_oracle(ast.parse(path.read_text()), package)]
+    assert not offences, "\n".join(offences)
+
+
+def test_the_import_scan_sees_an_import():
+    assert _imports_oracle(ast.parse("def f():\n    from pgconform.oracle.uffd import x\n"), "a")
+    assert _imports_oracle(ast.parse("from ..oracle import pagetable\n"), "pgconform.kernel")
+    assert _imports_oracle(ast.parse("from pgconform import oracle\n"), "pgconform.kernel")
+    assert not _imports_oracle(ast.parse("from pgconform.kernel import hooks\n"), "x")
+
+
+def _raised_clauses(tree) -> list:
+    """(line, clause) of each clause id given as a string constant to a raising call."""
+    from pgconform.oracle.clauses import CLAUSES
+
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if not ((isinstance(f, ast.Attribute) and f.attr in RAISING_ATTRS)
+                or (isinstance(f, ast.Name) and f.id in RAISING_NAMES)):
+            continue
+        found += [(node.lineno, a.value) for a in node.args
+                  if isinstance(a, ast.Constant) and a.value in CLAUSES]
+    return found
+
+
+def test_every_clause_is_raised_from_oracle_or_sim():
+    """Every clause of the catalogue is raised in oracle/ (the protocol's oracles) or sim/ (the
+    engine's own invariants: locks, RCU, IRQs, scheduling, the implementation's crashes), and
+    nowhere else but the harness's judgements of the implementation as code."""
+    from pgconform.oracle.clauses import CLAUSES
+
+    raised: dict = {}
+    offences = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = str(path.relative_to(ROOT.parent))
+        home = path.relative_to(ROOT).parts[0]
+        for line, clause in _raised_clauses(ast.parse(path.read_text())):
+            raised.setdefault(clause, set()).add(rel)
+            if home not in ("oracle", "sim") and rel not in HARNESS_JUDGED.get(clause, ()):
+                offences.append(f"{rel}:{line}: raises {clause}")
+    assert not offences, "clauses raised outside oracle/ and sim/:\n" + "\n".join(offences)
+    # the scan sees the raises (a clause raised only through a constant: guard.CLAUSE)
+    from pgconform.oracle import guard
+
+    raised.setdefault(guard.CLAUSE, set()).add("pgconform/oracle/guard.py")
+    assert set(CLAUSES) - set(raised) == set(), "clauses raised nowhere the scan can see"
+
+
+def test_the_clause_scan_sees_a_raise():
+    src = "def f(m, t):\n    m.violation('pt.double-free', 'x', t, None)\n"
+    assert _raised_clauses(ast.parse(src)) == [(2, "pt.double-free")]
+    assert _raised_clauses(ast.parse("Violation('rcu.stall', 'x')\n")) == [(1, "rcu.stall")]
+
+
+def test_every_kernel_event_has_an_oracle_and_a_call_site():
+    """Each event of kernel/hooks.py is announced somewhere in the model and has a subscriber once
+    the oracles are installed: no dead call site, no oracle that never hears anything."""
+    import re
+
+    from pgconform.kernel.hooks import EVENTS
+
+    k = build_world(SHARED, REFERENCE)
+    assert {e for e in EVENTS if not k.hooks.subscribers(e)} == set()
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "kernel").rglob("*.py"))
+                     if p.name != "hooks.py")
+    announced = set(re.findall(r"hooks\.(\w+)", text)) | \
+        set(re.findall(r"store_hook\(\"(\w+)\"\)", text))
+    assert set(EVENTS) - announced == set(), "events the model never announces"
+
+
+def test_oracles_are_installed_once():
+    from pgconform.oracle import install
+
+    k = build_world(SHARED, REFERENCE)
+    with pytest.raises(RuntimeError, match="already installed"):
+        install(k)
+
+
+def test_hooks_call_every_subscriber_in_order():
+    from pgconform.kernel.hooks import EVENTS, Hooks
+
+    hooks, heard = Hooks(), []
+    assert hooks.marker_replaced("mm", 5) is None and hooks.store_hook("pte_store") is None
+    for n in range(4):
+        hooks.register("marker_replaced", lambda mm, a, n=n: heard.append((n, mm, a)))
+        heard.clear()
+        hooks.marker_replaced("mm", 5)
+        assert heard == [(i, "mm", 5) for i in range(n + 1)]
+    assert Hooks().marker_replaced is not hooks.marker_replaced  # per world, not per class
+    with pytest.raises(ValueError, match="unknown kernel event"):
+        hooks.register("pte_stored", print)
+    assert "pte_store" in EVENTS

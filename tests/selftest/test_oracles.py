@@ -476,7 +476,7 @@ def _corrupt_page_cache(k):
 
 def _lose_anon_page(k):
     """An anonymous page the mm wrote at address 6 that no table maps any more."""
-    k.anon_shadow[(k.mms[0], 6)] = 42
+    k.oracles.data.shadow[(k.mms[0], 6)] = 42
 
 
 @pytest.mark.parametrize("corrupt, clause", [

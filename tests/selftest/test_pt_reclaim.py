@@ -15,7 +15,8 @@ import pytest
 
 from pgconform.implementation import Implementation
 from pgconform.kernel import memory, mmu_gather
-from pgconform.kernel.objects import DETACHED, LINKED, PTE_MARKER_UFFD_WP, Pte
+from pgconform.kernel.objects import PTE_MARKER_UFFD_WP, Pte
+from pgconform.oracle.pagetable import DETACHED, LINKED, life
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
@@ -87,7 +88,7 @@ def test_dontneed_frees_the_empty_table_after_a_grace_period(arch):
     assert trylocks(m, zap) == ([] if arch == "x86_64-nosplit" else [True])
     assert mm.pmd_table.entries[1] is None and mm.pmd_table.entries[2] is not None
     assert mm.nr_ptes == 1 and mm.rss["MM_SHMEMPAGES"] == 1
-    assert t1.state == DETACHED and not t1.freed and t2.state == LINKED
+    assert life(t1).state == DETACHED and not t1.freed and life(t2).state == LINKED
     # MMU_GATHER_RCU_TABLE_FREE (x86-64 in 7.0): one batch, queued with call_rcu()
     assert len(m.callbacks) == 1 and m.callbacks[0].fn is mmu_gather.tlb_remove_table_rcu
     finish(k)
@@ -119,7 +120,7 @@ def test_a_zap_of_part_of_the_table_keeps_it():
     zap = start_op(k, "CPU0", Op("dontneed", 0, 4, 2))
     seen = run_tracing(m, zap)
     assert zap.done and "zap_empty_pte_table" not in seen
-    assert t1.state == LINKED and t1.is_empty() and mm.nr_ptes == 2 and not m.callbacks
+    assert life(t1).state == LINKED and t1.is_empty() and mm.nr_ptes == 2 and not m.callbacks
     finish(k)
 
 
@@ -133,7 +134,7 @@ def test_an_entry_left_behind_keeps_the_table():
     zap = start_op(k, "CPU0", DONTNEED_PMD1)
     seen = run_tracing(m, zap)
     assert zap.done and "zap_empty_pte_table" not in seen and "zap_pte_table_if_empty" not in seen
-    assert t1.state == LINKED and t1.entries == [PTE_MARKER_UFFD_WP] * 4 and mm.nr_ptes == 1
+    assert life(t1).state == LINKED and t1.entries == [PTE_MARKER_UFFD_WP] * 4 and mm.nr_ptes == 1
     finish(k)
 
 
@@ -170,7 +171,7 @@ def test_a_busy_pml_sends_the_reclaim_the_slow_way():
     k, _ = fault_holding_pml_then_zap(IMPL_7_0)
     mm = k.mms[0]
     t1, t2 = k.tables  # PMD 1's, and the one the fault at 9 allocated
-    assert mm.pmd_table.entries[1] is None and t1.freed and t2.state == LINKED
+    assert mm.pmd_table.entries[1] is None and t1.freed and life(t2).state == LINKED
     assert mm.nr_ptes == 1
 
 
@@ -180,7 +181,7 @@ def test_a_table_refilled_before_the_slow_path_stays():
     k, _ = fault_holding_pml_then_zap(IMPL_7_0, refill=True)
     mm = k.mms[0]
     t1 = k.tables[0]
-    assert t1.state == LINKED and type(t1.entries[1]) is Pte and mm.nr_ptes == 2
+    assert life(t1).state == LINKED and type(t1.entries[1]) is Pte and mm.nr_ptes == 2
     assert mm.rss["MM_SHMEMPAGES"] == 2
 
 
@@ -207,7 +208,7 @@ def rcu_reader_across_reclaim(impl, arch="x86_64"):
     assert fault.rcu == 1 and not fault.irq and fault.pending.page is t1
     zap = start_op(k, "CPU0", DONTNEED_PMD1)
     m.run(zap, m.step_bound)
-    assert zap.done and t1.state != LINKED and mm.pmd_table.entries[1] is None
+    assert zap.done and life(t1).state != LINKED and mm.pmd_table.entries[1] is None
     # the grace period waits for the fault: the table is still there to read
     assert not t1.freed and not m.ready_callbacks()
     finish(k)
@@ -251,7 +252,7 @@ def test_a_ptl_waiter_of_the_reclaimed_table_with_alloc_split_ptlocks():
     step_until(m, walk, lambda t: type(t.pending) is Lock and in_path(t, "pte_offset_map_lock"))
     zap = start_op(k, "CPU0", DONTNEED_PMD1)
     m.run(zap, m.step_bound)
-    assert zap.done and t1.state != LINKED and t1.ptl.alive
+    assert zap.done and life(t1).state != LINKED and t1.ptl.alive
     finish(k)
     assert t1.freed and not t1.ptl.alive
 
@@ -342,7 +343,7 @@ def test_no_reclaim_without_pt_reclaim(impl, arch):
     seen = run_tracing(m, zap)
     assert zap.done and zap.result == "ok"
     assert not seen & {"zap_empty_pte_table", "zap_pte_table_if_empty", "tlb_finish_mmu"}
-    assert mm.nr_ptes == 2 and tables[0].state == LINKED and tables[0].is_empty()
+    assert mm.nr_ptes == 2 and life(tables[0]).state == LINKED and tables[0].is_empty()
     assert not m.callbacks
     finish(k)
     assert not any(tb.released for tb in tables)

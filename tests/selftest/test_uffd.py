@@ -95,7 +95,7 @@ def test_writeprotect_installs_markers_and_wp_bits():
     e = entries(k)
     assert e[0].uffd_wp and not e[0].write
     assert e[1:] == [PTE_MARKER_UFFD_WP] * 3
-    assert set(k.mms[0].uffd.wp) == {4, 5, 6, 7}
+    assert set(k.oracles.uffd.promises(k.mms[0]).wp) == {4, 5, 6, 7}
     assert run(k, Op("write", 0, 5)) == "UFFD_WP"
     assert entries(k)[1] == Pte(k.files[0].pages[1], 0, write=False, uffd_wp=True)
     assert run(k, Op("read", 0, 6)) == "ok"
@@ -133,7 +133,7 @@ def test_unregister_unprotects():
     k = build_world(SHARED_WP, REFERENCE)
     assert run(k, Op("uffd_unregister", 0, 4)) == 0
     assert entries(k)[1:] == [None] * 3 and not entries(k)[0].uffd_wp
-    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.mms[0].uffd.wp
+    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.oracles.uffd.promises(k.mms[0]).wp
     assert run(k, Op("write", 0, 5)) == "ok"
     finish(k)
 
@@ -210,7 +210,7 @@ def test_poison():
     assert run(k, Op("write", 0, 5)) == "SIGSEGV"
     assert run(k, Op("mprotect", 0, 4, 2)) == 0
     assert run(k, Op("dontneed", 0, 5, 1)) == "ok"
-    assert entries(k)[1] is None and not k.mms[0].uffd.poisoned
+    assert entries(k)[1] is None and not k.oracles.uffd.promises(k.mms[0]).poisoned
     assert run(k, Op("read", 0, 5)) == "ok"
     finish(k)
 
@@ -224,7 +224,7 @@ def test_writeprotect_over_a_poisoned_address_keeps_the_poison_marker():
     assert run(k, POISON_5) == 0
     # UFFDIO_REGISTER(MISSING|WP), then UFFDIO_WRITEPROTECT of the whole VMA
     assert run(k, Op("uffd_register", 0, 4, 6)) == 0
-    assert 5 in k.mms[0].uffd.wp and entries(k)[1] == PTE_MARKER_POISONED
+    assert 5 in k.oracles.uffd.promises(k.mms[0]).wp and entries(k)[1] == PTE_MARKER_POISONED
     assert run(k, Op("write", 0, 5)) == "SIGBUS"
     finish(k)
     # the soak's schedule: UFFDIO_POISON, then UFFDIO_REGISTER(MISSING|WP) + UFFDIO_WRITEPROTECT
@@ -278,7 +278,7 @@ def test_dormant_markers_go_with_a_retracted_table():
     goes with them.  Nothing was promised any more: the reference is clean."""
     k = build_world(SHARED_WP, REFERENCE)
     assert run(k, Op("uffd_register", 0, 4, 1)) == 0  # MINOR
-    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.mms[0].uffd.wp
+    assert VM_UFFD_WP not in k.mms[0].vmas[0].flags and not k.oracles.uffd.promises(k.mms[0]).wp
     assert run(k, KHUGEPAGED) == SCAN_SUCCEED
     assert k.mms[0].pmd_table.entries[1] is None and k.mms[0].nr_ptes == 0
     assert run(k, Op("uffd_register", 0, 4, 0)) == 0  # WP again: nothing is protected

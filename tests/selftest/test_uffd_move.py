@@ -81,7 +81,7 @@ def pte_at(k, addr, mm_i=0):
 
 def shadow(k, mm_i=0):
     mm = k.mms[mm_i]
-    return {addr: v for (m, addr), v in k.anon_shadow.items() if m is mm}
+    return {addr: v for (m, addr), v in k.oracles.data.shadow.items() if m is mm}
 
 
 # ------------------------------------------------------------------------------------------------
