@@ -1,5 +1,5 @@
 """The data oracles: a page reached through a mapping is the right page and holds what was last
-written at that address (kernel-series.md §6.3 I3), and folio references never go below zero.
+written at that address, and folio references never go below zero.
 
 What a read must return is the files' ``content`` and, for anonymous pages, this oracle's shadow of
 their private content (:class:`DataOracle`), which follows the events the model announces as the

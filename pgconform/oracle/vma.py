@@ -1,4 +1,4 @@
-"""VMA lifetime (kernel-series.md §6.3 I10): a VMA is freed only once no walker can find it, and
+"""VMA lifetime: a VMA is freed only once no walker can find it, and
 nobody touches a freed one (the model poisons a freed VMA, kernel/mmap.py FreedVma, and announces
 each touch)."""
 

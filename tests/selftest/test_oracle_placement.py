@@ -408,7 +408,7 @@ MODEL_PACKAGES = ("kernel", "reference", "versions", "zoo", "alt")
 #: clauses about the implementation as code, judged by the harness that calls it (the function
 #: table's call checker, the determinism re-run), not by an oracle of the protocol
 HARNESS_JUDGED = {"impl.bad-return": {"pgconform/implementation.py"},
-                  "impl.nondeterministic": {"pgconform/harness/replay.py"}}
+                  "impl.nondeterministic": {"pgconform/harness/runs.py"}}
 #: calls that raise a clause given as a string constant among their arguments
 RAISING_ATTRS = {"violation", "_fail", "_errored"}
 RAISING_NAMES = {"Violation", "ImplementationErrored"}
