@@ -64,8 +64,8 @@ SERIES_FUNCTIONS: dict[str, str] = {
     "collapse_pte_mapped_thp": "khugepaged",
     # mm/khugepaged.c: the callers of collapse_file() and collapse_pte_mapped_thp(), which changed
     # with the series (patch 11: no deferred list) and so belong to an implementation
-    "khugepaged_scan_mm_slot": "khugepaged_callers",
-    "madvise_collapse": "khugepaged_callers",
+    "khugepaged_scan_mm_slot": "khugepaged",
+    "madvise_collapse": "khugepaged",
     # mm/mremap.c: moves a whole PTE table without its ptl; raced retract in 6.6.0
     # (CVE-2024-50066, fixed by 6fa1066fc5d0 with "Fixes:" patch 09)
     "move_normal_pmd": "mremap",

