@@ -135,76 +135,56 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
 def mfill_atomic_copy(k, mm, addr, value):
     """mm/userfaultfd.c: mfill_atomic_copy() (6.6) of one page holding ``value`` at ``addr``,
     retried by userspace while it returns -EAGAIN."""
-    while True:
-        ret = yield from _mfill_atomic_copy_once(k, mm, addr, value)
-        if ret != EAGAIN:
-            return ret
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_COPY, value))
 
 
-def _mfill_atomic_copy_once(k, mm, addr, value):
-    vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr)
-    if ret is not None:
-        return ret
+def mfill_atomic_pte_copy(k, vma, pmdp, addr, value):
+    """mm/userfaultfd.c: mfill_atomic_pte_copy() (6.6; shmem_mfill_atomic_pte() for a shared
+    VMA): a new folio holding ``value`` (an anonymous one in a private VMA; a shmem folio added
+    to the page cache in a hole of a shared one, -EEXIST if the index is taken), mapped by
+    mfill_atomic_install_pte(); undone if that fails."""
+    mm = vma.mm
     if vma.shared:
         index = vma.linear_page_index(addr)
         added = yield Atomic(f"shmem_add_to_page_cache({vma.file!r}, {index})", _shmem_add_new,
                              (k, vma.file, index, value), touches=(vma.file,))
         if added is None:
-            ret = EEXIST
-        else:
-            folio, before = added
-            ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
-            if ret != 0:
-                yield Atomic(f"filemap_remove_folio({folio!r})", _shmem_remove,
-                             (k, vma.file, index, folio, before), touches=(vma.file,))
-                folio_put(k, folio)
-            yield Unlock(folio.lock)
-            # on success our reference became the mapping's
-    else:
-        folio = yield Atomic(f"alloc anon folio for {addr}", _new_anon, (k, mm, addr, value))
+            return EEXIST
+        folio, before = added
         ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
         if ret != 0:
+            yield Atomic(f"filemap_remove_folio({folio!r})", _shmem_remove,
+                         (k, vma.file, index, folio, before), touches=(vma.file,))
             folio_put(k, folio)
-    yield UpRead(mm.mmap_lock)
+        yield Unlock(folio.lock)
+        # on success our reference became the mapping's
+        return ret
+    folio = yield Atomic(f"alloc anon folio for {addr}", _new_anon, (k, mm, addr, value))
+    ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
+    if ret != 0:
+        folio_put(k, folio)
     return ret
 
 
-def _mfill_atomic_prepare(k, mm, addr, shmem_only=False):
-    """The common head of mfill_atomic() (6.6), under mmap_lock for read: find_dst_vma() (a VMA
-    registered with userfaultfd, any mode), anon_vma_prepare() for a private VMA, then a PTE table
-    for ``addr`` (__pte_alloc() on a none PMD; a huge PMD is -EEXIST).  Returns
-    ``(vma, pmdp, None)``, or ``(None, None, error)`` with mmap_lock released.  (The ioctls'
-    mmget_not_zero() always succeeds in the model: they run as tasks of the process, which exit
-    waits for, and scenario.start_op() answers -ESRCH for a process that has exited.)"""
-    yield DownRead(mm.mmap_lock)
-    vma = mm.find_vma(addr)
-    if vma is None or not userfaultfd_registered(vma):
-        yield UpRead(mm.mmap_lock)
-        return None, None, ENOENT
-    if shmem_only and vma.file is None:  # !vma_is_shmem() && MFILL_ATOMIC_CONTINUE
-        yield UpRead(mm.mmap_lock)
-        return None, None, EINVAL
-    if not vma.shared:
-        yield from anon_vma_prepare(k, vma)
-    pmdp = mm.pmd_offset(addr, k.geo)
-    if pmd_none((yield from k.ops.pmdp_get_lockless(k, pmdp))):
-        yield from __pte_alloc(k, mm, pmdp)
-    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
-    if pmd_none(pmdval) or pmd_trans_huge(pmdval):
-        yield UpRead(mm.mmap_lock)
-        return None, None, EEXIST
-    return vma, pmdp, None
+#: the mfill modes (uffd_flags_t's mfill_atomic_mode): UFFDIO_COPY, UFFDIO_CONTINUE, UFFDIO_POISON
+MFILL_ATOMIC_COPY, MFILL_ATOMIC_CONTINUE, MFILL_ATOMIC_POISON = "copy", "continue", "poison"
 
 
-def _mfill_retry(k, mfill_pte, mm, addr, shmem_only=False):
-    """One mfill ioctl of one page (mfill_atomic(): the VMA checks, then ``mfill_pte`` under
-    mmap_lock for read), retried by userspace while it returns -EAGAIN.  ``shmem_only``
-    (UFFDIO_CONTINUE): a VMA that is not shmem is -EINVAL, found before anything is prepared."""
+def mfill_atomic_pte(k, vma, pmdp, addr, mode, value=None):
+    """mm/userfaultfd.c: mfill_atomic_pte() (6.6): the page of one mfill ioctl, by mode, under
+    mmap_lock for read with the PTE table of ``pmdp`` allocated."""
+    if mode == MFILL_ATOMIC_CONTINUE:
+        return (yield from mfill_atomic_pte_continue(k, vma, pmdp, addr))
+    if mode == MFILL_ATOMIC_POISON:
+        return (yield from mfill_atomic_pte_poison(k, vma, pmdp, addr))
+    return (yield from mfill_atomic_pte_copy(k, vma, pmdp, addr, value))
+
+
+def _mfill_retry(k, mm, addr, mode, value=None):
+    """One mfill ioctl of one page: mfill_atomic() through the implementation table, called again
+    by userspace while it returns -EAGAIN."""
     while True:
-        vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr, shmem_only)
-        if ret is None:
-            ret = yield from mfill_pte(k, vma, pmdp, addr)
-            yield UpRead(mm.mmap_lock)
+        ret = yield from k.ops.mfill_atomic(k, mm, addr, mode, value)
         if ret != EAGAIN:
             return ret
 
@@ -231,7 +211,7 @@ def mfill_atomic_pte_continue(k, vma, pmdp, addr):
 def mfill_atomic_continue(k, mm, addr):
     """mm/userfaultfd.c: mfill_atomic_continue() (6.6) of one page at ``addr`` (minor mode: map
     the page cache's page), retried by userspace on -EAGAIN."""
-    return (yield from _mfill_retry(k, mfill_atomic_pte_continue, mm, addr, shmem_only=True))
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_CONTINUE))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +238,7 @@ def mfill_atomic_pte_poison(k, vma, pmdp, addr):
 def mfill_atomic_poison(k, mm, addr):
     """mm/userfaultfd.c: mfill_atomic_poison() (6.6) of one page at ``addr``, retried by
     userspace on -EAGAIN."""
-    return (yield from _mfill_retry(k, mfill_atomic_pte_poison, mm, addr))
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_POISON))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,11 +14,21 @@ from pgconform.kernel.mprotect import (
     PLAIN_READ_RACE_CONSEQUENCES,
     PLAIN_READ_RACE_WHY,
 )
-from pgconform.reference import khugepaged, mm, mremap, pgtable_generic, userfaultfd
-from pgconform.reference.arch import generic, powerpc, s390, s390_full_page, sparc64
+from pgconform.reference import (
+    gup,
+    khugepaged,
+    memory,
+    mm,
+    mprotect,
+    mremap,
+    pgtable_generic,
+    userfaultfd,
+)
+from pgconform.reference.arch import arm, generic, powerpc, s390, s390_full_page, sparc64
 
 _MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged,
-            "mremap": mremap, "userfaultfd": userfaultfd, "arch": generic}
+            "mremap": mremap, "userfaultfd": userfaultfd, "gup": gup, "memory": memory,
+            "mprotect": mprotect, "arm": arm, "arch": generic}
 
 REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()
                        if hasattr(_MODULES[mod], name)}

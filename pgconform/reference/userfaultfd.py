@@ -1,7 +1,13 @@
-"""Reference: mm/userfaultfd.c's move_pages_ptes() (Linux 7.0; move_pages_pte() before 6.18), the
-part of UFFDIO_MOVE (adcd4ad8a8da "userfaultfd: UFFDIO_MOVE uABI", 6.8) that maps both page tables
-locklessly; its pmd_same() recheck of the destination (dd95d2782a25) is what PT reclaim needs.
-move_pages() and move_present_ptes() around it are the environment (pgconform/kernel/userfaultfd.py).
+"""Reference: mm/userfaultfd.c's users of the page-table protocol.
+
+* mfill_atomic() (Linux 6.6): the head of UFFDIO_COPY, UFFDIO_CONTINUE and UFFDIO_POISON, which
+  allocates the destination's PTE table and must re-read the PMD after doing so;
+* move_pages_ptes() (Linux 7.0; move_pages_pte() before 6.18), the part of UFFDIO_MOVE
+  (adcd4ad8a8da "userfaultfd: UFFDIO_MOVE uABI", 6.8) that maps both page tables locklessly; its
+  pmd_same() recheck of the destination (dd95d2782a25) is what PT reclaim needs.
+
+The rest (mfill_atomic_pte(), move_pages(), move_present_ptes()) is the environment
+(pgconform/kernel/userfaultfd.py), which calls these through the implementation table.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
+from pgconform.kernel.memory import anon_vma_prepare
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_none, pte_present
+from pgconform.kernel.pgalloc import __pte_alloc
 from pgconform.kernel.userfaultfd import (
     EAGAIN,
     EBUSY,
@@ -19,11 +27,50 @@ from pgconform.kernel.userfaultfd import (
     EFAULT,
     EINVAL,
     ENOENT,
+    MFILL_ATOMIC_CONTINUE,
     UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+    mfill_atomic_pte,
     move_present_ptes,
     page_anon_exclusive,
+    userfaultfd_registered,
 )
-from pgconform.sim.effects import Load, Lock, Trylock, Unlock
+from pgconform.sim.effects import DownRead, Load, Lock, Trylock, Unlock, UpRead
+
+
+def mfill_atomic(k, mm, addr, mode, value=None):
+    """mm/userfaultfd.c: mfill_atomic() (6.6) for one page at ``addr``, ``mode`` being the ioctl
+    (MFILL_ATOMIC_COPY with the page's ``value``, _CONTINUE, _POISON); one call, which userspace
+    repeats on -EAGAIN.
+
+    Under mmap_lock for read: find_dst_vma() (a VMA registered with userfaultfd, any mode; none:
+    -ENOENT); UFFDIO_CONTINUE needs shmem (-EINVAL); anon_vma_prepare() for a private VMA.  Then
+    the destination PMD: read it (pmdp_get_lockless()), __pte_alloc() a table if it is none, and
+    read it *again*: the value that counts is the one after the allocation, which may be a huge
+    PMD a collapse installed meanwhile, or none again (-EEXIST for both: the PMD is not the
+    caller's to change).  Then mfill_atomic_pte() with the PMD pointer, and mmap_read_unlock().
+    (The ioctls' mmget_not_zero() always succeeds in the model: they run as tasks of the
+    process, which exit waits for, and scenario.start_op() answers -ESRCH for a process that has
+    exited.)"""
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(addr)
+    if vma is None or not userfaultfd_registered(vma):
+        yield UpRead(mm.mmap_lock)
+        return ENOENT
+    if mode == MFILL_ATOMIC_CONTINUE and vma.file is None:  # !vma_is_shmem()
+        yield UpRead(mm.mmap_lock)
+        return EINVAL
+    if not vma.shared:
+        yield from anon_vma_prepare(k, vma)
+    pmdp = mm.pmd_offset(addr, k.geo)  # mm_alloc_pmd(): the model's one PMD table
+    if pmd_none((yield from k.ops.pmdp_get_lockless(k, pmdp))):
+        yield from __pte_alloc(k, mm, pmdp)
+    dst_pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)  # re-read after __pte_alloc()
+    if pmd_none(dst_pmdval) or pmd_trans_huge(dst_pmdval):
+        yield UpRead(mm.mmap_lock)
+        return EEXIST
+    ret = yield from mfill_atomic_pte(k, vma, pmdp, addr, mode, value)
+    yield UpRead(mm.mmap_lock)
+    return ret
 
 
 def move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src_addr, mode):

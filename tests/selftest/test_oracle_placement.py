@@ -134,6 +134,19 @@ HOSTED_EXCEPTIONS = {
     # walk; an override of find_pmd_or_thp_or_none() that computes the pmd_t * itself
     # (mm.pmd_offset()) skips that judgement: for the oracles-as-hooks work to move to a hook
     ("find_pmd_or_thp_or_none", "_find_pmd"),
+    # GUP-fast confirms a pin with gup_pte_unchanged() (kernel/gup.py), judged in that step; an
+    # override that does not call it has the pages it returns judged when it returns, by its
+    # caller gup_pmd_range() (tests/selftest/test_gup_mmu.py: a gup_pte_range() without rechecks
+    # is caught that way)
+    ("gup_pte_range", "_pte_recheck"),
+    # the second plain read of change_pmd_range()'s pair, in the split form: an override that
+    # reads the PMD again with a Load of its own is not judged pt.plain-read-race there; what the
+    # race costs (markers missing at the end) is still judged by the uffd oracle at the end
+    ("change_pmd_range", "_plain_reread"),
+    # mfill_atomic_pte() is the only way to fill a page: the uffd oracle's bookkeeping of the
+    # markers it puts or replaces (its promises) is in the environment functions it runs
+    ("mfill_atomic", "mfill_atomic_pte_poison"),
+    ("mfill_atomic", "mfill_atomic_install_pte"),
 }
 
 #: model helpers that hold a check whoever calls them: the only way the model offers to do what
