@@ -80,7 +80,7 @@ SERIES_FUNCTIONS: dict[str, str] = {
     # de2e4626c706; 7.0's pmd_same() recheck under split ptlocks)
     "adjust_pte": "arm",
     # mm/userfaultfd.c: the head of the mfill ioctls, which allocates the destination's PTE table
-    # and must re-read the PMD after it
+    # and must re-read the PMD after it (71c186efc1b2, 4828d207dc51)
     "mfill_atomic": "userfaultfd",
     # mm/memory.c (7.0; 6.14: mm/pt_reclaim.c): zap_pte_range()'s reclaim of the PTE table it
     # emptied, under the ptl it still holds (fast) or after dropping it (slow, which must look

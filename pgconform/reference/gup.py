@@ -1,9 +1,10 @@
 """Reference: mm/gup.c's gup_pte_range() (Linux 6.6), GUP-fast's walk of one PTE table.
 
 GUP-fast walks with interrupts disabled and no lock.  Since 70cbc3cc78a9 ("mm: gup: fix the fast
-GUP race against THP collapse", Yang Shi, 6.2 and stable) it rechecks the PMD after taking each
-page's reference, and (since 2667f50e8b81, 3.19) the PTE: a page whose table was unlinked
-(collapse, retract, PT reclaim) or whose entry changed in between is dropped again.  The rest of
+GUP race against THP collapse", Yang Shi, 6.1 and stable) it rechecks the PMD after taking each
+page's reference, and (since 2667f50e8b81 "mm: introduce a general RCU get_user_pages_fast()",
+3.19) the PTE: a page whose table was unlinked (collapse, retract, PT reclaim) or whose entry
+changed in between is dropped again.  The rest of
 GUP (gup_pmd_range(), the slow path, the reference helpers) is the environment
 (pgconform/kernel/gup.py), which calls gup_pte_range() through the implementation table.
 """

@@ -38,7 +38,9 @@ from pgconform.sim.effects import DownRead, Load, Lock, Trylock, Unlock, UpRead
 
 
 def mfill_atomic(k, mm, addr, mode, value=None):
-    """mm/userfaultfd.c: mfill_atomic() (6.6) for one page at ``addr``, ``mode`` being the ioctl
+    """mm/userfaultfd.c: mfill_atomic() (6.6 with Jann Horn's 71c186efc1b2 "userfaultfd: fix checks
+    for huge PMDs" and 4828d207dc51 "userfaultfd: don't BUG_ON() if khugepaged yanks our page
+    table", 6.11 and 6.6.y) for one page at ``addr``, ``mode`` being the ioctl
     (MFILL_ATOMIC_COPY with the page's ``value``, _CONTINUE, _POISON); one call, which userspace
     repeats on -EAGAIN.
 
@@ -47,7 +49,9 @@ def mfill_atomic(k, mm, addr, mode, value=None):
     the destination PMD: read it (pmdp_get_lockless()), __pte_alloc() a table if it is none, and
     read it *again*: the value that counts is the one after the allocation, which may be a huge
     PMD a collapse installed meanwhile, or none again (-EEXIST for both: the PMD is not the
-    caller's to change).  Then mfill_atomic_pte() with the PMD pointer, and mmap_read_unlock().
+    caller's to change; before 71c186efc1b2 the test was a racy pmd_trans_huge(*dst_pmd), and
+    before 4828d207dc51 a none PMD there was a BUG_ON(), which retract_page_tables() without
+    mmap_lock can reach).  Then mfill_atomic_pte() with the PMD pointer, and mmap_read_unlock().
     (The ioctls' mmget_not_zero() always succeeds in the model: they run as tasks of the
     process, which exit waits for, and scenario.start_op() answers -ESRCH for a process that has
     exited.)"""
