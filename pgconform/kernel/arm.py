@@ -7,8 +7,9 @@ lines, so make_coherent() looks for other shared mappings of the same file page 
 and, when one is present, switches every such PTE (the aliases' and the faulting one) to the
 uncached memory type.  The aliases are reached by a page-table walk of their own: the walk that
 patch 03 converted: adjust_pte(), a function of the implementation table (its reference is
-pgconform/reference/arch/arm.py).  These configurations have no split PTE ptlocks (SPLIT_PTLOCK_CPUS is 999999
-for ARM without CPU_CACHE_VIPT), so every ptl is mm->page_table_lock, which the caller holds.
+pgconform/reference/arch/arm.py).  These configurations have no split PTE ptlocks
+(SPLIT_PTLOCK_CPUS is 999999 for ARM without CPU_CACHE_VIPT), so every ptl is
+mm->page_table_lock, which the caller holds.
 """
 
 from __future__ import annotations
