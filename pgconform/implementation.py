@@ -71,14 +71,32 @@ SERIES_FUNCTIONS: dict[str, str] = {
     "collapse_pte_mapped_thp": "khugepaged",
     # mm/khugepaged.c: the callers of collapse_file() and collapse_pte_mapped_thp(), which changed
     # with the series (patch 11: no deferred list) and so belong to an implementation
-    "khugepaged_scan_mm_slot": "khugepaged_callers",
-    "madvise_collapse": "khugepaged_callers",
+    "khugepaged_scan_mm_slot": "khugepaged",
+    "madvise_collapse": "khugepaged",
     # mm/mremap.c: moves a whole PTE table without its ptl; raced retract in 6.6.0
     # (CVE-2024-50066, fixed by 6fa1066fc5d0 with "Fixes:" patch 09)
     "move_normal_pmd": "mremap",
     # mm/userfaultfd.c (6.8+, 7.0 environment only): UFFDIO_MOVE of one page; its pmd_same()
     # recheck of the destination (dd95d2782a25) is what PT reclaim needs
     "move_pages_pte": "userfaultfd",
+    # the protocol's users outside the series, whose real bugs lived where an implementation
+    # could not replace them before:
+    # mm/gup.c: GUP-fast's walk of one PTE table and its PMD and PTE rechecks (70cbc3cc78a9)
+    "gup_pte_range": "gup",
+    # arch/arm/mm/fault-armv.c: the walk to a shared alias and its locking (patch 03,
+    # de2e4626c706; 7.0's pmd_same() recheck under split ptlocks)
+    "adjust_pte": "arm",
+    # mm/userfaultfd.c: the head of the mfill ioctls, which allocates the destination's PTE table
+    # and must re-read the PMD after it (71c186efc1b2, 4828d207dc51)
+    "mfill_atomic": "userfaultfd",
+    # mm/memory.c (7.0; 6.14: mm/pt_reclaim.c): zap_pte_range()'s reclaim of the PTE table it
+    # emptied, under the ptl it still holds (fast) or after dropping it (slow, which must look
+    # at every entry again)
+    "zap_empty_pte_table": "memory",
+    "zap_pte_table_if_empty": "memory",
+    # mm/mprotect.c: change_pmd_range(), whose change_pmd_prepare() and pmd_none() test read the
+    # PMD twice with plain reads
+    "change_pmd_range": "mprotect",
 }
 
 
@@ -214,6 +232,9 @@ def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
     def scan(r):
         return isinstance(r, str) and r.startswith("SCAN_")
 
+    def table_pmd_or_none(r):
+        return r is None or type(r) is TablePmd
+
     pmd_value = "a pmd value (None, a table or a huge PMD)"
     return {
         "pmdp_get_lockless": (pmd_value, pmd),
@@ -244,6 +265,16 @@ def return_checks() -> dict[str, tuple[str, Callable[[Any], bool]]]:
         "move_normal_pmd": ("a bool", lambda r: isinstance(r, bool)),
         "move_pages_pte": ("the pages moved (an int > 0) or an errno string",
                            lambda r: (type(r) is int and r > 0) or type(r) is str),
+        "gup_pte_range": ("1 (the whole range got) or 0", lambda r: type(r) is int and r in (0, 1)),
+        "adjust_pte": ("1 (the alias PTE was present) or 0",
+                       lambda r: type(r) is int and r in (0, 1)),
+        "mfill_atomic": ("0 or an errno string", lambda r: (type(r) is int and r == 0)
+                         or type(r) is str),
+        "zap_empty_pte_table": ("the PMD value cleared (a table), or None", table_pmd_or_none),
+        "zap_pte_table_if_empty": ("the PMD value cleared (a table), or None",
+                                   table_pmd_or_none),
+        "change_pmd_range": ("the number of pages changed (an int >= 0)",
+                             lambda r: type(r) is int and r >= 0),
     }
 
 

@@ -259,7 +259,8 @@ def _khugepaged(k, mm, op):
 def _madv_collapse(k, mm, op):
     if not k.arch.thp:
         return _no_thp()
-    return k.ops.madvise_collapse(k, mm, k.geo.haddr(op.addr))
+    haddr = k.geo.haddr(op.addr)
+    return k.ops.madvise_collapse(k, mm, haddr, haddr + k.geo.hpage_pmd_nr)
 
 
 def _smaps(k, mm, op):

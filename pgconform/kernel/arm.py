@@ -6,16 +6,17 @@ ptl held.  With a VIVT cache two virtual mappings of one page in the same mm see
 lines, so make_coherent() looks for other shared mappings of the same file page in the faulting mm
 and, when one is present, switches every such PTE (the aliases' and the faulting one) to the
 uncached memory type.  The aliases are reached by a page-table walk of their own: the walk that
-patch 03 converted.  These configurations have no split PTE ptlocks (SPLIT_PTLOCK_CPUS is 999999
-for ARM without CPU_CACHE_VIPT), so every ptl is mm->page_table_lock, which the caller holds.
+patch 03 converted: adjust_pte(), a function of the implementation table (its reference is
+pgconform/reference/arch/arm.py).  These configurations have no split PTE ptlocks
+(SPLIT_PTLOCK_CPUS is 999999 for ARM without CPU_CACHE_VIPT), so every ptl is
+mm->page_table_lock, which the caller holds.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from pgconform.kernel.objects import pmd_none, pte_present
-from pgconform.kernel.pgtable import pte_map_rw_as
+from pgconform.kernel.objects import pte_present
 from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
 
 
@@ -52,42 +53,10 @@ def make_coherent(k, mapping, vma, addr, ptep, pfn):
             continue
         if mpnt.mm is not mm or mpnt is vma or not mpnt.shared:  # VM_MAYSHARE
             continue
-        aliases += yield from adjust_pte(k, mpnt, mpnt.start + (pgoff - mpnt.pgoff), pfn)
+        aliases += yield from k.ops.adjust_pte(k, mpnt, mpnt.start + (pgoff - mpnt.pgoff), pfn)
     yield Unlock(lock)
     if aliases:
         yield from do_adjust_pte(k, vma, addr, pfn, ptep)
-
-
-def adjust_pte(k, vma, address, pfn):
-    """arch/arm/mm/fault-armv.c: adjust_pte() (6.6): walk to the alias's pmd (a none one counts
-    nothing), map its PTE with pte_offset_map_nolock() (NULL counts nothing), take the ptl only
-    with split PTE ptlocks (do_pte_lock(); otherwise it is mm->page_table_lock, already held by
-    the caller), do_adjust_pte(), unlock and unmap.  No pmd_same() recheck in 6.6: nothing can
-    change the pmd while mm->page_table_lock is held here.  From 6.13 (7.0) the map is
-    pte_offset_map_rw_nolock(), and with split ptlocks the pmd is rechecked against its snapshot
-    under the ptl (pmd_same(), else unlock, unmap and map again).  Returns 1 if the alias PTE was
-    present."""
-    mm = vma.mm
-    pmdp = mm.pmd_offset(address, k.geo)
-    split = k.arch.split_pte_ptlocks
-    while True:
-        if pmd_none((yield Load(pmdp.table, pmdp.idx))):  # pmd_none_or_clear_bad()
-            return 0
-        pte, pmdval, ptl = yield from pte_map_rw_as(k, mm, pmdp, address)
-        if pte is None:
-            return 0
-        if not split:
-            break
-        yield Lock(ptl, 1)  # do_pte_lock(): spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
-        if pmdval is None or pmdval == (yield from k.ops.pmdp_get_lockless(k, pmdp)):
-            break
-        yield Unlock(ptl)  # window: adjust_pte's pmd_same recheck fails
-        yield from k.ops.pte_unmap(k, pte)
-    ret = yield from do_adjust_pte(k, vma, address, pfn, pte)
-    if split:
-        yield Unlock(ptl)  # do_pte_unlock()
-    yield from k.ops.pte_unmap(k, pte)
-    return ret
 
 
 def do_adjust_pte(k, vma, address, pfn, ptep):

@@ -85,7 +85,18 @@ def _put(m, t, k, folio, refs):
 # GUP-fast
 
 
-def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
+class GupPages(list):
+    """``struct page **pages`` of a GUP-fast walk: the (addr, folio, subpage) got, and which of
+    them gup_pte_unchanged() confirmed (``confirmed``: their indexes)."""
+
+    __slots__ = ("confirmed",)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.confirmed: set[int] = set()
+
+
+def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed, pages):
     """``pte_val(pte) != pte_val(ptep_get(ptep))``; when unchanged the pin is confirmed (oracle),
     as of the PMD recheck just before (trace position ``pmd_confirmed``) if the table was
     unlinked since."""
@@ -95,42 +106,31 @@ def _pte_recheck(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
     if table.entries[ptep.idx] != pte:
         return False
     k.hooks.gup_confirm(k, t, mm, addr, table, folio, pte.idx, pmd_confirmed)
+    if isinstance(pages, GupPages):
+        pages.confirmed.add(len(pages))  # the index the caller appends the page at next
     return True
 
 
-def gup_pte_range(k, mm, pmd, pmdp, addr, end, pages):
-    """mm/gup.c: gup_pte_range() (6.6): pte_offset_map() on the *stack copy* ``pmd``; for each PTE
-    ptep_get_lockless(), bail on a non-present one, try_grab_folio(), then recheck the PMD
-    (70cbc3cc78a9) and the PTE, dropping the reference if either changed.  Returns 1 if the
-    whole range was got, else 0 (what was got stays in ``pages``)."""
-    ptem = ptep = yield from k.ops.pte_offset_map(k, stack_pmd(k, pmd), addr)
-    if ptep is None:
-        return 0
-    ret = 0
-    while True:
-        pte = yield Load(ptep.table, ptep.idx)  # ptep_get_lockless()
-        if not pte_present(pte):  # !pte_access_permitted(): fall back
-            break
-        folio = yield from try_grab_folio(k, pte.folio)
-        if folio is None:
-            break
-        if pmd != (yield Load(pmdp.table, pmdp.idx)):  # pmd_val(pmd) != pmd_val(*pmdp)
-            yield from gup_put_folio(k, folio)
-            break
-        pmd_confirmed = len(k.m.trace)  # the table was linked at pmdp until this point
-        if not (yield Atomic(f"recheck pte {ptep!r} == {pte!r}", _pte_recheck,
-                             (k, mm, addr, ptep, pte, folio, pmd_confirmed),
-                             touches=(ptep.table,))):
-            yield from gup_put_folio(k, folio)
-            break
-        pages.append((addr, folio, pte.idx))
-        addr += 1
-        if addr == end:
-            ret = 1
-            break
-        ptep += 1
-    yield from k.ops.pte_unmap(k, ptem)
-    return ret
+def gup_pte_unchanged(k, mm, addr, ptep, pte, folio, pmd_confirmed=None, pages=None):
+    """The PTE recheck of mm/gup.c gup_pte_range() (6.6), ``pte_val(pte) ==
+    pte_val(ptep_get(ptep))``, in one step: whether ``*ptep`` still holds ``pte``, from which
+    ``folio`` was grabbed.  This is where GUP-fast confirms a pin: the page is judged
+    (gup.stale-page) in that step, as of the PMD recheck (trace position ``pmd_confirmed``) if
+    the table was unlinked since; the page the caller appends next to ``pages`` counts as
+    confirmed.  A page gup_pte_range() returns without it is judged when gup_pte_range()
+    returns (gup_pmd_range())."""
+    return (yield Atomic(f"recheck pte {ptep!r} == {pte!r}", _pte_recheck,
+                         (k, mm, addr, ptep, pte, folio, pmd_confirmed, pages),
+                         touches=(ptep.table,)))
+
+
+def _judge_unconfirmed(m, t, k, mm, pages, first):
+    """The pages gup_pte_range() appended from index ``first`` without confirming them with
+    gup_pte_unchanged(): judged now, as the page the address maps when the walk returns them."""
+    for i in range(first, len(pages)):
+        if i not in pages.confirmed:
+            addr, folio, idx = pages[i]
+            k.hooks.gup_confirm(k, t, mm, addr, None, folio, idx, None)
 
 
 def _huge_recheck(m, t, k, mm, addr, end, pmdp, orig, folio):
@@ -171,8 +171,14 @@ def gup_pmd_range(k, mm, addr, end, pages):
         if pmd_trans_huge(pmd):
             if not (yield from gup_huge_pmd(k, mm, pmd, pmdp, addr, nxt, pages)):
                 return 0
-        elif not (yield from gup_pte_range(k, mm, pmd, pmdp, addr, nxt, pages)):
-            return 0
+        else:
+            first = len(pages)
+            got = yield from k.ops.gup_pte_range(k, mm, pmd, pmdp, addr, nxt, pages)
+            if len(pages) > first and not pages.confirmed.issuperset(range(first, len(pages))):
+                yield Atomic("gup_pte_range() returns unconfirmed pages", _judge_unconfirmed,
+                             (k, mm, pages, first))
+            if not got:
+                return 0
         addr = nxt
     return 1
 
@@ -194,7 +200,7 @@ def get_user_pages_fast(k, mm, start, nr_pages):
     """mm/gup.c: get_user_pages_fast() -> internal_get_user_pages_fast() (6.6): the lockless walk,
     then the slow path (__gup_longterm_locked() -> __get_user_pages_locked()) for the rest.
     Returns the list of (addr, folio, subpage) got, each holding a reference."""
-    pages: list = []
+    pages = GupPages()
     end = start + nr_pages
     nr_pinned = yield from lockless_pages_from_mm(k, mm, start, end, pages)
     if nr_pinned == nr_pages:

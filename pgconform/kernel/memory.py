@@ -49,7 +49,7 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes, pte_alloc
-from pgconform.kernel.pgtable import pmd_clear, pte_map_rw_as, set_pmd
+from pgconform.kernel.pgtable import pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
@@ -613,8 +613,10 @@ def zap_install_uffd_wp_if_needed(k, vma, ptep, addr, details, pteval):
 
 # ------------------------------------------------------------------------------------------------
 # reclaim of empty PTE tables (6.14+: Qi Zheng, "synchronously scan and reclaim empty user PTE
-# pages", 6375e95f381e).  6.14 has them in mm/pt_reclaim.c as
-# try_get_and_clear_pmd(), try_to_free_pte() and free_pte(); 7.0 has them in mm/memory.c.
+# pages", 6375e95f381e).  6.14 has them in mm/pt_reclaim.c as try_get_and_clear_pmd(),
+# try_to_free_pte() and free_pte(); 7.0 has them in mm/memory.c.  The two that detach the table,
+# zap_empty_pte_table() and zap_pte_table_if_empty(), are functions of the implementation table
+# (their reference is pgconform/reference/memory.py).
 
 
 def pte_table_reclaim_possible(k, start, end, details) -> bool:
@@ -623,60 +625,6 @@ def pte_table_reclaim_possible(k, start, end, details) -> bool:
     the whole table (end - start >= PMD_SIZE)."""
     return (details is not None and details.reclaim_pt and pt_reclaim_enabled(k)
             and end - start >= k.geo.ptrs_per_pte)
-
-
-def zap_empty_pte_table(k, mm, pmdp, ptl):
-    """mm/memory.c: zap_empty_pte_table() (7.0; 6.14: try_get_and_clear_pmd() in mm/pt_reclaim.c):
-    the fast path, called with the table's ptl still held since the zap that emptied it: take pml
-    too, by trylock (pml is the outer lock: spinning on it under ptl could deadlock), unless it is
-    the ptl itself; snapshot the PMD and clear it.  No entry is looked at again: nobody can have
-    filled one while ptl was held.  Returns the old PMD value, or None if pml was busy (the caller
-    goes the slow way).  (6.14 trylocked pml even when it is the ptl already held, so without
-    split ptlocks the fast path always failed; 7.0 skips the trylock then.)"""
-    pml = yield from k.ops.pmd_lockptr(k, mm, pmdp)
-    if pml is not ptl and not (yield Trylock(pml)):
-        return None  # window: zap_empty_pte_table finds pml busy
-    pmdval = yield Load(pmdp.table, pmdp.idx)  # pmdp_get()
-    yield from pmd_clear(k, pmdp)
-    if pml is not ptl:
-        yield Unlock(pml)
-    return pmdval
-
-
-def zap_pte_table_if_empty(k, mm, pmdp, addr):
-    """mm/memory.c: zap_pte_table_if_empty() (7.0; 6.14: try_to_free_pte() in mm/pt_reclaim.c): the
-    slow path, after the ptl was dropped: pmd_lock(), pte_offset_map_rw_nolock() (its snapshot is
-    the live value: every changer of a table PMD holds pml, so no pmd_same() is needed),
-    spin_lock_nested() the ptl if distinct, check that every entry is still none (a fault may have
-    refilled the table meanwhile), pte_unmap() and pmd_clear().  Returns the old PMD value, or
-    None if the PMD no longer names a table or the table is not empty."""
-    return (yield from zap_pte_table_if_empty_as(k, mm, pmdp, addr))
-
-
-def zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=True):
-    """zap_pte_table_if_empty() with its look at every entry under pml and ptl as a parameter
-    (a variant that trusts the zap's finding: tests/selftest/test_pt_reclaim.py)."""
-    pml = yield from k.ops.pmd_lock(k, mm, pmdp)
-    start_pte, pmdval, ptl = yield from k.ops.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
-    if start_pte is None:
-        yield Unlock(pml)  # window: zap_pte_table_if_empty finds no table
-        return None
-    if ptl is not pml:
-        yield Lock(ptl, 1)  # spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)
-    table = start_pte.table
-    for i in range(k.geo.ptrs_per_pte if rescan else 0):
-        if not pte_none((yield Load(table, i))):  # ptep_get()
-            # window: zap_pte_table_if_empty finds the table refilled
-            yield from k.ops.pte_unmap_unlock(k, start_pte, ptl)
-            if ptl is not pml:
-                yield Unlock(pml)
-            return None
-    yield from k.ops.pte_unmap(k, start_pte)
-    yield from pmd_clear(k, pmdp)
-    if ptl is not pml:
-        yield Unlock(ptl)
-    yield Unlock(pml)
-    return pmdval
 
 
 def free_pte(k, mm, addr, tlb, pmdval):
@@ -755,11 +703,11 @@ def zap_pte_range(k, vma, pmdp, addr, end, details=None, tlb=None):
         if any(e is not None for e in pte.table.entries):
             can_reclaim_pt = False
         else:
-            pmdval = yield from zap_empty_pte_table(k, mm, pmdp, ptl)
+            pmdval = yield from k.ops.zap_empty_pte_table(k, mm, pmdp, ptl)
     yield from k.ops.pte_unmap_unlock(k, pte, ptl)
     if can_reclaim_pt:
         if pmdval is None:
-            pmdval = yield from zap_pte_table_if_empty(k, mm, pmdp, addr)
+            pmdval = yield from k.ops.zap_pte_table_if_empty(k, mm, pmdp, addr)
         if pmdval is not None:
             yield from free_pte(k, mm, end, tlb, pmdval)
     return end

@@ -26,11 +26,7 @@ from __future__ import annotations
 
 import attrs
 
-from pgconform.kernel.memory import __split_huge_pmd, pte_write_allowed
-from pgconform.kernel.mmu_notifier import (
-    mmu_notifier_invalidate_range_end,
-    mmu_notifier_invalidate_range_start,
-)
+from pgconform.kernel.memory import pte_write_allowed
 from pgconform.kernel.objects import (
     PTE_MARKER_GUARD,
     PTE_MARKER_POISONED,
@@ -223,54 +219,10 @@ def change_huge_pmd(k, vma, pmdp, addr, cp_flags):
     return k.geo.hpage_pmd_nr
 
 
-def change_pmd_range(k, vma, start, end, cp_flags):
-    """mm/mprotect.c: change_pmd_range() (6.6; the same in 7.0): per PMD, change_pmd_prepare();
-    skip a none PMD; start one mmu_notifier range (MMU_NOTIFY_PROTECTION_VMA) at the first
-    populated PMD; split a huge PMD the change does not cover whole or that uffd-wp needs as PTEs
-    (then prepare again), else change_huge_pmd(); then change_pte_range(), and on -EAGAIN go
-    again.  The two plain reads of ``*pmd`` before the pmd_none() test are one load or two as
-    the compiler chooses: pmd_none_plain_read()."""
-    mm = vma.mm
-    geo = k.geo
-    pages = 0
-    notified = False
-    addr = start
-    while addr < end:
-        nxt = min(end, geo.haddr(addr) + geo.ptrs_per_pte)
-        pmdp = mm.pmd_offset(addr, geo)
-        while True:  # again:
-            prepared = yield from change_pmd_prepare(k, vma, pmdp, cp_flags)
-            if pmd_none((yield from pmd_none_plain_read(k, pmdp, prepared))):
-                break
-            if not notified:
-                yield from mmu_notifier_invalidate_range_start(k, mm, start, end)
-                notified = True
-            pmdv = yield from k.ops.pmdp_get_lockless(k, pmdp)
-            if pmd_trans_huge(pmdv):
-                if nxt - addr != geo.hpage_pmd_nr or pgtable_split_needed(vma, cp_flags):
-                    yield from __split_huge_pmd(k, vma, pmdp, addr)
-                    # a file PMD is just cleared: populate it again if markers are needed
-                    yield from change_pmd_prepare(k, vma, pmdp, cp_flags)
-                else:
-                    ret = yield from change_huge_pmd(k, vma, pmdp, addr, cp_flags)
-                    if ret:
-                        pages += ret
-                        break
-            ret = yield from change_pte_range(k, vma, pmdp, addr, nxt, cp_flags)
-            if ret < 0:
-                continue
-            pages += ret
-            break
-        addr = nxt
-    if notified:
-        yield from mmu_notifier_invalidate_range_end(k, mm, start, end)
-    return pages
-
-
 def change_protection(k, vma, start, end, cp_flags):
     """mm/mprotect.c: change_protection() (6.6) -> change_protection_range(): the page-table walk,
     then (tlb_finish_mmu() of the caller's mmu_gather) a TLB flush if anything changed."""
-    pages = yield from change_pmd_range(k, vma, start, end, cp_flags)
+    pages = yield from k.ops.change_pmd_range(k, vma, start, end, cp_flags)
     if pages:
         yield from flush_tlb_range(k, vma, start, end)
     return pages

@@ -24,9 +24,9 @@ move_page_tables() looks at ``*old_pmd`` before move_pgt_entry() takes the rmap 
 move_normal_pmd() then moves whatever the slot holds: retract_page_tables() (which needs only
 i_mmap_rwsem for read since patch 09) can clear the PMD in that window, and pmd_populate() links
 ``pmd_pgtable()`` of a none PMD into the new slot.  The fix rechecks, under the pmd lock, that the
-entry is still a present non-leaf table.  move_normal_pmd() is in the implementation table: the
-reference has the fix; ``zoo.move_normal_pmd_no_recheck`` is 6.6.0's, caught as
-"pt.populate-dead" (tests/selftest/test_actors_vm.py).
+entry is still a present non-leaf table.  move_normal_pmd() is in the implementation table (its
+reference, with the fix, is pgconform/reference/mremap.py); ``zoo.move_normal_pmd_no_recheck`` is
+6.6.0's, caught as "pt.populate-dead" (tests/selftest/test_actors_vm.py).
 
 Model restrictions: whole VMAs only, moved to a free range chosen under the lock (no expand,
 shrink, in-place resize, DONTUNMAP, or vma_merge() with a neighbour); the anon_vma lock of
@@ -56,7 +56,7 @@ from pgconform.kernel.objects import (
     table_pmd,
 )
 from pgconform.kernel.pgalloc import pgtable_table, pte_alloc
-from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, pte_map_rw_as, set_pmd
+from pgconform.kernel.pgtable import flush_tlb_range, pte_map_rw_as, set_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Lock, Store, Unlock, UpWrite
 
@@ -152,42 +152,6 @@ def _pmd_populate_moved(m, t, k, new_pmd, pmdval):
     if type(pmdval) is not TablePmd:
         k.hooks.pmd_moved_not_table(m, t, new_pmd, pmdval)
     return table_pmd(pgtable_table(k, k.pmd_pgtable(pmdval)))
-
-
-def move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):
-    """mm/mremap.c: move_normal_pmd() (6.6 with 6fa1066fc5d0): if the new slot is none, take the
-    old pmd lock and the new one nested if different; recheck that the old entry is still a
-    present non-leaf table (the fix); pmd_clear() the old slot, pmd_populate() the new slot with
-    the same table, flush the old range.  The table's ptl is not taken.  Returns whether it moved."""
-    return (yield from move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd))
-
-
-def move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd, recheck=True):
-    """move_normal_pmd() with 6fa1066fc5d0's recheck under the pmd lock as a parameter (6.6.0
-    lacks it: CVE-2024-50066)."""
-    mm = vma.mm
-    if not have_move_pmd(k.arch):
-        return False
-    if not pmd_none((yield Load(new_pmd.table, new_pmd.idx))):
-        return False  # WARN_ON_ONCE: free_pgtables() should have released it
-    old_ptl = yield from k.ops.pmd_lock(k, mm, old_pmd)
-    new_ptl = yield from k.ops.pmd_lockptr(k, mm, new_pmd)
-    if new_ptl is not old_ptl:
-        yield Lock(new_ptl, 1)
-    pmd = yield Load(old_pmd.table, old_pmd.idx)
-    moved = False
-    if not recheck or type(pmd) is TablePmd:
-        yield from pmd_clear(k, old_pmd)
-        value = yield Atomic(f"pmd_pgtable({pmd!r})", _pmd_populate_moved, (k, new_pmd, pmd))
-        # pmd_populate(); the anonymous pages' content moves with the table (the PMD store event,
-        # oracle/pagetable.py move_anon_shadow)
-        yield from set_pmd(k, new_pmd, value)
-        yield from flush_tlb_range(k, vma, old_addr, old_addr + k.geo.hpage_pmd_nr)
-        moved = True
-    if new_ptl is not old_ptl:
-        yield Unlock(new_ptl)
-    yield Unlock(old_ptl)
-    return moved
 
 
 def move_huge_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):

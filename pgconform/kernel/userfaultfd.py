@@ -18,12 +18,8 @@ UFFDIO_CONTINUE have no MODE_WP, UFFDIO_WRITEPROTECT no MODE_DONTWAKE.
 from __future__ import annotations
 
 from pgconform.kernel.arm import update_mmu_cache_range
-from pgconform.kernel.filemap import folio_get, folio_put
+from pgconform.kernel.filemap import folio_put
 from pgconform.kernel.memory import anon_vma_prepare, mapped_pte, pte_write_allowed, shmem_get_folio
-from pgconform.kernel.mmu_notifier import (
-    mmu_notifier_invalidate_range_end,
-    mmu_notifier_invalidate_range_start,
-)
 from pgconform.kernel.mprotect import (
     MM_CP_TRY_CHANGE_WRITABLE,
     MM_CP_UFFD_WP,
@@ -43,7 +39,6 @@ from pgconform.kernel.objects import (
     pmd_none,
     pmd_trans_huge,
     pte_none,
-    pte_present,
 )
 from pgconform.kernel.pgalloc import __pte_alloc, pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, mm_find_pmd
@@ -54,7 +49,6 @@ from pgconform.sim.effects import (
     Load,
     Lock,
     Store,
-    Trylock,
     Unlock,
     UpRead,
     UpWrite,
@@ -133,76 +127,56 @@ def mfill_atomic_install_pte(k, vma, pmdp, addr, folio, idx):
 def mfill_atomic_copy(k, mm, addr, value):
     """mm/userfaultfd.c: mfill_atomic_copy() (6.6) of one page holding ``value`` at ``addr``,
     retried by userspace while it returns -EAGAIN."""
-    while True:
-        ret = yield from _mfill_atomic_copy_once(k, mm, addr, value)
-        if ret != EAGAIN:
-            return ret
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_COPY, value))
 
 
-def _mfill_atomic_copy_once(k, mm, addr, value):
-    vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr)
-    if ret is not None:
-        return ret
+def mfill_atomic_pte_copy(k, vma, pmdp, addr, value):
+    """mm/userfaultfd.c: mfill_atomic_pte_copy() (6.6; shmem_mfill_atomic_pte() for a shared
+    VMA): a new folio holding ``value`` (an anonymous one in a private VMA; a shmem folio added
+    to the page cache in a hole of a shared one, -EEXIST if the index is taken), mapped by
+    mfill_atomic_install_pte(); undone if that fails."""
+    mm = vma.mm
     if vma.shared:
         index = vma.linear_page_index(addr)
         added = yield Atomic(f"shmem_add_to_page_cache({vma.file!r}, {index})", _shmem_add_new,
                              (k, vma.file, index, value), touches=(vma.file,))
         if added is None:
-            ret = EEXIST
-        else:
-            folio, before = added
-            ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
-            if ret != 0:
-                yield Atomic(f"filemap_remove_folio({folio!r})", _shmem_remove,
-                             (k, vma.file, index, folio, before), touches=(vma.file,))
-                folio_put(k, folio)
-            yield Unlock(folio.lock)
-            # on success our reference became the mapping's
-    else:
-        folio = yield Atomic(f"alloc anon folio for {addr}", _new_anon, (k, mm, addr, value))
+            return EEXIST
+        folio, before = added
         ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
         if ret != 0:
+            yield Atomic(f"filemap_remove_folio({folio!r})", _shmem_remove,
+                         (k, vma.file, index, folio, before), touches=(vma.file,))
             folio_put(k, folio)
-    yield UpRead(mm.mmap_lock)
+        yield Unlock(folio.lock)
+        # on success our reference became the mapping's
+        return ret
+    folio = yield Atomic(f"alloc anon folio for {addr}", _new_anon, (k, mm, addr, value))
+    ret = yield from mfill_atomic_install_pte(k, vma, pmdp, addr, folio, 0)
+    if ret != 0:
+        folio_put(k, folio)
     return ret
 
 
-def _mfill_atomic_prepare(k, mm, addr, shmem_only=False):
-    """The common head of mfill_atomic() (6.6), under mmap_lock for read: find_dst_vma() (a VMA
-    registered with userfaultfd, any mode), anon_vma_prepare() for a private VMA, then a PTE table
-    for ``addr`` (__pte_alloc() on a none PMD; a huge PMD is -EEXIST).  Returns
-    ``(vma, pmdp, None)``, or ``(None, None, error)`` with mmap_lock released.  (The ioctls'
-    mmget_not_zero() always succeeds in the model: they run as tasks of the process, which exit
-    waits for, and scenario.start_op() answers -ESRCH for a process that has exited.)"""
-    yield DownRead(mm.mmap_lock)
-    vma = mm.find_vma(addr)
-    if vma is None or not userfaultfd_registered(vma):
-        yield UpRead(mm.mmap_lock)
-        return None, None, ENOENT
-    if shmem_only and vma.file is None:  # !vma_is_shmem() && MFILL_ATOMIC_CONTINUE
-        yield UpRead(mm.mmap_lock)
-        return None, None, EINVAL
-    if not vma.shared:
-        yield from anon_vma_prepare(k, vma)
-    pmdp = mm.pmd_offset(addr, k.geo)
-    if pmd_none((yield from k.ops.pmdp_get_lockless(k, pmdp))):
-        yield from __pte_alloc(k, mm, pmdp)
-    pmdval = yield from k.ops.pmdp_get_lockless(k, pmdp)
-    if pmd_none(pmdval) or pmd_trans_huge(pmdval):
-        yield UpRead(mm.mmap_lock)
-        return None, None, EEXIST
-    return vma, pmdp, None
+#: the mfill modes (uffd_flags_t's mfill_atomic_mode): UFFDIO_COPY, UFFDIO_CONTINUE, UFFDIO_POISON
+MFILL_ATOMIC_COPY, MFILL_ATOMIC_CONTINUE, MFILL_ATOMIC_POISON = "copy", "continue", "poison"
 
 
-def _mfill_retry(k, mfill_pte, mm, addr, shmem_only=False):
-    """One mfill ioctl of one page (mfill_atomic(): the VMA checks, then ``mfill_pte`` under
-    mmap_lock for read), retried by userspace while it returns -EAGAIN.  ``shmem_only``
-    (UFFDIO_CONTINUE): a VMA that is not shmem is -EINVAL, found before anything is prepared."""
+def mfill_atomic_pte(k, vma, pmdp, addr, mode, value=None):
+    """mm/userfaultfd.c: mfill_atomic_pte() (6.6): the page of one mfill ioctl, by mode, under
+    mmap_lock for read with the PTE table of ``pmdp`` allocated."""
+    if mode == MFILL_ATOMIC_CONTINUE:
+        return (yield from mfill_atomic_pte_continue(k, vma, pmdp, addr))
+    if mode == MFILL_ATOMIC_POISON:
+        return (yield from mfill_atomic_pte_poison(k, vma, pmdp, addr))
+    return (yield from mfill_atomic_pte_copy(k, vma, pmdp, addr, value))
+
+
+def _mfill_retry(k, mm, addr, mode, value=None):
+    """One mfill ioctl of one page: mfill_atomic() through the implementation table, called again
+    by userspace while it returns -EAGAIN."""
     while True:
-        vma, pmdp, ret = yield from _mfill_atomic_prepare(k, mm, addr, shmem_only)
-        if ret is None:
-            ret = yield from mfill_pte(k, vma, pmdp, addr)
-            yield UpRead(mm.mmap_lock)
+        ret = yield from k.ops.mfill_atomic(k, mm, addr, mode, value)
         if ret != EAGAIN:
             return ret
 
@@ -229,7 +203,7 @@ def mfill_atomic_pte_continue(k, vma, pmdp, addr):
 def mfill_atomic_continue(k, mm, addr):
     """mm/userfaultfd.c: mfill_atomic_continue() (6.6) of one page at ``addr`` (minor mode: map
     the page cache's page), retried by userspace on -EAGAIN."""
-    return (yield from _mfill_retry(k, mfill_atomic_pte_continue, mm, addr, shmem_only=True))
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_CONTINUE))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,7 +230,7 @@ def mfill_atomic_pte_poison(k, vma, pmdp, addr):
 def mfill_atomic_poison(k, mm, addr):
     """mm/userfaultfd.c: mfill_atomic_poison() (6.6) of one page at ``addr``, retried by
     userspace on -EAGAIN."""
-    return (yield from _mfill_retry(k, mfill_atomic_pte_poison, mm, addr))
+    return (yield from _mfill_retry(k, mm, addr, MFILL_ATOMIC_POISON))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,110 +428,6 @@ def move_present_ptes(k, mm, dst_vma, src_vma, dst_addr, src_addr, dst_pte, src_
         yield Store(dst_pte.table, dst_pte.idx, Pte(src_folio, orig_src_pte.idx, write=True))
         yield from flush_tlb_range(k, src_vma, src_addr, src_addr + 1)
     yield from double_pt_unlock(k, dst_ptl, src_ptl)
-    return ret
-
-
-def move_pages_pte(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src_addr, mode):
-    """mm/userfaultfd.c: move_pages_ptes() (7.0; move_pages_pte() before 6.18) for one page,
-    under mmap_lock for read, inside an mmu_notifier range over the source page.
-
-    Map the destination table with pte_offset_map_rw_nolock(), keeping its PMD snapshot (it is
-    rechecked under the ptls: dd95d2782a25), and the source table the same way (its snapshot
-    unused: the pte_same() of a present source entry is its recheck); NULL is -EAGAIN.  Read the
-    destination entry under its ptl (not none: -EEXIST) and the source entry under its ptl (none:
-    -ENOENT, or moved with UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES).  For a present source page: under
-    the source ptl check the entry again, take a reference on the folio (not an exclusive
-    anonymous page: -EBUSY) and folio_trylock() it; if that fails, unmap both tables, sleep in
-    folio_lock() and start over (the entry must then be the one the lock was taken for, else
-    -EAGAIN).  Then move_present_ptes().  (7.0 takes no anon_vma lock here any more: anon rmap
-    walkers hold the folio lock.  The model has no swap, migration or zero-page entries: a
-    marker in the source is -EFAULT, as a non-swap entry that is not a migration entry.)
-    Returns 1 (pages moved) or the error; -EAGAIN makes move_pages() call again."""
-    return (yield from move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr,
-                                         src_addr, mode))
-
-
-def move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr, src_addr, mode,
-                      dst_recheck=True):
-    """move_pages_pte() with the destination's pmd_same() recheck under the ptls as a parameter
-    (``dst_recheck`` False: 6.13 before dd95d2782a25, which PT reclaim (6.14) broke)."""
-    yield from mmu_notifier_invalidate_range_start(k, mm, src_addr, src_addr + 1)
-    src_folio = None
-    src_folio_pte = None
-    while True:  # retry:
-        dst_pte, dst_pmdval, dst_ptl = yield from k.ops.pte_offset_map_rw_nolock(
-            k, mm, dst_pmdp, dst_addr)
-        src_pte = None
-        if dst_pte is None:
-            ret = EAGAIN  # a huge PMD materialized (or the table went)
-            break
-        src_pte, _, src_ptl = yield from k.ops.pte_offset_map_rw_nolock(
-            k, mm, src_pmdp, src_addr)
-        if src_pte is None:
-            ret = EAGAIN
-            break
-        # the sanity checks before the operation: both PMDs still name tables
-        dst_now = yield Load(dst_pmdp.table, dst_pmdp.idx)
-        src_now = yield Load(src_pmdp.table, src_pmdp.idx)
-        if pmd_none(dst_now) or pmd_none(src_now) or pmd_trans_huge(dst_now) or \
-                pmd_trans_huge(src_now):
-            ret = EINVAL
-            break
-        yield Lock(dst_ptl)
-        orig_dst_pte = yield Load(dst_pte.table, dst_pte.idx)  # ptep_get()
-        yield Unlock(dst_ptl)
-        if not pte_none(orig_dst_pte):
-            ret = EEXIST
-            break
-        yield Lock(src_ptl)
-        orig_src_pte = yield Load(src_pte.table, src_pte.idx)
-        yield Unlock(src_ptl)
-        if pte_none(orig_src_pte):
-            ret = 1 if mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES else ENOENT
-            break
-        if src_folio is not None and src_folio_pte != orig_src_pte:
-            ret = EAGAIN  # the entry changed while we slept for the folio lock
-            break
-        if not pte_present(orig_src_pte):
-            ret = EFAULT  # a PTE marker: neither swap nor migration entry
-            break
-        if src_folio is None:
-            yield Lock(src_ptl)
-            if (yield Load(src_pte.table, src_pte.idx)) != orig_src_pte:
-                yield Unlock(src_ptl)
-                ret = EAGAIN
-                break
-            folio = orig_src_pte.folio  # vm_normal_folio()
-            if not page_anon_exclusive(folio):
-                yield Unlock(src_ptl)
-                ret = EBUSY
-                break
-            locked = yield Trylock(folio.lock)
-            folio_get(folio)
-            src_folio, src_folio_pte = folio, orig_src_pte
-            yield Unlock(src_ptl)
-            if not locked:
-                yield from k.ops.pte_unmap(k, src_pte)
-                yield from k.ops.pte_unmap(k, dst_pte)
-                yield Lock(src_folio.lock)  # now we can block and wait
-                continue
-        ret = yield from move_present_ptes(k, mm, dst_vma, src_vma, dst_addr, src_addr,
-                                           dst_pte, src_pte, orig_dst_pte, orig_src_pte,
-                                           dst_pmdp, dst_pmdval, dst_ptl, src_ptl, src_folio,
-                                           dst_recheck)
-        if ret == 1:
-            yield Unlock(src_folio.lock)  # its reference went to the move
-            src_folio = None
-        break
-    # out:
-    if src_folio is not None:
-        yield Unlock(src_folio.lock)
-        folio_put(k, src_folio)
-    if src_pte is not None:
-        yield from k.ops.pte_unmap(k, src_pte)
-    if dst_pte is not None:
-        yield from k.ops.pte_unmap(k, dst_pte)
-    yield from mmu_notifier_invalidate_range_end(k, mm, src_addr, src_addr + 1)
     return ret
 
 

@@ -9,19 +9,26 @@ which :func:`reference_functions` puts over the generic ones.  ``IMPLEMENTATION`
 from __future__ import annotations
 
 from pgconform.implementation import SERIES_FUNCTIONS, Implementation
-from pgconform.kernel import khugepaged as khugepaged_callers
-from pgconform.kernel import mremap, userfaultfd
 from pgconform.kernel.mprotect import (
     PLAIN_READ_RACE,
     PLAIN_READ_RACE_CONSEQUENCES,
     PLAIN_READ_RACE_WHY,
 )
-from pgconform.reference import khugepaged, mm, pgtable_generic
-from pgconform.reference.arch import generic, powerpc, s390, s390_full_page, sparc64
+from pgconform.reference import (
+    gup,
+    khugepaged,
+    memory,
+    mm,
+    mprotect,
+    mremap,
+    pgtable_generic,
+    userfaultfd,
+)
+from pgconform.reference.arch import arm, generic, powerpc, s390, s390_full_page, sparc64
 
 _MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged,
-            "khugepaged_callers": khugepaged_callers, "mremap": mremap,
-            "userfaultfd": userfaultfd, "arch": generic}
+            "mremap": mremap, "userfaultfd": userfaultfd, "gup": gup, "memory": memory,
+            "mprotect": mprotect, "arm": arm, "arch": generic}
 
 REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()
                        if hasattr(_MODULES[mod], name)}

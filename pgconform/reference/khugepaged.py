@@ -9,6 +9,11 @@ table by RCU", plus a98460494b16 "fix collapse_pte_mapped_thp() versus uffd").
 from __future__ import annotations
 
 from pgconform.kernel.filemap import PageCacheGet, folio_get, folio_put, mm_counter_file
+from pgconform.kernel.khugepaged_scan import (
+    _file_range,
+    hpage_collapse_scan_file,
+    hugepage_vma_revalidate,
+)
 from pgconform.kernel.memory import VM_FAULT_OK, VmFault, do_set_pmd
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
@@ -27,7 +32,19 @@ from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
-from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
+from pgconform.sim.effects import (
+    Atomic,
+    DownRead,
+    DownReadTrylock,
+    DownWrite,
+    Load,
+    Lock,
+    Store,
+    Trylock,
+    Unlock,
+    UpRead,
+    UpWrite,
+)
 
 SCAN_SUCCEED = "SCAN_SUCCEED"
 SCAN_FAIL = "SCAN_FAIL"
@@ -456,3 +473,99 @@ def _drop_hpage(k, hpage, result):
     yield Unlock(hpage.lock)
     folio_put(k, hpage)
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# the callers of collapse_file() and collapse_pte_mapped_thp(), which changed with the series
+# (patch 11, 1043173eb5eb "mm/khugepaged: collapse_pte_mapped_thp() with mmap_read_lock()": no
+# deferred list, mmap_lock for read)
+
+
+def khugepaged_scan_mm_slot(k, mm, haddr):
+    """mm/khugepaged.c: khugepaged_scan_mm_slot() (6.6, after patch 11 = 1043173eb5eb) for one PMD
+    range of a file VMA: mmap_read_trylock, drop it around the file scan and collapse_file(); on
+    SCAN_PTE_MAPPED_HUGEPAGE retake it and collapse_pte_mapped_thp(install_pmd=false) directly."""
+    if not (yield DownReadTrylock(mm.mmap_lock)):
+        return "mmap_lock busy"
+    found = _file_range(k, mm, haddr)
+    yield UpRead(mm.mmap_lock)
+    if found is None:
+        return SCAN_VMA_CHECK
+    file, start = found
+    result = yield from hpage_collapse_scan_file(k, mm, haddr, file, start, True)
+    if result == SCAN_PTE_MAPPED_HUGEPAGE:
+        yield DownRead(mm.mmap_lock)
+        if (yield from k.ops.hpage_collapse_test_exit(k, mm)):
+            yield UpRead(mm.mmap_lock)
+            return "exiting"
+        result = yield from k.ops.collapse_pte_mapped_thp(k, mm, haddr, False)
+        yield UpRead(mm.mmap_lock)
+    return result
+
+
+#: the results after which madvise_collapse() goes on to the next extent (its "whitelisted set of
+#: results where continuing OK"); any other failure ends the loop
+MADVISE_COLLAPSE_CONTINUE = frozenset({
+    "SCAN_PMD_NULL", SCAN_PTE_NON_PRESENT, SCAN_PTE_UFFD_WP, "SCAN_PAGE_RO",
+    "SCAN_LACK_REFERENCED_PAGE", SCAN_PAGE_NULL, SCAN_PAGE_COUNT, SCAN_PAGE_LOCK,
+    SCAN_PAGE_COMPOUND, "SCAN_PAGE_LRU", "SCAN_DEL_PAGE_LRU"})
+
+
+def madvise_collapse(k, mm, start, end):
+    """mm/khugepaged.c: madvise_collapse() (6.6, 7d8faaf15545 "mm/madvise: introduce
+    MADV_COLLAPSE sync hugepage collapse", with patch 11 = 1043173eb5eb) over [start, end), called
+    by madvise() under mmap_lock for read.
+
+    The VMA at ``start`` must map a file over its first PMD extent (hugepage_vma_check(); else
+    -EINVAL).  Then for each PMD-aligned extent of [start, end) (clipped to the VMA's end): when
+    mmap_lock was dropped by the previous extent, take it again and hugepage_vma_revalidate() the
+    VMA at the extent (it may have been unmapped or replaced meanwhile: the loop ends with
+    SCAN_VMA_CHECK), and clip the end to the revalidated VMA; take the file and page offset from
+    it, drop mmap_lock around hpage_collapse_scan_file() (collapse_file()); on
+    SCAN_PTE_MAPPED_HUGEPAGE take mmap_lock for read around collapse_pte_mapped_thp(install_pmd=
+    true).  SCAN_SUCCEED and SCAN_PMD_MAPPED count, the results of MADVISE_COLLAPSE_CONTINUE go on
+    to the next extent, any other ends the loop.  Returns the first failure's result, else the
+    last extent's (the model's stand-in for 0 or madvise_collapse_errno()).  (Before returning,
+    the kernel takes mmap_lock again for madvise(), which drops it at once: not modelled.)"""
+    return (yield from madvise_collapse_as(k, mm, start, end))
+
+
+def madvise_collapse_as(k, mm, start, end, write_locked=False):
+    """madvise_collapse() with the mmap_lock mode around collapse_pte_mapped_thp() as a
+    parameter (6.5 takes it for write)."""
+    nr = k.geo.hpage_pmd_nr
+    hstart = -(-start // nr) * nr
+    yield DownRead(mm.mmap_lock)  # madvise(): mmap_read_lock()
+    if _file_range(k, mm, hstart) is None:  # hugepage_vma_check()
+        yield UpRead(mm.mmap_lock)
+        return "EINVAL"
+    vma = mm.find_vma(hstart)
+    hend = min(end, vma.end) // nr * nr
+    mmap_locked = True
+    result, last_fail = None, None
+    addr = hstart
+    while addr < hend:
+        if not mmap_locked:
+            yield DownRead(mm.mmap_lock)
+            mmap_locked = True
+            vma = hugepage_vma_revalidate(k, mm, addr)
+            if vma is None:
+                last_fail = SCAN_VMA_CHECK
+                break
+            hend = min(hend, vma.end // nr * nr)
+        file, pgoff = vma.file, vma.linear_page_index(addr)
+        yield UpRead(mm.mmap_lock)
+        mmap_locked = False
+        result = yield from hpage_collapse_scan_file(k, mm, addr, file, pgoff, False)
+        if result == SCAN_PTE_MAPPED_HUGEPAGE:
+            yield (DownWrite if write_locked else DownRead)(mm.mmap_lock)
+            result = yield from k.ops.collapse_pte_mapped_thp(k, mm, addr, True)
+            yield (UpWrite if write_locked else UpRead)(mm.mmap_lock)
+        if result not in (SCAN_SUCCEED, SCAN_PMD_MAPPED):
+            last_fail = result
+            if result not in MADVISE_COLLAPSE_CONTINUE:
+                break
+        addr += nr
+    if mmap_locked:
+        yield UpRead(mm.mmap_lock)  # madvise()'s mmap_read_unlock()
+    return last_fail if last_fail is not None else result

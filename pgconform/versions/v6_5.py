@@ -37,8 +37,9 @@ from __future__ import annotations
 
 from pgconform.implementation import Implementation
 from pgconform.reference import POISON_LOST_CONSEQUENCES
+from pgconform.reference.khugepaged import madvise_collapse_as
 from pgconform.kernel.filemap import folio_put, mm_counter_file
-from pgconform.kernel.khugepaged import _file_range, hpage_collapse_scan_file, madvise_collapse_as
+from pgconform.kernel.khugepaged_scan import _file_range, hpage_collapse_scan_file
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
@@ -371,11 +372,11 @@ def khugepaged_scan_mm_slot(k, mm, haddr):
     return result
 
 
-def madvise_collapse(k, mm, haddr):
-    """mm/khugepaged.c: madvise_collapse() (6.5) for one PMD range: as 6.6, but
+def madvise_collapse(k, mm, start, end):
+    """mm/khugepaged.c: madvise_collapse() (6.5) over [start, end): as 6.6, but
     SCAN_PTE_MAPPED_HUGEPAGE leads to mmap_write_lock() around
     collapse_pte_mapped_thp(install_pmd=true)."""
-    return (yield from madvise_collapse_as(k, mm, haddr, write_locked=True))
+    return (yield from madvise_collapse_as(k, mm, start, end, write_locked=True))
 
 
 #: the 6.6 finding on UFFDIO_POISON (pgconform.reference.POISON_RETRACT_FINDING), in 6.5 for a

@@ -8,7 +8,7 @@ pmd_populate() links pmd_pgtable() of a none PMD into the new slot.  Fixed by 6f
 1d65b771bc08)."""
 
 from pgconform.implementation import Implementation
-from pgconform.kernel.mremap import move_normal_pmd_as
+from pgconform.reference.mremap import move_normal_pmd_as
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
 

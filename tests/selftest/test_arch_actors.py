@@ -12,13 +12,14 @@ from __future__ import annotations
 import pytest
 
 from pgconform.implementation import Implementation
-from pgconform.kernel.objects import PmdTable, PteTable
+from pgconform.kernel.arm import do_adjust_pte
+from pgconform.kernel.objects import PmdTable, PteTable, pmd_none
 from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import Load, SpinIsLocked, Store
+from pgconform.sim.effects import Load, Lock, SpinIsLocked, Store, Unlock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
@@ -114,6 +115,35 @@ def test_arm_adjust_pte_excludes_a_zap_of_the_alias():
     assert m.blocker(zap) is k.mms[0].page_table_lock
     finish(k)
     assert entry(k, k.mms[0], 4) is None and entry(k, k.mms[0], 0).uncached
+
+
+def adjust_pte_locking_always(k, vma, address, pfn):
+    """adjust_pte() that takes the alias's ptl whatever the configuration (do_pte_lock()
+    unconditional): without split PTE ptlocks that is mm->page_table_lock, which its caller,
+    the fault, already holds."""
+    mm = vma.mm
+    pmdp = mm.pmd_offset(address, k.geo)
+    if pmd_none((yield Load(pmdp.table, pmdp.idx))):
+        return 0
+    pte, ptl = yield from k.ops.pte_offset_map_nolock(k, mm, pmdp, address)
+    if pte is None:
+        return 0
+    yield Lock(ptl)
+    ret = yield from do_adjust_pte(k, vma, address, pfn, pte)
+    yield Unlock(ptl)
+    yield from k.ops.pte_unmap(k, pte)
+    return ret
+
+
+def test_arm_adjust_pte_taking_the_held_ptl_is_caught():
+    """A plugged-in adjust_pte() that locks the alias's ptl on a configuration where that is the
+    lock the fault holds deadlocks on itself; the reference's leaves it alone
+    (test_arm_fault_makes_shared_alias_uncached)."""
+    impl = Implementation(name="adjust-pte-always-locks",
+                          overrides={"adjust_pte": adjust_pte_locking_always})
+    with pytest.raises(Violation) as excinfo:
+        alias_fault(impl)
+    assert excinfo.value.clause == "lock.recursive", str(excinfo.value)
 
 
 def test_arm_a14_is_harmless():

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.kernel.objects import HugePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference.khugepaged import SCAN_SUCCEED, SCAN_VMA_CHECK
 from pgconform.registry import resolve
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Lock
@@ -124,3 +126,47 @@ def test_collapse_after_munmap_is_a_vma_check():
     k = munmap_before_collapse_relocks(REFERENCE)
     results = {t.name: t.result for t in k.m.tasks}
     assert results["CPU1:khugepaged(mm0@4)"] == "SCAN_VMA_CHECK"
+
+
+# ------------------------------------------------------------------------------------------------
+# madvise_collapse() over more than one PMD extent
+
+#: a shared mapping of the 8-page file over PMDs 1 and 2, a page of each read in
+SHARED_TWO_PMDS = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False), (0, 8, False)))
+
+
+def collapse_two_pmds(impl=REFERENCE, interloper=None):
+    """MADV_COLLAPSE of [4, 12) (both extents); with ``interloper``, that operation runs on CPU1
+    once the first extent has dropped mmap_lock, and to its end before the loop takes it again."""
+    k = build_world(SHARED_TWO_PMDS, impl)
+    m, mm = k.m, k.mms[0]
+    t = m.spawn("CPU0", k.ops.madvise_collapse(k, mm, 4, 12), "MADV_COLLAPSE(mm0@4+8)")
+    t.mm = mm
+    if interloper is not None:
+        step_until(m, t, lambda t: in_path(t, "hpage_collapse_scan_file"))
+        other = start_op(k, "CPU1", interloper)
+        m.run(other, m.step_bound)
+        assert other.done
+    m.run(t, m.step_bound)
+    assert t.done
+    finish(k)
+    return k, t
+
+
+def test_madvise_collapse_loops_over_every_extent():
+    """Each PMD extent is collapsed in turn: the second after mmap_lock is taken again and the
+    VMA revalidated."""
+    k, t = collapse_two_pmds()
+    pmds = k.mms[0].pmd_table.entries
+    assert t.result == SCAN_SUCCEED
+    assert type(pmds[1]) is HugePmd and type(pmds[2]) is HugePmd
+    downs = [eff for tt, _, eff, _ in k.m.trace if tt is t and type(eff) is DownRead]
+    assert len(downs) >= 2  # madvise()'s lock, then the one retaken for the second extent
+
+
+def test_madvise_collapse_stops_when_the_vma_went():
+    """munmap() of the VMA while the first extent is scanned: hugepage_vma_revalidate() finds no
+    VMA at the second extent and the loop ends (SCAN_VMA_CHECK), nothing collapsed there."""
+    k, t = collapse_two_pmds(interloper=Op("munmap", 0, 4, 1))
+    assert t.result == SCAN_VMA_CHECK
+    assert k.mms[0].pmd_table.entries[2] is None

@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from pgconform.kernel import gup
-from pgconform.kernel.gup import stack_pmd, try_grab_folio
+from pgconform.kernel.gup import gup_put_folio, stack_pmd, try_grab_folio
 from pgconform.kernel.memory import zap_pte_range
 from pgconform.kernel.objects import pte_present
 from pgconform.kernel.secondary_mmu import device_access, secondary_mmus
-from pgconform.oracle.secondary import check_gup_page
+from pgconform.implementation import Implementation
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_PAGE_COUNT, SCAN_SUCCEED
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import Atomic, DownRead, Lock, UpRead
+from pgconform.harness.sweep import Pair, explore_pair
+from pgconform.sim.effects import Atomic, DownRead, Load, Lock, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a9_retract_no_pmd_notifier
 from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
@@ -149,38 +150,53 @@ def test_reference_zap_invalidates_the_device():
 
 def gup_pte_range_no_recheck(k, mm, pmd, pmdp, addr, end, pages):
     """gup_pte_range() as before the PMD recheck (70cbc3cc78a9) and without the PTE recheck:
-    whatever the PTE read named is returned once grabbed."""
+    whatever the PTE read named is returned once grabbed.  Plain implementation code: it calls
+    no check and never confirms a pin with gup_pte_unchanged()."""
     ptep = yield from k.ops.pte_offset_map(k, stack_pmd(k, pmd), addr)
     if ptep is None:
         return 0
-    pte = yield ptep_load(ptep)
+    pte = yield Load(ptep.table, ptep.idx)
     ret = 0
     if pte_present(pte):
         folio = yield from try_grab_folio(k, pte.folio)
         if folio is not None:
-            yield Atomic("use the page (no recheck)", _confirm,
-                         (k, mm, addr, ptep.table, folio, pte.idx))
             pages.append((addr, folio, pte.idx))
             ret = int(addr + 1 == end)
     yield from k.ops.pte_unmap(k, ptep)
     return ret
 
 
-def ptep_load(ptep):
-    from pgconform.sim.effects import Load
+def gup_pte_range_pmd_recheck_only(k, mm, pmd, pmdp, addr, end, pages):
+    """gup_pte_range() with the PMD recheck but with a PTE recheck of its own (a plain load), not
+    gup_pte_unchanged(): right, but it shows the model no confirmation, so its pages are judged
+    when it returns."""
+    ptep = yield from k.ops.pte_offset_map(k, stack_pmd(k, pmd), addr)
+    if ptep is None:
+        return 0
+    pte = yield Load(ptep.table, ptep.idx)
+    ret = 0
+    if pte_present(pte):
+        folio = yield from try_grab_folio(k, pte.folio)
+        if folio is not None:
+            if pmd == (yield Load(pmdp.table, pmdp.idx)) and \
+                    pte == (yield Load(ptep.table, ptep.idx)):
+                pages.append((addr, folio, pte.idx))
+                ret = int(addr + 1 == end)
+            else:
+                yield from gup_put_folio(k, folio)
+    yield from k.ops.pte_unmap(k, ptep)
+    return ret
 
-    return Load(ptep.table, ptep.idx)
+
+GUP_NO_RECHECK = Implementation(name="gup-fast-no-recheck",
+                                overrides={"gup_pte_range": gup_pte_range_no_recheck})
 
 
-def _confirm(m, t, k, mm, addr, table, folio, idx):
-    check_gup_page(k, t, mm, addr, table, folio, idx)
-
-
-def gup_fast_across_cow(arch="powerpc64"):
+def gup_fast_across_cow(arch="powerpc64", impl=REFERENCE):
     """GUP-fast reads the read-only file PTE at 4 of a private mapping and takes its reference;
     a write at 4 replaces it with an anonymous copy (COW); GUP-fast goes on.  (On powerpc the
     PTE change interrupts nobody: no IPI waits for GUP-fast's IRQ-off section.)"""
-    k = build_world(PRIVATE, REFERENCE, arch=arch)
+    k = build_world(PRIVATE, impl, arch=arch)
     m = k.m
     g = start_op(k, "CPU0", Op("gup_fast", 0, 4, 1))
     step_until(m, g, lambda t: type(t.pending) is Atomic and "try_grab_folio" in t.pending.label)
@@ -191,11 +207,34 @@ def gup_fast_across_cow(arch="powerpc64"):
     return k, g
 
 
-def test_gup_fast_without_its_rechecks_returns_the_replaced_page(monkeypatch):
-    monkeypatch.setattr(gup, "gup_pte_range", gup_pte_range_no_recheck)
+def test_gup_fast_without_its_rechecks_returns_the_replaced_page():
+    """A plugged-in gup_pte_range() without its rechecks is caught: the page it returns is not
+    the one the address maps any more (judged when it returns: it confirmed nothing)."""
     with pytest.raises(Violation) as excinfo:
-        gup_fast_across_cow()
+        gup_fast_across_cow(impl=GUP_NO_RECHECK)
     assert excinfo.value.clause == "gup.stale-page", str(excinfo.value)
+
+
+def test_gup_fast_without_its_rechecks_is_caught_by_the_sweep():
+    """The same broken gup_pte_range() is found by the sweep of GUP-fast against a write, with
+    no hand-made schedule; the reference's passes the same sweep."""
+    pair = Pair("private", Op("gup_fast", 0, 4, 1), Op("write", 0, 4))
+    r = explore_pair(GUP_NO_RECHECK, "powerpc64", pair, bound=1)
+    assert r.violation is not None and r.violation.clause == "gup.stale-page", r.violation
+    clean = explore_pair(REFERENCE, "powerpc64", pair, bound=1)
+    assert clean.violation is None and clean.complete
+
+
+def test_a_right_gup_pte_range_that_confirms_nothing_is_judged_at_return():
+    """A gup_pte_range() with both rechecks written as plain loads passes a run where nothing
+    races with it (its pages are judged when it returns, and still mapped then)."""
+    impl = Implementation(name="gup-own-recheck",
+                          overrides={"gup_pte_range": gup_pte_range_pmd_recheck_only})
+    k = build_world(PRIVATE, impl, arch="powerpc64")
+    g = start_op(k, "CPU0", Op("gup_fast", 0, 4, 1))
+    finish(k)
+    assert not k.m.failed and g.result == 1
+    assert any("unconfirmed" in str(eff) for t, _, eff, _ in k.m.trace if t is g)
 
 
 def test_reference_gup_fast_recheck_falls_back_to_slow_gup():
@@ -291,8 +330,8 @@ def test_gup_fast_is_judged_at_its_pmd_recheck(monkeypatch):
     assert again.stale is None and again.violation is None, again.violation
     recheck = gup._pte_recheck
 
-    def confirmed_late(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed):
-        return recheck(m, t, k, mm, addr, ptep, pte, folio, len(m.trace))
+    def confirmed_late(m, t, k, mm, addr, ptep, pte, folio, pmd_confirmed, pages):
+        return recheck(m, t, k, mm, addr, ptep, pte, folio, len(m.trace), pages)
 
     monkeypatch.setattr(gup, "_pte_recheck", confirmed_late)
     late = replay.replay_run(run)

@@ -11,6 +11,7 @@ ARCH_SUPPORTS_PT_RECLAIM, nothing is reclaimed.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from pgconform.implementation import Implementation
@@ -20,7 +21,8 @@ from pgconform.oracle.pagetable import DETACHED, LINKED, life
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.sim.effects import IpiSync, Lock, Trylock
+from pgconform.kernel.pgtable import pmd_clear
+from pgconform.sim.effects import IpiSync, Load, Lock, Trylock, Unlock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.harness.sweep import Pair, explore_pair
@@ -292,16 +294,51 @@ def test_freeing_the_table_at_once_is_caught(monkeypatch):
     assert_clause(lambda: rcu_reader_across_reclaim(IMPL_7_0), "pt.reuse-before-gp")
 
 
-def test_a_slow_path_without_the_rescan_is_caught(monkeypatch):
+def zap_pte_table_if_empty_no_rescan(k, mm, pmdp, addr):
     """zap_pte_table_if_empty() that trusts the zap's finding instead of looking at the entries
-    again under pml and ptl frees the table the fault at 5 refilled."""
+    again under pml and ptl (the check 6.14's try_to_free_pte() makes for a reason)."""
+    pml = yield from k.ops.pmd_lock(k, mm, pmdp)
+    start_pte, pmdval, ptl = yield from k.ops.pte_offset_map_rw_nolock(k, mm, pmdp, addr)
+    if start_pte is None:
+        yield Unlock(pml)
+        return None
+    if ptl is not pml:
+        yield Lock(ptl, 1)
+    yield from k.ops.pte_unmap(k, start_pte)
+    yield from pmd_clear(k, pmdp)
+    if ptl is not pml:
+        yield Unlock(ptl)
+    yield Unlock(pml)
+    return pmdval
 
-    def zap_pte_table_if_empty_no_rescan(k, mm, pmdp, addr):
-        return (yield from memory.zap_pte_table_if_empty_as(k, mm, pmdp, addr, rescan=False))
 
-    monkeypatch.setattr(memory, "zap_pte_table_if_empty",
-                        zap_pte_table_if_empty_no_rescan)
-    assert_clause(lambda: fault_holding_pml_then_zap(IMPL_7_0, refill=True), "pt.free-nonempty")
+def zap_empty_pte_table_without_pml(k, mm, pmdp, ptl):
+    """zap_empty_pte_table() that clears the PMD under the ptl alone, without pml: a PMD changer
+    that holds only pml (retract_page_tables(), a fault's pmd_install()) is not excluded."""
+    pmdval = yield Load(pmdp.table, pmdp.idx)
+    yield from pmd_clear(k, pmdp)
+    return pmdval
+
+
+def test_a_slow_path_without_the_rescan_is_caught():
+    """A plugged-in zap_pte_table_if_empty() without the rescan frees the table the fault at 5
+    refilled; the reference's keeps it (test_a_table_refilled_before_the_slow_path_stays)."""
+    impl = attrs.evolve(IMPL_7_0, name="no-rescan",
+                        overrides={"zap_pte_table_if_empty": zap_pte_table_if_empty_no_rescan})
+    assert_clause(lambda: fault_holding_pml_then_zap(impl, refill=True), "pt.free-nonempty")
+
+
+def test_a_fast_path_without_pml_is_caught():
+    """A plugged-in zap_empty_pte_table() that clears the PMD under the ptl alone is caught by
+    the sweep of MADV_DONTNEED against a device read (the PMD written without pmd_lock); the
+    reference passes the same sweep."""
+    pair = Pair("shared", DONTNEED_PMD1, Op("device", 0, 4, 1))
+    impl = attrs.evolve(IMPL_7_0, name="no-pml",
+                        overrides={"zap_empty_pte_table": zap_empty_pte_table_without_pml})
+    r = explore_pair(impl, "x86_64", pair, bound=1)
+    assert r.violation is not None and r.violation.clause == "pt.pmd-write-unlocked", r.violation
+    clean = explore_pair(IMPL_7_0, "x86_64", pair, bound=1)
+    assert clean.violation is None and clean.complete
 
 
 def _no_batch_page():

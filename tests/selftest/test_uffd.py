@@ -10,6 +10,13 @@ import attrs
 import pytest
 
 from pgconform.harness import replay, runs
+from pgconform.implementation import Implementation
+from pgconform.kernel.memory import anon_vma_prepare
+from pgconform.kernel.mmu_notifier import (
+    mmu_notifier_invalidate_range_end,
+    mmu_notifier_invalidate_range_start,
+)
+from pgconform.kernel.mprotect import change_pmd_prepare, change_pte_range
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -19,6 +26,15 @@ from pgconform.kernel.objects import (
     Pte,
     PteMarker,
     TablePmd,
+    pmd_none,
+)
+from pgconform.kernel.pgalloc import __pte_alloc
+from pgconform.kernel.userfaultfd import (
+    EINVAL,
+    ENOENT,
+    MFILL_ATOMIC_CONTINUE,
+    mfill_atomic_pte,
+    userfaultfd_registered,
 )
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_VIOLATIONS
@@ -36,7 +52,7 @@ from pgconform.harness.scenario import (
 )
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import sweep
+from pgconform.harness.sweep import Pair, explore_pair, sweep
 from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
@@ -567,3 +583,100 @@ def test_a_broken_poison_path_is_caught_by_the_sweep():
     assert r.violation is not None and r.violation.clause == "data.uffd-marker-lost"
     assert "poisoned" in r.violation.message and "uffd_poison" in repr(r.pair.second) + repr(
         r.pair.first)
+
+
+# ------------------------------------------------------------------------------------------------
+# mfill_atomic() plugged in
+
+
+def mfill_atomic_stale_pmd(k, mm, addr, mode, value=None):
+    """mfill_atomic() that does not read the destination PMD again after __pte_alloc(): it goes
+    on with whatever its first read decided, so a huge PMD a collapse installed is handed to
+    mfill_atomic_pte() (whose pte_offset_map_lock() fails: -EAGAIN, and userspace calls again)
+    instead of being -EEXIST."""
+    yield DownRead(mm.mmap_lock)
+    vma = mm.find_vma(addr)
+    if vma is None or not userfaultfd_registered(vma):
+        yield UpRead(mm.mmap_lock)
+        return ENOENT
+    if mode == MFILL_ATOMIC_CONTINUE and vma.file is None:
+        yield UpRead(mm.mmap_lock)
+        return EINVAL
+    if not vma.shared:
+        yield from anon_vma_prepare(k, vma)
+    pmdp = mm.pmd_offset(addr, k.geo)
+    if pmd_none((yield from k.ops.pmdp_get_lockless(k, pmdp))):
+        yield from __pte_alloc(k, mm, pmdp)
+    ret = yield from mfill_atomic_pte(k, vma, pmdp, addr, mode, value)
+    yield UpRead(mm.mmap_lock)
+    return ret
+
+
+def test_mfill_atomic_with_a_stale_pmd_is_caught():
+    """A plugged-in mfill_atomic() that uses a stale dst_pmd value is caught by the sweep of
+    MADV_COLLAPSE against UFFDIO_POISON in a shared registered VMA: after the collapse maps the
+    range with a huge PMD the ioctl never returns; the reference's answers -EEXIST and passes
+    the same sweep."""
+    impl = Implementation(name="mfill-stale-pmd", overrides={"mfill_atomic": mfill_atomic_stale_pmd})
+    pair = Pair("shared-uffd", Op("madv_collapse", 0, 4, 1), Op("uffd_poison", 0, 5, 1))
+    r = explore_pair(impl, "x86_64", pair, bound=1)
+    assert r.violation is not None and r.violation.clause == "sched.no-progress", r.violation
+    clean = explore_pair(REFERENCE, "x86_64", pair, bound=1)
+    assert clean.violation is None and clean.complete
+
+
+# ------------------------------------------------------------------------------------------------
+# change_pmd_range() plugged in
+
+
+def change_pmd_range_none_test_first(k, vma, start, end, cp_flags):
+    """change_pmd_range() that tests pmd_none() before change_pmd_prepare(): a none PMD is skipped
+    before uffd-wp could allocate the table its markers go in (no huge PMDs in the world it is
+    run in, so none are split)."""
+    mm = vma.mm
+    pages, notified, addr = 0, False, start
+    while addr < end:
+        nxt = min(end, k.geo.haddr(addr) + k.geo.ptrs_per_pte)
+        pmdp = mm.pmd_offset(addr, k.geo)
+        while True:
+            if pmd_none((yield Load(pmdp.table, pmdp.idx))):
+                break
+            yield from change_pmd_prepare(k, vma, pmdp, cp_flags)
+            if not notified:
+                yield from mmu_notifier_invalidate_range_start(k, mm, start, end)
+                notified = True
+            ret = yield from change_pte_range(k, vma, pmdp, addr, nxt, cp_flags)
+            if ret >= 0:
+                pages += ret
+                break
+        addr = nxt
+    if notified:
+        yield from mmu_notifier_invalidate_range_end(k, mm, start, end)
+    return pages
+
+
+#: registered for uffd-wp over [4, 12), page 4 read in: PMD 1 has a table, PMD 2 none
+SHARED_WP_REGISTERED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),),
+                                 prefault=((0, 4, False),))
+
+
+def writeprotect_none_pmd_then_write(impl):
+    """UFFDIO_WRITEPROTECT of PMD 2 (none), then a write at 9; the write's result."""
+    k = build_world(SHARED_WP_REGISTERED, impl)
+    assert k.mms[0].pmd_table.entries[2] is None
+    assert run(k, Op("uffd_writeprotect", 0, 8, 4)) == 0
+    result = run(k, Op("write", 0, 9))
+    finish(k)
+    return result
+
+
+def test_change_pmd_range_skipping_a_none_pmd_before_preparing_is_caught():
+    """A plugged-in change_pmd_range() whose none test comes before the prepare leaves PMD 2
+    without markers: the write lands without a uffd-wp fault.  The reference's allocates the
+    table, puts the markers in, and the write faults to the monitor."""
+    impl = Implementation(name="none-test-first",
+                          overrides={"change_pmd_range": change_pmd_range_none_test_first})
+    with pytest.raises(Violation) as excinfo:
+        writeprotect_none_pmd_then_write(impl)
+    assert excinfo.value.clause == "data.uffd-wp-write-unnotified", str(excinfo.value)
+    assert writeprotect_none_pmd_then_write(REFERENCE) == "UFFD_WP"

@@ -1,5 +1,5 @@
 """UFFDIO_MOVE (6.8+, the 7.0 environment only: KernelVersion.uffd_move) and the anonymous private
-VMAs it works on (kernel/userfaultfd.py move_pages(), move_pages_pte(); kernel/memory.py
+VMAs it works on (kernel/userfaultfd.py move_pages(), reference/userfaultfd.py move_pages_pte(); kernel/memory.py
 do_anonymous_page()).
 
 A move takes one page from an anonymous VMA to a none entry of an anonymous VMA registered with
@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from pgconform.implementation import SERIES_FUNCTIONS
-from pgconform.kernel import userfaultfd
+from pgconform.reference import userfaultfd as reference_userfaultfd
 from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
 from pgconform.kernel.version import V6_6, V7_0
 from pgconform.reference import IMPLEMENTATION as REFERENCE
@@ -97,7 +97,7 @@ def test_op_kind_registered():
     assert KIND_NEEDS["uffd_move"] == "uffd_move"
     assert "uffd_move" not in op_kinds_for(V6_6) and "uffd_move" in op_kinds_for(V7_0)
     assert SERIES_FUNCTIONS["move_pages_pte"] == "userfaultfd"
-    assert REFERENCE_FUNCTIONS["move_pages_pte"] is userfaultfd.move_pages_pte
+    assert REFERENCE_FUNCTIONS["move_pages_pte"] is reference_userfaultfd.move_pages_pte
     assert str(MOVE_9_6) == "UFFDIO_MOVE(mm0: 9 -> 6)"
     assert str(Op("uffd_move", 0, 9, 22)) == "UFFDIO_MOVE(mm0: 9 -> 6, ALLOW_SRC_HOLES)"
 
@@ -318,7 +318,7 @@ def test_the_sweep_of_the_anon_world_passes_in_7_0():
 def move_pages_pte_without_dst_recheck(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr,
                                        src_addr, mode):
     """move_pages_pte() as in 6.13, before dd95d2782a25: no pmd_same() of the destination."""
-    return (yield from userfaultfd.move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
+    return (yield from reference_userfaultfd.move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
                                                      dst_addr, src_addr, mode,
                                                      dst_recheck=False))
 
