@@ -112,7 +112,7 @@ class Implementation:
     kernel: str = "6.6"
 
     def __attrs_post_init__(self) -> None:
-        from pgconform.kernel.config import ARCHES
+        from pgconform.kernel.arch import ARCHES
         from pgconform.kernel.version import VERSIONS
 
         if self.kernel not in VERSIONS:

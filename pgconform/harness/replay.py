@@ -275,7 +275,7 @@ def judged_implementation(run: Run | SweepRun, spec=None):
 def machine_for(run: Run, spec=None):
     """The conformance machine class a run was recorded on (judging ``spec`` instead, if given:
     see :func:`judged_implementation`)."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.harness.machines import SCENARIOS, make_machine
 
     if run.arch not in ARCHES:

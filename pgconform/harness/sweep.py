@@ -164,7 +164,7 @@ def replay_schedule(run, spec=None, tolerated=None):
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
     decisions, then the default ones (the current task runs on), and the end-of-run checks;
     violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.harness.replay import Replayed, ReplayError, StaleReplay, judged_implementation
 
     if run.arch not in ARCHES:

@@ -44,7 +44,7 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.oracle.pagetable import check_plain_read_race
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 

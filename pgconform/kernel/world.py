@@ -9,7 +9,9 @@ end-of-run oracles can account for all of it.
 
 from __future__ import annotations
 
-from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry, plain_reads_form
+from pgconform.kernel.arch.base import HALVES, ArchConfig
+from pgconform.kernel.arch.x86 import X86_64
+from pgconform.kernel.config import Geometry, plain_reads_form
 from pgconform.kernel.objects import (
     VM_SHARED,
     VM_WRITE,

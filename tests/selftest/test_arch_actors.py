@@ -13,7 +13,7 @@ import pytest
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import PmdTable, PteTable
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED

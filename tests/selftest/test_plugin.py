@@ -777,7 +777,7 @@ def _conformance_items(*args: str) -> pytest.RunResult:
 
 
 def test_conformance_items_are_arch_by_scenario():
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.harness.machines import SCENARIOS
 
     out = _conformance_items()

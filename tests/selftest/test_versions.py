@@ -13,7 +13,8 @@ import pytest
 from pgconform.harness import replay
 from pgconform.tools import matrix
 from pgconform.implementation import ImplementationError, build_table
-from pgconform.kernel.config import ARCHES, PLAIN_READS_ENV, PLAIN_READS_FORMS
+from pgconform.kernel.arch import ARCHES
+from pgconform.kernel.config import PLAIN_READS_ENV, PLAIN_READS_FORMS
 from pgconform.kernel.version import V6_6, V7_0, VERSIONS
 from pgconform.reference.arch import generic, powerpc
 from pgconform.registry import resolve

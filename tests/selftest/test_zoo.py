@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.harness.machines import SCENARIOS, STEPS_PER_EXAMPLE, make_machine
 from pgconform.registry import resolve
 from pgconform.sim.errors import Violation

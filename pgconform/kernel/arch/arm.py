@@ -8,15 +8,35 @@ and, when one is present, switches every such PTE (the aliases' and the faulting
 uncached memory type.  The aliases are reached by a page-table walk of their own: the walk that
 patch 03 converted.  These configurations have no split PTE ptlocks (SPLIT_PTLOCK_CPUS is 999999
 for ARM without CPU_CACHE_VIPT), so every ptl is mm->page_table_lock, which the caller holds.
+
+The configuration is :data:`ARM`; arm uses the generic page-table allocator.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arch.base import ArchConfig
 from pgconform.kernel.objects import pmd_none, pte_present
 from pgconform.kernel.pgtable import pte_map_rw_as
 from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
+
+
+#: 32-bit arm with a VIVT cache (ARMv4/v5, the only CPUs where fault-armv.c's make_coherent()
+#: runs): update_mmu_cache() calls make_coherent() -> adjust_pte() on shared aliases
+#: (arch/arm/mm/fault-armv.c, 6.6, de2e4626c706).  SPLIT_PTLOCK_CPUS is 999999 for ARM without
+#: CPU_CACHE_VIPT (mm/Kconfig), so ptl == pml == mm->page_table_lock; two-level tables fold the
+#: PMD; THP needs ARM_LPAE (ARMv7), so there is no khugepaged here: the arm run judges the map API
+#: and adjust_pte() against faults, zaps, rmap walks and userfaultfd.
+ARM = ArchConfig(
+    name="arm", family="arm", split_pte_ptlocks=False, split_pmd_ptlocks=False, vivt_cache=True,
+    thp=False,
+    fast_gup=False,  # arch/arm/Kconfig: HAVE_FAST_GUP if ARM_LPAE (ARMv7)
+    source="arch/arm/mm/fault-armv.c (6.6): adjust_pte() with pte_offset_map_nolock()",
+)
+
+#: this module's configurations, in the order of the version matrix's columns
+CONFIGS = (ARM,)
 
 
 def _noop(m, t):
