@@ -25,7 +25,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pgconform.implementation import Implementation, ImplementationError, coerce_implementation
+from pgconform.implementation import (
+    Implementation,
+    ImplementationError,
+    build_table,
+    coerce_implementation,
+)
 
 #: The entry-point group through which distributions register implementations.
 ENTRY_POINT_GROUP = "pgconform.implementations"
@@ -136,6 +141,17 @@ def _import_target(spec: str, target: str) -> Any:
                 f"implementation {spec!r}: {where} has no attribute {part!r}"
             ) from None
     return obj
+
+
+def function_table(impl: Implementation, arch=None):
+    """The function table ``k.ops`` of ``impl`` on ``arch`` (an ArchConfig, None: generic): the
+    reference's functions on that arch, under ``impl``'s overrides
+    (:func:`pgconform.implementation.build_table`).  Filling what an implementation leaves out
+    from the reference is this resolution step's job, so that the plug-in interface
+    (pgconform.implementation) and the model (pgconform.kernel) need not know the reference."""
+    from pgconform.reference import reference_functions
+
+    return build_table(impl, arch, reference_functions(arch))
 
 
 def resolve(spec: str) -> Implementation:
