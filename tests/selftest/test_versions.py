@@ -96,6 +96,19 @@ def test_the_interface_and_the_model_do_not_import_the_reference():
     assert not found, found
 
 
+def test_versions_exclude_arches_instead_of_listing_them():
+    """Each version is judged on every arch but the ones it excludes, so a new arch is judged by
+    default; an excluded name that is not an arch is an error, not a silent no-op."""
+    from pgconform.kernel.arch import arches_except, arches_where
+
+    for name in ("v1", "v2", "v6.6", "v7.0"):
+        assert set(ARCHES) - set(resolve(name).arches) == {"s390-6.7"}, name
+    with pytest.raises(ValueError, match="vax: not modelled arches"):
+        arches_except("s390-6.7", "vax")
+    assert arches_where(lambda arch: arch.pt_reclaim) == ()  # no PT reclaim in 6.6
+    assert "x86_64" in arches_where(lambda arch: arch.pt_reclaim, "7.0")
+
+
 def test_bad_version_declarations_are_refused():
     with pytest.raises(ImplementationError, match="not a modelled kernel version"):
         attrs.evolve(v2.IMPLEMENTATION, kernel="5.4")
