@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pgconform.harness import runs
 from pgconform.tools.bench import hunt
-from pgconform.registry import resolve
-from pgconform.zoo import MUTANTS
+from pgconform.registry import resolve, zoo_names
 
 OUT = Path(__file__).resolve().parent.parent / "pgconform" / "data" / "history_schedules.json"
 
@@ -33,7 +32,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     corpus = json.loads(OUT.read_text()) if OUT.exists() else {}
-    names = [n for n in args.mutants.split(",") if n] or list(MUTANTS)
+    names = [n for n in args.mutants.split(",") if n] or zoo_names()
     for name in names:
         impl = resolve(name)
         arch = impl.arches[0] if impl.arches else "x86_64"

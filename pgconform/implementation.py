@@ -1,9 +1,11 @@
 """The plug-in interface: an implementation of the series is a table of functions keyed by kernel name.
 
 An :class:`Implementation` overrides any subset of :data:`SERIES_FUNCTIONS`; every function it does
-not define comes from the reference (``pgconform.reference``).  The environment actors never call a
-series function directly: they go through the table built by :func:`build_table`, so a plugged
-``pte_offset_map_lock`` is the one that faults, zap and rmap walkers use.
+not define comes from the reference.  This module does not know the reference: the resolution step
+above it (:func:`pgconform.registry.function_table`) hands :func:`build_table` the reference's
+functions as the base.  The environment actors never call a series function directly: they go
+through the table built by :func:`build_table`, so a plugged ``pte_offset_map_lock`` is the one
+that faults, zap and rmap walkers use.
 
 Every series function takes the kernel context ``k`` first (``k.ops`` is the table, ``k.arch`` the
 architecture config) and is a generator: it yields simulator effects and ``return``s its result, so
@@ -137,7 +139,7 @@ class Implementation:
     kernel: str = "6.6"
 
     def __attrs_post_init__(self) -> None:
-        from pgconform.kernel.config import ARCHES
+        from pgconform.kernel.arch import ARCHES
         from pgconform.kernel.version import VERSIONS
 
         if self.kernel not in VERSIONS:
@@ -306,20 +308,21 @@ def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]
                 f"the kernel API returns {check[0]}")
         return result
 
-    checked_call.__wrapped__ = fn  # the implementation's own code (kernel.world)
+    checked_call.__wrapped__ = fn  # the implementation's own code
     checked_call.__name__ = checked_call.__qualname__ = name
     return checked_call
 
 
-def build_table(impl: Implementation, arch=None) -> types.SimpleNamespace:
-    """The function table the model calls through: the reference for ``arch`` (the generic
-    functions, replaced by the arch's own where it has them, as ``#define pte_free_defer`` does in
-    the kernel), with ``impl``'s overrides on top, each behind :func:`checked`.  (The oracles
-    that judge some series functions around every call, whoever defines them, wrap them when they
-    are installed on the world: :func:`pgconform.oracle.install`.)"""
-    from pgconform.reference import reference_functions
+def build_table(impl: Implementation, arch, base: Mapping[str, Callable[..., Any]]
+                ) -> types.SimpleNamespace:
+    """The function table the model calls through: ``base``, the function of every series name
+    on ``arch`` (the reference's: the generic functions, replaced by the arch's own where it has
+    them, as ``#define pte_free_defer`` does in the kernel), with ``impl``'s overrides on top,
+    each behind :func:`checked`.  (The oracles that judge some series functions around every
+    call, whoever defines them, wrap them when they are installed on the world:
+    :func:`pgconform.oracle.install`.)"""
 
-    table = reference_functions(arch)
+    table = dict(base)
     overrides = impl.overrides_on(arch.name if arch is not None else None)
     if overrides:
         checks = return_checks()

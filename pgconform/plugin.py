@@ -123,7 +123,7 @@ def selected_implementation() -> Implementation:
 
 def selected_arches() -> list[str]:
     """The architecture configurations to judge (``--arch``, repeatable; default: all)."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
 
     chosen = [a for a in os.environ.get(ARCH_ENV_VAR, "").split(",") if a]
     return chosen or list(ARCHES)
@@ -391,7 +391,7 @@ def _export_env(config: pytest.Config, name: str, value: str) -> None:
 def _export_xfails(config: pytest.Config) -> None:
     """Read ``--xfails-file``: a file that does not parse is a usage error; entries that cannot
     match anything are warned about (by the controller only)."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.oracle.clauses import CLAUSES
     from pgconform.report.summary import XfailsError, parse_xfails, static_warnings
 
@@ -421,7 +421,7 @@ def _export_xfails(config: pytest.Config) -> None:
 
 def _export_arches(config: pytest.Config) -> None:
     """Validate ``--arch`` and export it for xdist workers (restored when the run ends)."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
 
     arches = config.getoption("pgconform_arch") or []
     unknown = [a for a in arches if a not in ARCHES]

@@ -1,124 +1,112 @@
 """Named implementations of the series, resolved lazily.
 
-A *spec* names the implementation to judge: either a registered name (``reference``, the zoo's
-mutants, anything another distribution registers in the ``pgconform.implementations`` entry-point
-group) or ``module:attr``.  Registered names map to ``"module:attr"`` strings; nothing is imported
-until :func:`resolve` is asked for one, so a broken mutant cannot break ``--help`` or the listing of
-the others.
+A *spec* names the implementation to judge: either a registered name (``reference``, the versions,
+the alternative designs, the zoo's mutants, anything another distribution registers) or
+``module:attr``.  Registered names map to ``"module:attr"`` strings; nothing is imported until
+:func:`resolve` is asked for one, so a broken mutant cannot break ``--help`` or the listing of the
+others.
 
-Where the names come from, later sources winning:
-
-1. the ``pgconform.implementations`` entry points of every installed distribution;
-2. :data:`BUILTIN`: the reference, and the zoo's mutants as listed by ``pgconform.zoo.MUTANTS``
-   (falling back to the literal zoo names below while that module does not provide it).
-
-The source tree wins over entry points because entry-point metadata is frozen when a distribution
-is installed: after an editable install, the zoo's own list is the fresher one.
+The list is written once: the ``pgconform.implementations`` entry points (``[project.entry-points]``
+of ``pyproject.toml`` for pgconform's own).  The registry reads the entry points of every installed
+distribution, with one exception: entry-point metadata is frozen when a distribution is installed,
+so when this package runs from a source checkout (a ``pyproject.toml`` of the ``pgconform`` project
+next to the package: an editable install, or ``PYTHONPATH`` pointing at another checkout) the
+checkout's own table replaces the installed ``pgconform`` distribution's entries.  An installed
+wheel has no such file and is read from its metadata alone.  pgconform's own names win over another
+distribution's of the same name.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import tomllib
 import warnings
+from pathlib import Path
 from typing import Any
 
-from pgconform.implementation import Implementation, ImplementationError, coerce_implementation
+from pgconform.implementation import (
+    Implementation,
+    ImplementationError,
+    build_table,
+    coerce_implementation,
+)
 
 #: The entry-point group through which distributions register implementations.
 ENTRY_POINT_GROUP = "pgconform.implementations"
-
-#: The implementations shipped with pgconform, name -> ``"module:attr"``.  The zoo entries are the
-#: fallback used while ``pgconform.zoo.MUTANTS`` is not available; see :func:`builtin_specs`.
-BUILTIN: dict[str, str] = {
-    "reference": "pgconform.reference:IMPLEMENTATION",
-    "alt.powerpc-v2": "pgconform.alt.powerpc_v2:IMPLEMENTATION",
-    "alt.s390-v2": "pgconform.alt.s390_v2:IMPLEMENTATION",
-    "v6.5": "pgconform.versions.v6_5:IMPLEMENTATION",
-    "v1": "pgconform.versions.v1:IMPLEMENTATION",
-    "v2": "pgconform.versions.v2:IMPLEMENTATION",
-    "v6.6": "pgconform.versions.v6_6:IMPLEMENTATION",
-    "v7.0": "pgconform.versions.v7_0:IMPLEMENTATION",
-    "zoo.retract_pte_free_immediate": "pgconform.zoo.a0_pte_free_immediate:MUTANT",
-    "zoo.pte_offset_map_no_rcu": "pgconform.zoo.a0p_no_rcu_read_lock:MUTANT",
-    "zoo.pte_offset_map_lock_no_pmd_same": "pgconform.zoo.a15_no_pmd_same:MUTANT",
-    "zoo.powerpc_v1_rcu_per_fragment": "pgconform.zoo.a1_powerpc_v1:MUTANT",
-    "zoo.s390_v1_rcu_head_on_list": "pgconform.zoo.a3_s390_v1:MUTANT",
-    "zoo.pae_no_pmdp_get_lockless_sync": "pgconform.zoo.a10_pae_no_sync:MUTANT",
-    "zoo.pte_lockptr_from_reread_pmd": "pgconform.zoo.a14_ptl_from_reread_pmd:MUTANT",
-    "zoo.s390_v2_as_posted": "pgconform.zoo.s390_v2_posted:MUTANT",
-    "zoo.retract_no_anon_vma_recheck": "pgconform.zoo.a7_retract_no_anon_vma_recheck:MUTANT",
-    "zoo.retract_no_uffd_wp_recheck": "pgconform.zoo.a8_retract_no_uffd_wp_recheck:MUTANT",
-    "zoo.collapse_walk_before_vma_check": "pgconform.zoo.a11_collapse_walk_before_vma:MUTANT",
-    "zoo.collapse_pte_mapped_thp_uffd_window": "pgconform.zoo.b1_collapse_uffd_no_pml:MUTANT",
-    "zoo.move_normal_pmd_no_recheck": "pgconform.zoo.cve_2024_50066_move_normal_pmd:MUTANT",
-    "zoo.retract_no_pmd_notifier": "pgconform.zoo.a9_retract_no_pmd_notifier:MUTANT",
-    "zoo.v7_retract_no_pmd_state_recheck": "pgconform.zoo.v7_retract_no_pmd_state_recheck:MUTANT",
-}
-
-_ZOO_PREFIX = "zoo."
+#: the distribution (and ``[project] name``) whose entry points are pgconform's own
+DISTRIBUTION = "pgconform"
+#: the prefix of the zoo's mutants among the registered names
+ZOO_PREFIX = "zoo."
 
 
-def _zoo_specs() -> dict[str, str] | None:
-    """``pgconform.zoo.MUTANTS`` (name -> ``"module:attr"``), or None if the zoo lacks it."""
+def checkout_pyproject() -> Path:
+    """Where a source checkout keeps the project file: next to the ``pgconform`` package."""
+    return Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+def _checkout_specs() -> dict[str, str] | None:
+    """pgconform's own entry points as the source checkout it runs from declares them (name ->
+    ``"module:attr"``), or None when it does not run from one (no ``pyproject.toml`` of the
+    ``pgconform`` project next to the package)."""
+    path = checkout_pyproject()
     try:
-        zoo = importlib.import_module("pgconform.zoo")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("pgconform.zoo", "pgconform"):
-            return None
-        warnings.warn(
-            f"pgconform.zoo does not import ({exc}); using the built-in list of mutants",
-            stacklevel=2,
-        )
+        text = path.read_text(encoding="utf-8")
+    except OSError:
         return None
-    except Exception as exc:  # a broken zoo must not hide the reference or third-party entries
-        warnings.warn(
-            f"pgconform.zoo does not import ({type(exc).__name__}: {exc}); "
-            "using the built-in list of mutants",
-            stacklevel=2,
-        )
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError as exc:
+        warnings.warn(f"{path} is not valid TOML ({exc}); using the installed entry points",
+                      stacklevel=2)
         return None
-    mutants = getattr(zoo, "MUTANTS", None)
-    if mutants is None:
+    if project.get("name") != DISTRIBUTION:
         return None
-    return {str(name): str(target) for name, target in dict(mutants).items()}
+    table = project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    return {str(name): str(target) for name, target in table.items()}
 
 
-def builtin_specs() -> dict[str, str]:
-    """The implementations shipped with pgconform (reference and zoo), name -> ``module:attr``."""
-    specs = {name: target for name, target in BUILTIN.items() if not name.startswith(_ZOO_PREFIX)}
-    zoo = _zoo_specs()
-    if zoo is None:
-        zoo = {name: target for name, target in BUILTIN.items() if name.startswith(_ZOO_PREFIX)}
-    specs.update(zoo)
-    return specs
+def _is_own(ep: importlib.metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and (dist.name or "").lower().replace("_", "-") == DISTRIBUTION
 
 
 def _entry_point_specs() -> dict[str, str]:
-    specs: dict[str, str] = {}
+    """Every registered name -> ``"module:attr"``: other distributions' entry points, then
+    pgconform's own (the checkout's table if it runs from one, else its installed metadata)."""
+    checkout = _checkout_specs()
+    others: dict[str, str] = {}
+    own: dict[str, str] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ":" in ep.name:
-            # A spec with a colon is module:attr, so such a name could never be selected.
-            warnings.warn(
-                f"ignoring entry point {ep.name!r} in {ENTRY_POINT_GROUP}: "
-                "names may not contain ':'",
-                stacklevel=2,
-            )
-            continue
-        specs.setdefault(ep.name, ep.value)
+        if _is_own(ep):
+            if checkout is None:
+                own.setdefault(ep.name, ep.value)
+        else:
+            others.setdefault(ep.name, ep.value)
+    specs = {**others, **own, **(checkout or {})}
+    for name in [name for name in specs if ":" in name]:
+        # A spec with a colon is module:attr, so such a name could never be selected.
+        warnings.warn(
+            f"ignoring entry point {name!r} in {ENTRY_POINT_GROUP}: names may not contain ':'",
+            stacklevel=2,
+        )
+        del specs[name]
     return specs
 
 
 def registered() -> dict[str, str]:
     """Every registered implementation, name -> ``"module:attr"``, sorted by name."""
-    specs = _entry_point_specs()
-    specs.update(builtin_specs())
-    return dict(sorted(specs.items()))
+    return dict(sorted(_entry_point_specs().items()))
 
 
 def registered_names() -> list[str]:
     """The names :func:`resolve` accepts besides ``module:attr``, sorted."""
     return list(registered())
+
+
+def zoo_names() -> list[str]:
+    """The zoo's mutants (the registered names under ``zoo.``), sorted."""
+    return [name for name in registered() if name.startswith(ZOO_PREFIX)]
 
 
 def _import_target(spec: str, target: str) -> Any:
@@ -155,6 +143,17 @@ def _import_target(spec: str, target: str) -> Any:
     return obj
 
 
+def function_table(impl: Implementation, arch=None):
+    """The function table ``k.ops`` of ``impl`` on ``arch`` (an ArchConfig, None: generic): the
+    reference's functions on that arch, under ``impl``'s overrides
+    (:func:`pgconform.implementation.build_table`).  Filling what an implementation leaves out
+    from the reference is this resolution step's job, so that the plug-in interface
+    (pgconform.implementation) and the model (pgconform.kernel) need not know the reference."""
+    from pgconform.reference import reference_functions
+
+    return build_table(impl, arch, reference_functions(arch))
+
+
 def resolve(spec: str) -> Implementation:
     """The implementation a spec names: a registered name or ``module:attr``.
 
@@ -169,8 +168,8 @@ def resolve(spec: str) -> Implementation:
             f"({', '.join(registered_names())}) or module:attr"
         )
     if ":" in spec:
-        # module:attr.  Registered names never contain a colon, so the registry (and with it the
-        # zoo) is not even imported when judging a user's module.
+        # module:attr.  Registered names never contain a colon, so the entry points are not even
+        # read when judging a user's module.
         target = spec
     elif spec in (specs := registered()):
         target = specs[spec]

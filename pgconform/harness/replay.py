@@ -34,7 +34,7 @@ from pgconform.harness.runs import (  # noqa: F401 - the records and codec, re-e
     trace_rows,
 )
 from pgconform.harness.sweep import replay_schedule
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.sim.errors import ImplementationErrored, Violation
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from pgconform.implementation import Implementation, build_table
+from pgconform.implementation import Implementation
 from pgconform.kernel.config import Geometry
 from pgconform.kernel.fork import do_fork
 from pgconform.kernel.gup import gup_and_release
@@ -44,6 +44,7 @@ from pgconform.kernel.userfaultfd import (
 from pgconform.kernel.version import VERSIONS
 from pgconform.kernel.world import Kernel
 from pgconform.oracle import install as install_oracles
+from pgconform.registry import function_table
 from pgconform.sim.effects import DownRead, UpRead
 from pgconform.sim.machine import Machine
 
@@ -167,7 +168,8 @@ def build_world(spec: WorldSpec, impl: Implementation, arch: str = "x86_64",
     across runs, if given), not raised."""
     version = VERSIONS[impl.kernel]
     config = version.arch(arch)
-    k = Kernel(build_table(impl, config), config, Geometry(), machine, version)
+    k = Kernel(function_table(impl, config), config, Geometry(), machine, version,
+               implementation=impl)
     install_oracles(k)
     k.m.tolerated = {**impl.known_violations_on(arch), **(tolerated or {})}
     k.m.consequences = impl.known_consequences

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
@@ -165,7 +166,6 @@ def replay_schedule(run, spec=None, tolerated=None):
     ``spec`` instead of the recorded implementation if given: its world, its pair, its
     decisions, then the default ones (the current task runs on), and the end-of-run checks;
     violations of the ``tolerated`` clauses (the item's known-failures file) counted apart."""
-    from pgconform.kernel.config import ARCHES
     if run.arch not in ARCHES:
         raise ReplayError(f"unknown architecture {run.arch!r} in the replay string")
     if run.world not in WORLDS:

@@ -45,7 +45,7 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import pte_map_rw_as
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, IpiSync, Load, Lock, Store, Unlock, UpWrite
 
 ENOMEM = -12

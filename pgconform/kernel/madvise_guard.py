@@ -33,7 +33,7 @@ writers).  Both calls return -EINVAL in a kernel version without guard regions (
 
 from __future__ import annotations
 
-from pgconform.kernel.arm import update_mmu_cache_range
+from pgconform.kernel.arch.arm import update_mmu_cache_range
 from pgconform.kernel.memory import __split_huge_pmd, zap_page_range_single
 from pgconform.kernel.objects import (
     PTE_MARKER_GUARD,

@@ -41,7 +41,7 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 
 MM_CP_TRY_CHANGE_WRITABLE = 1

@@ -57,7 +57,7 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pgtable_table, pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, pte_map_rw_as, set_pmd
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Lock, Store, Unlock, UpWrite
 
 EFAULT, EINVAL, ENOMEM, EAGAIN = -14, -22, -12, -11
@@ -65,8 +65,8 @@ EFAULT, EINVAL, ENOMEM, EAGAIN = -14, -22, -12, -11
 def have_move_pmd(arch) -> bool:
     """CONFIG_HAVE_MOVE_PMD (6.6): selected by x86 (32- and 64-bit), arm64, riscv and powerpc
     (book3s64, where arch_supports_page_table_move() is radix_enabled(); the model's powerpc64 is
-    radix); not by s390, sparc64 or 32-bit arm."""
-    return arch.name.startswith(("x86", "powerpc"))
+    radix); not by s390, sparc64 or 32-bit arm: the arch record's ``move_pmd``."""
+    return arch.move_pmd
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pgconform.kernel.mmu_notifier import (
 )
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
 from pgconform.kernel.pgtable import pte_map_rw_as
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 

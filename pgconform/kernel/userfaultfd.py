@@ -17,7 +17,7 @@ UFFDIO_CONTINUE have no MODE_WP, UFFDIO_WRITEPROTECT no MODE_DONTWAKE.
 
 from __future__ import annotations
 
-from pgconform.kernel.arm import update_mmu_cache_range
+from pgconform.kernel.arch.arm import update_mmu_cache_range
 from pgconform.kernel.filemap import folio_put
 from pgconform.kernel.memory import anon_vma_prepare, mapped_pte, pte_write_allowed, shmem_get_folio
 from pgconform.kernel.mprotect import (

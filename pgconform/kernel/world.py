@@ -1,6 +1,7 @@
 """The kernel context ``k`` every modelled function receives, and the builders of a world.
 
 ``k.ops`` is the function table of the implementation under test (reference plus overrides),
+``k.implementation`` that implementation (pgconform.implementation.Implementation),
 ``k.version`` the kernel version around it (kernel/version.py), ``k.arch`` the architecture
 configuration in that version, ``k.geo`` the geometry, ``k.m`` the simulated machine and
 ``k.mem`` its physical memory.  ``k.tables`` and ``k.folios`` list everything ever allocated, so the
@@ -9,7 +10,9 @@ end-of-run oracles can account for all of it.
 
 from __future__ import annotations
 
-from pgconform.kernel.config import HALVES, X86_64, ArchConfig, Geometry, plain_reads_form
+from pgconform.kernel.arch.base import HALVES, ArchConfig
+from pgconform.kernel.arch.x86 import X86_64
+from pgconform.kernel.config import Geometry, plain_reads_form
 from pgconform.kernel.objects import (
     VM_SHARED,
     VM_WRITE,
@@ -33,24 +36,24 @@ from pgconform.sim.physmem import Page, PhysMem
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
 
 
-def implementation_code(table) -> set:
-    """The code objects of the functions in ``table`` that are not the reference's."""
-    from pgconform.reference import ALL_REFERENCE_FUNCTIONS
-
-    codes = set()
-    for fn in vars(table).values():
-        fn = getattr(fn, "__wrapped__", fn)  # an override behind implementation.checked()
-        if fn not in ALL_REFERENCE_FUNCTIONS:
-            code = getattr(fn, "__code__", None)
-            if code is not None:
-                codes.add(code)
-    return codes
+def implementation_code(implementation, arch: ArchConfig) -> set:
+    """The code objects of the functions ``implementation`` plugs in on ``arch`` (its overrides):
+    the code the machine attributes an exception or a malformed effect to
+    (Machine.implementation_code).  None (the reference alone): no code."""
+    if implementation is None:
+        return set()
+    return {fn.__code__ for fn in implementation.overrides_on(arch.name).values()
+            if hasattr(fn, "__code__")}
 
 
 class Kernel:
-    def __init__(self, impl, arch: ArchConfig = X86_64, geo: Geometry | None = None,
-                 machine: Machine | None = None, version: KernelVersion = V6_6):
-        self.ops = impl
+    def __init__(self, ops, arch: ArchConfig = X86_64, geo: Geometry | None = None,
+                 machine: Machine | None = None, version: KernelVersion = V6_6,
+                 implementation=None):
+        #: the function table the model calls through (the implementation over the reference)
+        self.ops = ops
+        #: the Implementation ``ops`` was built from (None: a table of the reference's alone)
+        self.implementation = implementation
         self.arch = arch
         #: the kernel version of the environment (callers, other actors): kernel/version.py
         self.version = version
@@ -59,7 +62,7 @@ class Kernel:
         self.plain_reads = plain_reads_form()
         self.geo = geo or Geometry()
         self.m = machine or Machine()
-        self.m.implementation_code = implementation_code(impl)
+        self.m.implementation_code = implementation_code(implementation, arch)
         self.mem = PhysMem()
         self.mms: list[Mm] = []
         self.files: list[File] = []

@@ -1,14 +1,18 @@
 """The reference implementation: the series as merged in Linux 6.6, one module per kernel file.
 
 ``REFERENCE_FUNCTIONS`` maps every generic name of :data:`pgconform.implementation.SERIES_FUNCTIONS`
-to its reference function; ``ARCH_FUNCTIONS`` holds each architecture's own (``reference/arch/``),
-which :func:`reference_functions` puts over the generic ones.  ``IMPLEMENTATION`` is the registered
-``reference`` implementation (no overrides).
+to its reference function; ``ARCH_FUNCTIONS`` holds each architecture's own (``reference/arch/``,
+one module per ``ArchConfig.allocator`` named by the arch records of :mod:`pgconform.kernel.arch`,
+in any kernel version), which :func:`reference_functions` puts over the generic ones.
+``IMPLEMENTATION`` is the registered ``reference`` implementation (no overrides).
 """
 
 from __future__ import annotations
 
+import importlib
+
 from pgconform.implementation import SERIES_FUNCTIONS, Implementation
+from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.mprotect import (
     PLAIN_READ_RACE,
     PLAIN_READ_RACE_CONSEQUENCES,
@@ -24,7 +28,7 @@ from pgconform.reference import (
     pgtable_generic,
     userfaultfd,
 )
-from pgconform.reference.arch import arm, generic, powerpc, s390, s390_full_page, sparc64
+from pgconform.reference.arch import arm, generic
 
 _MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepaged,
             "mremap": mremap, "userfaultfd": userfaultfd, "gup": gup, "memory": memory,
@@ -33,14 +37,21 @@ _MODULES = {"pgtable_generic": pgtable_generic, "mm": mm, "khugepaged": khugepag
 REFERENCE_FUNCTIONS = {name: getattr(_MODULES[mod], name) for name, mod in SERIES_FUNCTIONS.items()
                        if hasattr(_MODULES[mod], name)}
 
-#: ArchConfig.allocator -> the functions that arch defines itself
-ARCH_FUNCTIONS = {
-    "generic": generic.FUNCTIONS,
-    "powerpc": powerpc.FUNCTIONS,
-    "s390": s390.FUNCTIONS,
-    "s390_full_page": s390_full_page.FUNCTIONS,
-    "sparc64": sparc64.FUNCTIONS,
-}
+
+def _allocators() -> list[str]:
+    """Every ``ArchConfig.allocator`` an arch record names, in 6.6 or in a later version."""
+    names = {"generic"}
+    for config in ARCHES.values():
+        names.add(config.allocator)
+        names.update(changes.get("allocator", config.allocator)
+                     for changes in config.versions.values())
+    return sorted(names)
+
+
+#: ArchConfig.allocator -> the functions that arch defines itself: the ``FUNCTIONS`` of the module
+#: of reference/arch/ so named (the arch record is where they are registered)
+ARCH_FUNCTIONS = {name: importlib.import_module(f"pgconform.reference.arch.{name}").FUNCTIONS
+                  for name in _allocators()}
 
 #: every reference function, generic or arch (to tell an implementation's code from ours)
 ALL_REFERENCE_FUNCTIONS = frozenset(REFERENCE_FUNCTIONS.values()).union(

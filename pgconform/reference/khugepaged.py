@@ -30,7 +30,7 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
-from pgconform.kernel.powerpc import assert_pte_locked
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
 from pgconform.sim.effects import (
     Atomic,

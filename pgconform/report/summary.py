@@ -77,8 +77,8 @@ def tally(results: Iterable[ItemResult], clauses: Iterable[str]) -> dict:
 
 
 def _arches(results: Iterable[ItemResult]) -> list[str]:
-    """The architectures judged, in the order of ``pgconform.kernel.config.ARCHES``."""
-    from pgconform.kernel.config import ARCHES
+    """The architectures judged, in the order of ``pgconform.kernel.arch.ARCHES``."""
+    from pgconform.kernel.arch import ARCHES
 
     order = list(ARCHES)
     seen = {r.arch for r in results if r.outcome != "skipped"}

@@ -27,7 +27,7 @@ from importlib import resources
 import attrs
 
 from pgconform.harness import replay, runs
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.registry import resolve
 from pgconform.versions import VERSIONS
 

@@ -191,7 +191,7 @@ def to_markdown(data: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
 
     p = argparse.ArgumentParser(prog="pgconform soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--impl", default="reference", metavar="SPEC",

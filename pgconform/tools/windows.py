@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                           f"windows ({', '.join(SOURCES)}); was it a run of pgconform?")
     else:
         from pgconform.implementation import ImplementationError
-        from pgconform.kernel.config import ARCHES
+        from pgconform.kernel.arch import ARCHES
         from pgconform.registry import resolve
 
         try:

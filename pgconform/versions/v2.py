@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pgconform.alt import powerpc_v2
 from pgconform.implementation import Implementation
+from pgconform.kernel.arch import arches_except
 from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import collapse_pte_mapped_thp_as
@@ -51,8 +52,7 @@ IMPLEMENTATION = Implementation(
     overrides={"collapse_pte_mapped_thp": collapse_pte_mapped_thp},
     arch_overrides={"powerpc64": powerpc_v2.IMPLEMENTATION.overrides,
                     "s390": s390_v2_posted.MUTANT.overrides},
-    arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae", "powerpc64", "s390",
-            "sparc64", "arm"),
+    arches=arches_except("s390-6.7"),  # a 6.7 arch
     known_violations={"pt.free-nonempty@collapse_pte_mapped_thp": B1_WHY,
                       **POISON_KNOWN_VIOLATIONS, PLAIN_READ_RACE: PLAIN_READ_RACE_WHY},
     known_consequences={"pt.free-nonempty@collapse_pte_mapped_thp": LOST_PTE_CONSEQUENCES,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import attrs
 
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import arches_except
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 
 IMPLEMENTATION = attrs.evolve(
-    REFERENCE, name="v6.6", arches=tuple(a for a in ARCHES if a != "s390-6.7"),
+    REFERENCE, name="v6.6", arches=arches_except("s390-6.7"),
     description="Linux 6.6 as merged: " + REFERENCE.description.split(": ", 1)[1],
 )

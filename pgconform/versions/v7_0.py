@@ -30,6 +30,7 @@ file_backed_vma_is_retractable(), try_collapse_pte_mapped_thp(), check_pmd_state
 from __future__ import annotations
 
 from pgconform.implementation import Implementation
+from pgconform.kernel.arch import arches_except, arches_where
 from pgconform.kernel.filemap import folio_put, mm_counter_file
 from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.kernel.mmu_notifier import (
@@ -264,7 +265,7 @@ def __tlb_remove_table(k, table):
 X86_7_0 = {"__pte_free_tlb": __pte_free_tlb, "__tlb_remove_table": __tlb_remove_table}
 
 #: the arches where 7.0 reclaims empty PTE tables (ARCH_SUPPORTS_PT_RECLAIM)
-PT_RECLAIM_ARCHES = ("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit")
+PT_RECLAIM_ARCHES = arches_where(lambda arch: arch.pt_reclaim, "7.0")
 
 #: A finding of the suite in the 7.0 kernel around the series, not in its functions (unconfirmed
 #: upstream): UFFDIO_WRITEPROTECT of a uffd-wp registered shmem range races MADV_DONTNEED's PT
@@ -320,8 +321,7 @@ IMPLEMENTATION = Implementation(
         "retract_page_tables": retract_page_tables,
         "collapse_pte_mapped_thp": collapse_pte_mapped_thp,
     },
-    arch_overrides=dict.fromkeys(("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae"),
-                                 X86_7_0),
+    arch_overrides=dict.fromkeys(arches_where(lambda arch: arch.family == "x86"), X86_7_0),
     known_violations={**POISON_KNOWN_VIOLATIONS, GUARD_COLLAPSE_KEY: GUARD_COLLAPSE_FINDING,
                       GUARD_UFFD_WP_KEY: GUARD_UFFD_WP_FINDING,
                       PLAIN_READ_RACE: PLAIN_READ_RACE_WHY},
@@ -332,8 +332,7 @@ IMPLEMENTATION = Implementation(
     arch_known_violations={arch: {"data.uffd-marker-lost": UFFD_WP_RECLAIM_FINDING,
                                   "data.uffd-wp-write-unnotified": UFFD_WP_RECLAIM_FINDING}
                            for arch in PT_RECLAIM_ARCHES},
-    arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae", "powerpc64", "s390",
-            "sparc64", "arm"),
+    arches=arches_except("s390-6.7"),  # s390 in 7.0 is the s390 record's 7.0 configuration
     description="Linux 7.0: retract_page_tables() with file_backed_vma_is_retractable() and the "
                 "pmd-state recheck under pml; try_collapse_pte_mapped_thp() with "
                 "pte_offset_map_rw_nolock() and its pmd_same() rechecks; in a 7.0 kernel (callers "

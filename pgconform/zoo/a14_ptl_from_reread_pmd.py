@@ -9,6 +9,7 @@ garbage, or another table's lock.  Without split PTE ptlocks the lock is mm->pag
 whatever the pmd says, so the idiom is harmless there (arm, x86_64-nosplit)."""
 
 from pgconform.implementation import Implementation
+from pgconform.kernel.arch import arches_where
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.sim.effects import Load
 
@@ -32,8 +33,7 @@ MUTANT = Implementation(
            "the 6.5 idiom pte_offset_map() + pte_lockptr(mm, pmd) that "
            "patches 03 (de2e4626c706) and 04 (3d140215a6ae) replaced",
     expected=("pt.lock-mismatch", "pt.write-unlocked", "pt.assert-pte-locked"),
-    arches=("x86_64", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390", "s390-6.7",
-            "sparc64"),
+    arches=arches_where(lambda arch: arch.split_pte_ptlocks),
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

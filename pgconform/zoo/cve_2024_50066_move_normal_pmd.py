@@ -8,6 +8,7 @@ pmd_populate() links pmd_pgtable() of a none PMD into the new slot.  Fixed by 6f
 1d65b771bc08)."""
 
 from pgconform.implementation import Implementation
+from pgconform.kernel.arch import arches_where
 from pgconform.reference.mremap import move_normal_pmd_as
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 
@@ -26,7 +27,7 @@ MUTANT = Implementation(
     source="6fa1066fc5d0 mm/mremap: fix move_normal_pmd/retract_page_tables race (Fixes: "
            "1d65b771bc08)",
     expected=("pt.populate-dead",),
-    arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit", "x86_pae", "powerpc64"),
+    arches=arches_where(lambda arch: arch.move_pmd),  # CONFIG_HAVE_MOVE_PMD
     known_violations=POISON_KNOWN_VIOLATIONS,
     known_consequences=POISON_KNOWN_CONSEQUENCES,
 )

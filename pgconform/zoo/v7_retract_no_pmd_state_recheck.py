@@ -21,7 +21,7 @@ MUTANT = Implementation(
     kernel="7.0",
     overrides={**v7_0.IMPLEMENTATION.overrides, "retract_page_tables": retract_page_tables},
     arch_overrides=v7_0.IMPLEMENTATION.arch_overrides,
-    arches=("x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit"),  # ARCH_SUPPORTS_PT_RECLAIM
+    arches=v7_0.PT_RECLAIM_ARCHES,  # ARCH_SUPPORTS_PT_RECLAIM
     description="7.0 retract_page_tables() without check_pmd_state() under pml: MADV_DONTNEED's "
                 "PT reclaim may have freed the table it found",
     source="6c18ec9af86c mm: khugepaged: recheck pmd state in retract_page_tables() (6.14)",

@@ -17,6 +17,7 @@ import pytest
 from pgconform.implementation import Implementation
 from pgconform.kernel import mmap as kmmap
 from pgconform.kernel import mremap as kmremap
+from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.fork import is_cow_mapping
 from pgconform.kernel.mmap import FreedVma
 from pgconform.oracle.pagetable import life
@@ -34,8 +35,7 @@ from pgconform.sim.effects import DownWrite, Load, Lock
 from pgconform.sim.errors import Violation
 from tests.selftest.test_oracles import in_path, run_to_end, step_until
 
-LAYOUTS = ["x86_64", "x86_64-nosplit", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390",
-           "s390-6.7", "sparc64", "arm"]
+LAYOUTS = list(ARCHES)
 
 #: mm0 maps file pages 0-3 shared at [4, 8) (PMD 1): page 4 read, page 5 written
 SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 4, 0),), prefault=((0, 4, False), (0, 5, True)))

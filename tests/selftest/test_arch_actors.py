@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from pgconform.implementation import Implementation
-from pgconform.kernel.arm import do_adjust_pte
+from pgconform.kernel.arch.arm import do_adjust_pte
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.objects import PmdTable, PteTable, pmd_none
-from pgconform.kernel.powerpc import assert_pte_locked
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED

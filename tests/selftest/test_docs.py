@@ -89,7 +89,7 @@ def test_readme_version_matrix_has_a_row_per_version():
     """The README's version matrix has the header ``python -m pgconform matrix`` prints and one
     row per registered version, in order (each row is checked below, one version per item so
     that xdist spreads them)."""
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
 
     lines = _shown_matrix()
     assert lines[:2] == ["| version | " + " | ".join(ARCHES) + " |", "|---|" + "---|" * len(ARCHES)]

@@ -279,7 +279,7 @@ def test_arm_without_lpae_has_no_lockless_gup():
     from pathlib import Path
 
     from pgconform.harness import replay
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.sim.effects import IrqDisable
 
     assert not ARCHES["arm"].fast_gup and ARCHES["x86_64"].fast_gup

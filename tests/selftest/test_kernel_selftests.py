@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.objects import HugePmd, TablePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op

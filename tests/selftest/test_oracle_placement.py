@@ -30,7 +30,7 @@ import pytest
 import pgconform
 from pgconform.harness import replay
 from pgconform.implementation import Implementation
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.harness.machines import make_machine
 from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
 from pgconform.reference import reference_functions

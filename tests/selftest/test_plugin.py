@@ -544,17 +544,77 @@ def test_module_raising_at_import_is_reported(monkeypatch, tmp_path):
         registry.resolve("pgconform_selftest_raises:IMPL")
 
 
-def test_builtin_zoo_names_come_from_the_zoo_when_it_lists_them(monkeypatch):
-    _fake_module(monkeypatch, "pgconform.zoo", MUTANTS={"zoo.only_this": "somewhere:MUTANT"})
-    specs = registry.builtin_specs()
-    assert specs["zoo.only_this"] == "somewhere:MUTANT"
-    assert specs["reference"] == registry.BUILTIN["reference"]
-    assert not any(name.startswith("zoo.") and name != "zoo.only_this" for name in specs)
+class _EntryPoints:
+    """Stand-ins for installed entry points: (distribution, name, value) triples."""
+
+    def __init__(self, *triples):
+        self.eps = [types.SimpleNamespace(name=name, value=value,
+                                          dist=types.SimpleNamespace(name=dist))
+                    for dist, name, value in triples]
+
+    def __call__(self, group):
+        assert group == registry.ENTRY_POINT_GROUP
+        return self.eps
 
 
-def test_builtin_zoo_names_fall_back_to_the_literal_list(monkeypatch):
-    _fake_module(monkeypatch, "pgconform.zoo")  # a zoo that does not provide MUTANTS (yet)
-    assert registry.builtin_specs() == registry.BUILTIN
+def _pyproject(tmp_path, name, table):
+    path = tmp_path / "pyproject.toml"
+    rows = "".join(f'"{k}" = "{v}"\n' for k, v in table.items())
+    path.write_text(f'[project]\nname = "{name}"\n\n'
+                    f'[project.entry-points."{registry.ENTRY_POINT_GROUP}"]\n{rows}')
+    return path
+
+
+def test_the_checkout_table_replaces_the_installed_metadata_of_pgconform(monkeypatch, tmp_path):
+    """Running from a checkout (its pyproject.toml next to the package), pgconform's own names are
+    the checkout's, whatever the installed metadata says; another distribution's stay."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", _EntryPoints(
+        ("pgconform", "zoo.stale", "pgconform.zoo.gone:MUTANT"),
+        ("pgconform", "reference", "pgconform.reference:OLD"),
+        ("other-dist", "theirs", "theirs:IMPL"),
+        ("other-dist", "reference", "theirs:REFERENCE")))
+    path = _pyproject(tmp_path, "pgconform", {"reference": "pgconform.reference:IMPLEMENTATION",
+                                              "zoo.fresh": "pgconform.zoo.fresh:MUTANT"})
+    monkeypatch.setattr(registry, "checkout_pyproject", lambda: path)
+    assert registry.registered() == {"reference": "pgconform.reference:IMPLEMENTATION",
+                                     "theirs": "theirs:IMPL",
+                                     "zoo.fresh": "pgconform.zoo.fresh:MUTANT"}
+    assert registry.zoo_names() == ["zoo.fresh"]
+
+
+def test_an_installed_wheel_reads_its_entry_points(monkeypatch, tmp_path):
+    """No pyproject.toml next to the package (a wheel), or another project's: the installed
+    metadata is the list; pgconform's own names win over another distribution's."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", _EntryPoints(
+        ("other-dist", "reference", "theirs:REFERENCE"),
+        ("pgconform", "reference", "pgconform.reference:IMPLEMENTATION"),
+        ("pgconform", "zoo.a", "pgconform.zoo.a:MUTANT"),
+        ("other-dist", "bad:name", "theirs:BAD")))
+    expected = {"reference": "pgconform.reference:IMPLEMENTATION",
+                "zoo.a": "pgconform.zoo.a:MUTANT"}
+    monkeypatch.setattr(registry, "checkout_pyproject", lambda: tmp_path / "pyproject.toml")
+    with pytest.warns(UserWarning, match="names may not contain ':'"):
+        assert registry.registered() == expected
+    path = _pyproject(tmp_path, "someone-else", {"zoo.x": "x:MUTANT"})
+    monkeypatch.setattr(registry, "checkout_pyproject", lambda: path)
+    with pytest.warns(UserWarning, match="names may not contain ':'"):
+        assert registry.registered() == expected
+
+
+def test_the_implementation_list_is_written_once():
+    """The registry of this checkout is its pyproject.toml's entry points, and every module of
+    the zoo, the versions and the alternative designs is in it (a new one cannot be forgotten)."""
+    import tomllib
+
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
+        registry.ENTRY_POINT_GROUP]
+    assert registry.registered() == dict(sorted(table.items()))
+    registered_modules = {target.partition(":")[0] for target in table.values()}
+    for package in ("zoo", "versions", "alt"):
+        modules = {f"pgconform.{package}.{path.stem}"
+                   for path in (ROOT / "pgconform" / package).glob("*.py")
+                   if path.stem != "__init__"}
+        assert modules <= registered_modules, sorted(modules - registered_modules)
 
 
 def test_nothing_is_imported_by_importing_the_registry_or_the_plugin():
@@ -777,7 +837,7 @@ def _conformance_items(*args: str) -> pytest.RunResult:
 
 
 def test_conformance_items_are_arch_by_scenario():
-    from pgconform.kernel.config import ARCHES
+    from pgconform.kernel.arch import ARCHES
     from pgconform.harness.machines import SCENARIOS
 
     out = _conformance_items()

@@ -27,6 +27,7 @@ from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.versions import v7_0
+from pgconform.versions.v7_0 import PT_RECLAIM_ARCHES
 from tests.selftest.test_oracles import finish, in_path, pending_pte_table_load, step_until
 
 IMPL_7_0 = Implementation(name="pt-reclaim-7.0", kernel="7.0")
@@ -45,7 +46,7 @@ DONTNEED_PMD1 = Op("dontneed", 0, 4, 4)
 READ_5 = Op("read", 0, 5)
 READ_9 = Op("read", 0, 9)
 
-X86_64_PT_RECLAIM = ["x86_64", "x86_64-alloc-ptlocks", "x86_64-nosplit"]
+X86_64_PT_RECLAIM = list(PT_RECLAIM_ARCHES)
 
 
 def run_tracing(m, t):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgconform.kernel.config import ARCHES
+from pgconform.kernel.arch import ARCHES
 from pgconform.tools.soak import soak, to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]

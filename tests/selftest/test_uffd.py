@@ -40,6 +40,7 @@ from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.reference.pgtable_generic import pmdp_collapse_flush
+from pgconform.registry import registered
 from pgconform.harness.scenario import (
     OP_KINDS,
     OP_LABELS,
@@ -53,7 +54,6 @@ from pgconform.harness.scenario import (
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.harness.sweep import Pair, explore_pair, sweep
-from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
 from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
 
@@ -341,7 +341,7 @@ def test_a8_schedule_reference_clean():
 
 
 def test_a8_registered():
-    assert MUTANTS["zoo.retract_no_uffd_wp_recheck"].endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
+    assert registered()["zoo.retract_no_uffd_wp_recheck"].endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
     assert A8.overrides and set(A8.expected) >= {"pt.free-nonempty"}
 
 

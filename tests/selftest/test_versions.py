@@ -12,11 +12,12 @@ import pytest
 
 from pgconform.harness import replay
 from pgconform.tools import matrix
-from pgconform.implementation import ImplementationError, build_table
-from pgconform.kernel.config import ARCHES, PLAIN_READS_ENV, PLAIN_READS_FORMS
+from pgconform.implementation import ImplementationError
+from pgconform.kernel.arch import ARCHES
+from pgconform.kernel.config import PLAIN_READS_ENV, PLAIN_READS_FORMS
 from pgconform.kernel.version import V6_6, V7_0, VERSIONS
 from pgconform.reference.arch import generic, powerpc
-from pgconform.registry import resolve
+from pgconform.registry import function_table, resolve
 from pgconform.harness.sweep import default_bound, sweep
 from pgconform.versions import v1, v2
 from pgconform.zoo import a1_powerpc_v1, a7_retract_no_anon_vma_recheck
@@ -46,13 +47,66 @@ def test_v6_6_is_the_reference():
 
 
 def test_arch_overrides_replace_the_arch_function_on_that_arch_only():
-    ppc = build_table(v1.IMPLEMENTATION, ARCHES["powerpc64"])
+    ppc = function_table(v1.IMPLEMENTATION, ARCHES["powerpc64"])
     assert ppc.pte_free_defer.__wrapped__ is a1_powerpc_v1.pte_free_defer
-    x86 = build_table(v1.IMPLEMENTATION, ARCHES["x86_64"])
+    x86 = function_table(v1.IMPLEMENTATION, ARCHES["x86_64"])
     assert x86.pte_free_defer is generic.FUNCTIONS.get("pte_free_defer", x86.pte_free_defer)
     assert x86.pte_free_defer is not ppc.pte_free_defer
-    assert build_table(resolve("v6.6"), ARCHES["powerpc64"]).pte_free_defer is \
+    assert function_table(resolve("v6.6"), ARCHES["powerpc64"]).pte_free_defer is \
         powerpc.FUNCTIONS["pte_free_defer"]
+
+
+def test_k_reaches_the_implementation_it_runs_and_its_code():
+    """``k.implementation`` is the Implementation ``k.ops`` was built from; the code the machine
+    attributes exceptions to is that implementation's overrides on the arch, none for the
+    reference (whose exceptions are pgconform's bugs)."""
+    from pgconform.harness.scenario import VmaSpec, WorldSpec, build_world
+
+    world = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),))
+    k = build_world(world, v1.IMPLEMENTATION, "powerpc64")
+    assert k.implementation is v1.IMPLEMENTATION
+    assert k.ops.pte_free_defer.__wrapped__ is a1_powerpc_v1.pte_free_defer
+    assert k.m.implementation_code == {
+        fn.__code__ for fn in v1.IMPLEMENTATION.overrides_on("powerpc64").values()}
+    assert a1_powerpc_v1.pte_free_defer.__code__ in k.m.implementation_code
+    x86 = build_world(world, v1.IMPLEMENTATION, "x86_64")
+    assert a1_powerpc_v1.pte_free_defer.__code__ not in x86.m.implementation_code
+    reference = resolve("reference")
+    k = build_world(world, reference, "powerpc64")
+    assert k.implementation is reference and k.m.implementation_code == set()
+
+
+def test_the_interface_and_the_model_do_not_import_the_reference():
+    """The plug-in interface (implementation.py) and the model (kernel/) import nothing above
+    them, at module level or inside a function: filling an implementation from the reference is
+    the registry's (function_table), telling its code from ours is the Implementation's."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "pgconform"
+    above = ("pgconform.reference", "pgconform.registry", "pgconform.versions", "pgconform.zoo",
+             "pgconform.alt", "pgconform.harness")
+    found = []
+    for path in [root / "implementation.py", *sorted((root / "kernel").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names
+                      if n.startswith(above)]
+    assert not found, found
+
+
+def test_versions_exclude_arches_instead_of_listing_them():
+    """Each version is judged on every arch but the ones it excludes, so a new arch is judged by
+    default; an excluded name that is not an arch is an error, not a silent no-op."""
+    from pgconform.kernel.arch import arches_except, arches_where
+
+    for name in ("v1", "v2", "v6.6", "v7.0"):
+        assert set(ARCHES) - set(resolve(name).arches) == {"s390-6.7"}, name
+    with pytest.raises(ValueError, match="vax: not modelled arches"):
+        arches_except("s390-6.7", "vax")
+    assert arches_where(lambda arch: arch.pt_reclaim) == ()  # no PT reclaim in 6.6
+    assert "x86_64" in arches_where(lambda arch: arch.pt_reclaim, "7.0")
 
 
 def test_bad_version_declarations_are_refused():

@@ -8,7 +8,7 @@ the one the caller holds.  The caller and do_adjust_pte() are the environment
 
 from __future__ import annotations
 
-from pgconform.kernel.arm import do_adjust_pte
+from pgconform.kernel.arch.arm import do_adjust_pte
 from pgconform.kernel.objects import pmd_none
 from pgconform.kernel.pgtable import pte_map_rw_as
 from pgconform.sim.effects import Load, Lock, Unlock

@@ -4,13 +4,31 @@ patch 04 of the series, 3d140215a6ae, plus the mm fixup that kept the pmd_none()
 pte_update() (hash and radix, non-huge) and ptep_set_access_flags() call it on every PTE change
 but set_ptes(): it walks the live page tables to the entry and BUGs unless the table's ptl is held
 by someone.  The model's PTE-update sites call it when ``k.arch.debug_vm``.
+
+The configuration, :data:`POWERPC64`, is book3s64 (radix) with its fragment allocator, whose
+reference functions are :mod:`pgconform.reference.arch.powerpc`.
 """
 
 from __future__ import annotations
 
+from pgconform.kernel.arch.base import FRAGMENTS, ArchConfig
 from pgconform.kernel.objects import pmd_none
 from pgconform.kernel.pgtable import pte_map_ro_as
 from pgconform.sim.effects import Load, SpinIsLocked
+
+
+#: powerpc book3s64: PTE tables are fragments of a page carved in order through the per-mm
+#: mm->context.pte_frag, never reused; the split ptlock is the page's, shared by its fragments
+#: (arch/powerpc/mm/pgtable-frag.c, 6.6).
+POWERPC64 = ArchConfig(
+    name="powerpc64", family="powerpc", rcu_table_free=True, layout=FRAGMENTS, tables_per_page=2,
+    allocator="powerpc", debug_vm=True, move_pmd=True,
+    source="arch/powerpc/mm/pgtable-frag.c, arch/powerpc/mm/pgtable.c (6.6): pte_fragment_alloc, "
+           "pte_fragment_free, pte_free_defer (32cc0b7c9d50), assert_pte_locked (3d140215a6ae)",
+)
+
+#: this module's configurations, in the order of the version matrix's columns
+CONFIGS = (POWERPC64,)
 
 
 def assert_pte_locked(k, mm, addr):

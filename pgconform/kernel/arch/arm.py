@@ -10,14 +10,34 @@ patch 03 converted: adjust_pte(), a function of the implementation table (its re
 pgconform/reference/arch/arm.py).  These configurations have no split PTE ptlocks
 (SPLIT_PTLOCK_CPUS is 999999 for ARM without CPU_CACHE_VIPT), so every ptl is
 mm->page_table_lock, which the caller holds.
+
+The configuration is :data:`ARM`; arm uses the generic page-table allocator.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arch.base import ArchConfig
 from pgconform.kernel.objects import pte_present
 from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
+
+
+#: 32-bit arm with a VIVT cache (ARMv4/v5, the only CPUs where fault-armv.c's make_coherent()
+#: runs): update_mmu_cache() calls make_coherent() -> adjust_pte() on shared aliases
+#: (arch/arm/mm/fault-armv.c, 6.6, de2e4626c706).  SPLIT_PTLOCK_CPUS is 999999 for ARM without
+#: CPU_CACHE_VIPT (mm/Kconfig), so ptl == pml == mm->page_table_lock; two-level tables fold the
+#: PMD; THP needs ARM_LPAE (ARMv7), so there is no khugepaged here: the arm run judges the map API
+#: and adjust_pte() against faults, zaps, rmap walks and userfaultfd.
+ARM = ArchConfig(
+    name="arm", family="arm", split_pte_ptlocks=False, split_pmd_ptlocks=False, vivt_cache=True,
+    thp=False,
+    fast_gup=False,  # arch/arm/Kconfig: HAVE_FAST_GUP if ARM_LPAE (ARMv7)
+    source="arch/arm/mm/fault-armv.c (6.6): adjust_pte() with pte_offset_map_nolock()",
+)
+
+#: this module's configurations, in the order of the version matrix's columns
+CONFIGS = (ARM,)
 
 
 def _noop(m, t):
