@@ -25,13 +25,12 @@ from pgconform.harness import replay
 from pgconform.implementation import Implementation
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.operations import FREERS, OP_KINDS, freers_for, op_kinds_for
+from pgconform.harness.operations import FREERS, OP_KINDS, freers_for, op_kinds_for, vaddr
 from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct
 from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
-from pgconform.harness.operations import vaddr
 from pgconform.strategies.operations import make_op, op_draws
 from pgconform.strategies.schedules import (
     ADVANCE_DRAWS,
@@ -46,6 +45,7 @@ from pgconform.strategies.worlds import SHAPES, hot_places, worlds
 
 __all__ = ["FREERS", "LANES", "NCPUS", "PCT_BUDGET", "SCENARIOS", "ConformanceMachine",
            "make_machine"]
+
 #: steps one schedule rule may take (enough for every operation of the model to finish)
 PCT_BUDGET = 400
 
