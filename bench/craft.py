@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT))
 from pgconform.harness import replay
 from pgconform.harness.machines import LANES
 from pgconform.registry import resolve
-from pgconform.harness.scenario import OP_KINDS
+from pgconform.harness.operations import FREERS, OP_KINDS
 
 OUT = ROOT / "pgconform" / "data" / "history_schedules.json"
-FREERS = ("khugepaged", "madv_collapse")
 
 
 def patterns():

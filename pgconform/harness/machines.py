@@ -18,7 +18,6 @@ import functools
 from typing import ClassVar
 
 from hypothesis import Phase, note, settings
-from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -26,30 +25,33 @@ from pgconform.harness import runs
 from pgconform.implementation import Implementation
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.scenario import OP_KINDS, build_world, op_kinds_for, start_op
+from pgconform.harness.operations import FREERS, OP_KINDS, freers_for, op_kinds_for, vaddr
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.machine import Machine
-from pgconform.sim.policies.pct import RCU_LANE, run_pct
+from pgconform.sim.policies.pct import run_pct
 from pgconform.sim.watchdog import hang_verdict, timeout_s, watchdog
-from pgconform.strategies import hot_places, make_op, op_draws, worlds
-from pgconform.strategies.worlds import SHAPES
+from pgconform.strategies.operations import make_op, op_draws
+from pgconform.strategies.schedules import (
+    ADVANCE_DRAWS,
+    ADVANCE_TO_LOCK_DRAWS,
+    INIT_DRAWS,
+    LANES,
+    NCPUS,
+    RCU_CALLBACK_DRAWS,
+    SCHEDULE_DRAWS,
+)
+from pgconform.strategies.worlds import SHAPES, hot_places, worlds
 
-NCPUS = 3
-#: the operations that free page tables: most runs start with one of them
-FREERS = ("khugepaged", "madv_collapse")
-LANES = tuple(f"CPU{i}" for i in range(NCPUS)) + (RCU_LANE,)
+__all__ = ["FREERS", "LANES", "NCPUS", "PCT_BUDGET", "SCENARIOS", "ConformanceMachine",
+           "make_machine"]
+
 #: steps one schedule rule may take (enough for every operation of the model to finish)
 PCT_BUDGET = 400
 
 
 #: the scenarios every architecture is judged in: the shape of the world the race happens in
 SCENARIOS = tuple(SHAPES)
-
-#: the draws of the initialisation rule, besides the world (whose strategy is the scenario's)
-INIT_DRAWS = {"kinds": st.integers(1, 2 ** len(OP_KINDS) - 1), "hot": st.integers(0, 7),
-              "warm": st.lists(st.integers(0, 7), max_size=3),
-              "primary": st.fixed_dictionaries(op_draws), "freer": st.integers(0, 3),
-              "partner": st.fixed_dictionaries(op_draws), "stage": st.integers(0, 16)}
 
 
 def _note(text: str) -> None:
@@ -100,6 +102,8 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.kinds = self.op_kinds
         self.log: list[tuple[str, dict]] = []
         runs.last_machine = (type(self), self.log)
+        #: the operation the last start rule started, until its step is printed (_repr_step)
+        self.op_started = None
 
     def _build(self):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
@@ -150,9 +154,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.warm = [(self.hot[0], self.hot[1] + w % 4, w >= 4) for w in warm]
         self.k = self._build()
         self.started = []
-        if freer == 2 and self.k.version.pt_reclaim:
+        reclaim = freers_for(self.k.version)[len(FREERS):]
+        if freer == 2 and reclaim:
             # 6.14+: MADV_DONTNEED of the whole hot PMD range frees its table too
-            primary = dict(primary, kind="dontneed", where=0, arg=self.k.geo.hpage_pmd_nr)
+            primary = dict(primary, kind=reclaim[0].name, where=0, arg=reclaim[0].freer_arg)
         elif freer < 3:
             primary = dict(primary, kind=FREERS[freer % len(FREERS)])
         first = self._start(make_op(world, self.hot, self.op_kinds, **primary))
@@ -178,18 +183,35 @@ class ConformanceMachine(RuleBasedStateMachine):
     @judged
     def start(self, kind, mm, where, arg):
         """Start an operation on the first idle CPU (``where`` picks the address, mostly in the
-        run's hot PMD range)."""
-        self._start(make_op(self.world, self.hot, self.kinds, kind, mm, where, arg))
+        run's hot PMD range).  A failing program prints the step as the operation it started
+        (:meth:`_repr_step`)."""
+        self.op_started = make_op(self.world, self.hot, self.kinds, kind, mm, where, arg)
+        self._start(self.op_started)
+
+    def _repr_step(self, rule, data, result) -> str:
+        """Hypothesis's line for a step of the failing program (it calls this once the rule has
+        run): a start step as the operation it started, in kernel terms,
+        ``state.start(op='khugepaged', mm=0, addr=0x4000, arg=1)`` (the kind the run's swarm
+        ran, the mm index, the user virtual address in hex), instead of the raw draws
+        (``where=17``, an index into the run's places), which stay what the strategies draw and
+        the replay strings record.  (A hook of Hypothesis's RuleBasedStateMachine, not in its
+        documented API: tests/selftest/test_failure_output.py checks the printed program.)"""
+        op, self.op_started = self.op_started, None
+        if rule.function.__name__ != "start" or op is None:
+            return super()._repr_step(rule, data, result)
+        # -1, "the newest mm", is the one start_op() picked when the rule ran
+        return (f"state.start(op={op.kind!r}, mm={op.mm % len(self.k.mms)}, "
+                f"addr={vaddr(op.addr)}, arg={op.arg})")
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
-    @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 12))
+    @rule(**ADVANCE_DRAWS)
     @judged
     def advance(self, pick, n):
         runnable = self.k.m.runnable()
         self.k.m.run(runnable[pick % len(runnable)], n)
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
-    @rule(pick=st.integers(0, NCPUS - 1), n=st.integers(1, 16))
+    @rule(**ADVANCE_TO_LOCK_DRAWS)
     @judged
     def advance_to_lock(self, pick, n):
         """Advance one CPU to just before the ``n``-th lock it takes from now: the end of a race
@@ -199,9 +221,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.k is not None and (len(self.k.m.active()) >= 2
                                                        or bool(self.k.m.callbacks)))
-    @rule(order=st.permutations(LANES),
-          change=st.lists(st.integers(0, 15) | st.integers(0, 63), max_size=3, unique=True),
-          at_locks=st.booleans())
+    @rule(**SCHEDULE_DRAWS)
     @judged
     def schedule(self, order, change, at_locks):
         """Run everything under PCT: lane priorities ``order`` (first runs first) and preemptions
@@ -222,7 +242,7 @@ class ConformanceMachine(RuleBasedStateMachine):
             start_op(self.k, lane, op)
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.ready_callbacks()))
-    @rule(pick=st.integers(0, 3))
+    @rule(**RCU_CALLBACK_DRAWS)
     @judged
     def rcu_callback(self, pick):
         ready = self.k.m.ready_callbacks()

@@ -25,72 +25,31 @@ from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.scenario import OP_KINDS, Op, VmaSpec, WorldSpec, build_world, op_kinds_for, start_op
+from pgconform.harness.operations import FREERS, KINDS, OP_KINDS, Op, op_kinds_for
+from pgconform.harness.operations import freers_for as kinds_freeing
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.harness import runs
 from pgconform.harness.runs import Replayed, ReplayError, StaleReplay, judged_implementation
 from pgconform.sim.policies.exhaustive import Exploration, explore
 from pgconform.sim.policies.replay import Diverged, Replay
+from pgconform.strategies.sweep_worlds import WORLD_NEEDS, WORLDS, worlds_for
+
+__all__ = ["RECLAIM_FREER", "WORLDS", "WORLD_NEEDS", "Pair", "explore_pair", "freers_for",
+           "pairs", "replay_schedule", "sweep", "worlds_for"]
 
 #: steps one replayed sweep schedule may take (explore()'s budget)
 SCHEDULE_BUDGET = 4000
 
-#: the operations that free page tables (the protocol under test)
-FREERS = ("khugepaged", "madv_collapse")
 #: ... and from 6.14, MADV_DONTNEED of a whole PMD range (the PTE-table reclaim,
 #: KernelVersion.pt_reclaim): its argument is the length
-RECLAIM_FREER = Op("dontneed", 0, 4, 4)
+RECLAIM_FREER = Op("dontneed", 0, 4, KINDS["dontneed"].freer_arg)
 
 
 def freers_for(version) -> tuple[Op, ...]:
-    """The freeing operations of the sweep in a kernel version, each at the PMD range [4, 8)."""
-    ops = tuple(Op(kind, 0, 4, 1) for kind in FREERS)
-    return (*ops, RECLAIM_FREER) if version.pt_reclaim else ops
-
-#: small worlds, one per scenario shape: the PMD range [4, 8) of mm0 is where operations meet
-WORLDS: dict[str, WorldSpec] = {
-    # a shared mapping of the file, page 4 read in: khugepaged can collapse and retract
-    "shared": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),)),
-    # private and registered with userfaultfd (missing): COW, UFFDIO_COPY, anon_vma appear
-    "private": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),
-                         prefault=((0, 4, False),)),
-    # file pages 0-3 are one PMD-sized folio mapped by PTEs (the table existed before the
-    # read): collapse_pte_mapped_thp() is the path
-    "pte-mapped-thp": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),
-                                thps=(0,), tables=((0, 4),), prefault=((0, 4, False),)),
-    # two mms sharing the file (the retract walks both), one with a table for PMD 2 as well
-    "mixed": WorldSpec(vmas=(VmaSpec(0, 0, 12, 0), VmaSpec(1, 4, 8, 0)),
-                       prefault=((0, 4, False), (1, 5, False), (0, 8, False))),
-    # 7.0 only (WORLD_NEEDS): an anonymous private VMA over PMDs 1 and 2, registered with
-    # userfaultfd (missing) after pages 5 and 9 were written: UFFDIO_MOVE between the two tables
-    # and within one, against MADV_DONTNEED's PT reclaim of PMD 1
-    "anon": WorldSpec(vmas=(VmaSpec(0, 4, 8, 4, shared=False, uffd_missing=True, anon=True),),
-                      prefault=((0, 5, True), (0, 9, True))),
-    # a shared mapping registered with userfaultfd (missing), page 4 read in: UFFDIO_POISON and
-    # UFFDIO_COPY into the tables khugepaged retracts (the other uffd worlds are private, where
-    # the collapse leaves the tables alone); here the versions' declared poison findings show
-    "shared-uffd": WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True),),
-                             prefault=((0, 4, False),)),
-}
-#: worlds only some kernel versions are swept in: world -> the KernelVersion flag (the anon world
-#: is there for UFFDIO_MOVE; added after the 6.6 worlds, which stay as they were)
-WORLD_NEEDS = {"anon": "uffd_move"}
-
-
-def worlds_for(version, worlds=tuple(WORLDS)) -> tuple[str, ...]:
-    """The worlds of ``worlds`` a kernel version is swept in."""
-    return tuple(w for w in worlds if w not in WORLD_NEEDS or getattr(version, WORLD_NEEDS[w]))
-
-#: the operation argument values tried (the argument is a value to store, a length, a mode or a
-#: destination, depending on the kind: scenario.OP_LABELS): a small and a large one, and for
-#: UFFDIO_REGISTER every mode with and without write-protecting the whole VMA
-ARGS = (1, 6)
-KIND_ARGS = {"uffd_register": tuple(range(1, 9)),
-             # UFFDIO_MOVE's destination: page 6 (the table PT reclaim frees) or 9 (the other)
-             "uffd_move": (6, 9)}
-#: the addresses an operation kind is tried at (5 unless given): UFFDIO_MOVE from page 5 (the
-#: source in the reclaimed table) and from page 9 (the destination in it)
-KIND_ADDRS = {"uffd_move": (5, 9)}
+    """The operations of the sweep that free page tables in a kernel version (operations.py:
+    OpKind.frees), each at the PMD range [4, 8)."""
+    return tuple(Op(kind.name, 0, 4, kind.freer_arg) for kind in kinds_freeing(version))
 
 
 #: the environment variable that sets the sweep's preemption bound (empty or unset: 1)
@@ -130,11 +89,12 @@ class Pair:
 
 def pairs(world: str, kinds: tuple[str, ...] = OP_KINDS,
           freers: tuple[Op, ...] = tuple(Op(kind, 0, 4, 1) for kind in FREERS)) -> Iterator[Pair]:
-    """Each freer against each operation kind (and each argument), both ways round."""
+    """Each freer against each operation kind (at each of its sweep addresses, with each of its
+    sweep arguments: operations.py), both ways round."""
     for a in freers:
         for kind in kinds:
-            for addr in KIND_ADDRS.get(kind, (5,)):
-                for arg in KIND_ARGS.get(kind, ARGS):
+            for addr in KINDS[kind].sweep_addrs:
+                for arg in KINDS[kind].sweep_args:
                     b = Op(kind, 0, addr, arg)
                     yield Pair(world, a, b)
                     yield Pair(world, b, a)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from pgconform.kernel.config import Geometry
-from pgconform.harness.scenario import FILE_PAGES, OP_KINDS, Op, VmaSpec, WorldSpec
+from pgconform.harness.scenario import FILE_PAGES, VmaSpec, WorldSpec
 
 GEO = Geometry()
 
@@ -95,37 +95,3 @@ def hot_places(world: WorldSpec) -> list[tuple[int, int]]:
             elif place not in part:
                 part.append(place)
     return full + [p for p in part if p not in full] or [(0, 0)]
-
-
-def pick_address(world: WorldSpec, hot: tuple[int, int], choice: int) -> int:
-    """Map a small integer to an address: mostly in the hot PMD range (races need operations on
-    the same objects), else in another range some VMA covers, else anywhere."""
-    nr = GEO.hpage_pmd_nr
-    if choice < 6 * nr:
-        return hot[1] + choice % nr
-    places = hot_places(world)
-    if choice < 9 * nr:
-        return places[choice % len(places)][1] + choice // len(places) % nr
-    return choice % GEO.task_size
-
-
-#: the raw draws of one operation: kind, mm choice (2 is the newest mm, 3 "the other mm"),
-#: address choice (see pick_address), argument
-op_draws = dict(
-    kind=st.sampled_from(OP_KINDS),
-    mm=st.integers(0, 3),
-    where=st.integers(0, 10 * GEO.hpage_pmd_nr - 1),
-    arg=st.integers(1, 2 * GEO.hpage_pmd_nr),
-)
-
-
-def make_op(world: WorldSpec, hot: tuple[int, int], kinds, kind: str, mm: int, where: int,
-            arg: int) -> Op:
-    """The operation the raw draws describe; ``kinds`` is the run's swarm subset of kinds and
-    ``hot`` its (mm, PMD range) focus."""
-    if kind not in kinds:
-        kind = kinds[OP_KINDS.index(kind) % len(kinds)]
-    # 2 is "the newest mm": -1 picks k.mms[-1] when the operation starts, a child of fork() if
-    # one was created by then (else the world's last mm)
-    mm = hot[0] if mm < 2 else -1 if mm == 2 else (hot[0] + 1) % world.nmms
-    return Op(kind, mm, pick_address(world, hot, where), arg)

@@ -33,7 +33,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from pgconform.harness.machines import LANES, PCT_BUDGET, SCENARIOS, make_machine
 from pgconform.registry import registered_names, resolve
-from pgconform.harness.scenario import KIND_NEEDS, OP_KINDS, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.operations import EVERY_VERSION, FREERS, Op
+from pgconform.harness.scenario import VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.pct import run_pct
 from pgconform.harness.sweep import sweep
@@ -63,10 +64,10 @@ WORLDS: tuple[WorldSpec, ...] = (
               prefault=((0, 0, False), (1, 5, True))),
 )
 
-FREERS = ("khugepaged", "madv_collapse")
 #: the kinds the fixed workload draws from: those every kernel version has (the 6.6 kinds), so
-#: that a kind added for a later version does not change the workload
-KINDS = tuple(k for k in OP_KINDS if k not in KIND_NEEDS)
+#: that a kind added for a later version does not change the workload (a kind added for every
+#: version does: the workload's figures are then not comparable with earlier ones)
+KINDS = EVERY_VERSION
 OPS_PER_RUN = 3
 
 

@@ -244,3 +244,41 @@ def test_verdict_text_of_distinct_failures():
     assert text.startswith("distinct failure 1 of 2:\n\n[pt.leak] one\n")
     assert "\n\nFailing test case: a\n\ndistinct failure 2 of 2:\n\n[acct.rss] two\n" in text
     assert text.count("[acct.rss] two") == 1
+
+
+def test_the_printed_program_names_the_operation_and_its_address():
+    """Hypothesis's program speaks kernel: a start step prints as the operation it starts (the
+    kind the run's swarm ran, the mm, the user virtual address in hex), not as the raw draws
+    (``where=17``), while the replay string keeps the raw draws by the names it always had.
+    (The reference, with one more invariant that fails once the start rule has run.)"""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import invariant, run_state_machine_as_test
+
+    from pgconform.harness.machines import make_machine
+    from pgconform.harness.operations import OP_KINDS, vaddr
+    from pgconform.reference import IMPLEMENTATION
+
+    class Started(make_machine(IMPLEMENTATION, "x86_64", scenario="shared")):
+        @invariant()
+        def no_start_rule_ran(self):
+            assert not any(name == "start" for name, _ in self.log), "a start rule ran"
+
+    with pytest.raises(AssertionError, match="a start rule ran") as excinfo:
+        run_state_machine_as_test(Started, settings=settings(
+            max_examples=100, database=None, derandomize=True, deadline=None,
+            stateful_step_count=5, suppress_health_check=list(HealthCheck)))
+    program = getattr(excinfo.value, "__notes__", [])
+    starts = [line for line in program if line.startswith("state.start(")]
+    assert len(starts) == 1, program
+    printed = re.fullmatch(r"state\.start\(op='(\w+)', mm=(\d), addr=(0x[0-9a-f]+), arg=(\d+)\)",
+                           starts[0])
+    assert printed and printed.group(1) in OP_KINDS, starts[0]
+    # the operation the minimal run started, run again from its replay string's steps
+    run = replay.decode(replay.encode(replay.latest_run()))
+    (step,) = [kwargs for name, kwargs in run.steps if name == "start"]
+    assert set(step) == {"kind", "mm", "where", "arg"}
+    machine, _ = replay.run_steps(Started, run.steps[:[n for n, _ in run.steps].index(
+        "start") + 1])
+    _, op = machine.started[-1]
+    assert printed.groups() == (op.kind, str(op.mm % len(machine.k.mms)), vaddr(op.addr),
+                                str(op.arg))

@@ -86,7 +86,7 @@ def test_a_race_needing_one_preemption_is_found_at_bound_one_only():
 
 
 def test_sweep_pairs_cover_every_kind_both_ways():
-    from pgconform.harness.scenario import OP_KINDS
+    from pgconform.harness.operations import OP_KINDS
 
     ps = list(pairs("shared"))
     seconds = {p.second.kind for p in ps} | {p.first.kind for p in ps}

@@ -21,17 +21,12 @@ from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
 from pgconform.kernel.version import V6_6, V7_0
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import REFERENCE_FUNCTIONS
+from pgconform.harness.operations import KINDS, op_kinds_for
 from pgconform.harness.scenario import (
-    KIND_NEEDS,
-    OP_KINDS,
-    OP_LABELS,
-    OP_STARTERS,
-    USER_CONTEXT,
     Op,
     VmaSpec,
     WorldSpec,
     build_world,
-    op_kinds_for,
     start_op,
 )
 from pgconform.sim.effects import Lock, Unlock
@@ -91,12 +86,10 @@ def shadow(k, mm_i=0):
 
 
 def test_op_kind_registered():
-    """uffd_move is the last kind (append-only: stored bitmasks of kinds keep their meaning), a
-    user operation, drawn only in a kernel that has it; move_pages_pte is a series function with
-    a reference."""
-    assert list(OP_LABELS)[-1] == "uffd_move" and "uffd_move" in OP_STARTERS
-    assert "uffd_move" in OP_KINDS and "uffd_move" in USER_CONTEXT
-    assert KIND_NEEDS["uffd_move"] == "uffd_move"
+    """uffd_move is a user operation, drawn only in a kernel that has it (its place in the
+    kinds' bitmask: test_operations.py); move_pages_pte is a series function with a
+    reference."""
+    assert KINDS["uffd_move"].user_context and KINDS["uffd_move"].needs == "uffd_move"
     assert "uffd_move" not in op_kinds_for(V6_6) and "uffd_move" in op_kinds_for(V7_0)
     assert SERIES_FUNCTIONS["move_pages_pte"] == "userfaultfd"
     assert REFERENCE_FUNCTIONS["move_pages_pte"] is reference_userfaultfd.move_pages_pte
