@@ -31,7 +31,7 @@ from pgconform.registry import resolve
 from pgconform.harness.scenario import OP_LABELS, OP_STARTERS, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownWrite, Load, Lock
 from pgconform.sim.errors import Violation
-from tests.selftest.test_oracles import in_path, run_to_end, step_until
+from tests.selftest.helpers import assert_clause, finish, in_path, run_to_end, step_until
 
 LAYOUTS = ["x86_64", "x86_64-nosplit", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390",
            "s390-6.7", "sparc64", "arm"]
@@ -52,11 +52,6 @@ MREMAP_ALIGNED = Op("mremap", 0, 4, 0)
 MREMAP_UNALIGNED = Op("mremap", 0, 4, 3)
 
 
-def finish(k):
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
-
-
 def touch_everything(k):
     """Read and write every page of every mm through the model (faults, COW), then check the
     end state again: the data each address reads is what was last written there."""
@@ -67,13 +62,6 @@ def touch_everything(k):
                 finish(k)
                 start_op(k, "CPU2", Op("write", i, a))
                 finish(k)
-
-
-def assert_clause(fn, clause):
-    with pytest.raises(Violation) as excinfo:
-        fn()
-    assert excinfo.value.clause == clause, str(excinfo.value)
-    return excinfo.value
 
 
 def test_op_kinds_registered():

@@ -20,9 +20,9 @@ from pgconform.harness import replay
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.plugin import verdict_text
 from pgconform.sim.errors import Violation
+from tests.selftest.helpers import run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 MACHINE_MUTANT, MACHINE_CLAUSE = "zoo.retract_no_pmd_notifier", "mmu.pmd-clear-unnotified"
 SWEEP_MUTANT, SWEEP_CLAUSE = "zoo.retract_pte_free_immediate", "pt.reuse-before-gp"
@@ -45,8 +45,7 @@ def suite(pgconform_pytester, monkeypatch):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", "--arch", "x86_64", *args)
+    return run_suite(pytester, "--arch", "x86_64", *args)
 
 
 def _machine(pytester, *args):

@@ -17,7 +17,7 @@ from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, star
 from pgconform.sim.effects import Atomic, DownRead, Lock, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a9_retract_no_pmd_notifier
-from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
+from tests.selftest.helpers import finish, in_path, run_to_end, step_until
 
 #: mm0 maps the 8-page shmem file shared at [4, 12) with a device (secondary MMU); file page 0
 #: (address 4) is faulted in, so PMD 1 has a PTE table

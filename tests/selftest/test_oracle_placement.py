@@ -36,7 +36,8 @@ from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
-from tests.selftest.test_oracles import KHUGEPAGED, SHARED, collapse_alone
+from tests.selftest.helpers import SHARED
+from tests.selftest.test_oracles import KHUGEPAGED, collapse_alone
 
 ROOT = pathlib.Path(pgconform.__file__).parent
 CORPUS = json.loads((ROOT / "data" / "history_schedules.json").read_text())
@@ -289,7 +290,7 @@ def test_pte_lockptr_returning_another_lock_is_caught():
     assert v.clause == "pt.lock-mismatch"
     assert "returns mm0.page_table_lock, not the ptl of the page table it names" in v.message
     # without split PTE ptlocks that is the right lock
-    from tests.selftest.test_oracles import finish
+    from tests.selftest.helpers import finish
 
     k = build_world(SHARED, impl, arch="x86_64-nosplit")
     start_op(k, "CPU1", KHUGEPAGED)
@@ -310,7 +311,7 @@ def pte_free_defer_and_fragment_free(k, mm, pgtable):
 def test_powerpc_fragment_freed_twice_is_a_double_free():
     impl = Implementation(name="ppc-twice",
                           overrides={"pte_free_defer": pte_free_defer_and_fragment_free})
-    from tests.selftest.test_oracles import finish
+    from tests.selftest.helpers import finish
 
     k = build_world(SHARED, impl, arch="powerpc64")
     start_op(k, "CPU1", KHUGEPAGED)

@@ -18,9 +18,9 @@ import pytest
 
 from pgconform import plugin, registry
 from pgconform.implementation import Implementation, ImplementationError
+from tests.selftest.helpers import PLUGIN_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 MYIMPL = '''
 def pte_free_defer(k, mm, pgtable):

@@ -37,9 +37,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
 from miniatures import VERDICTS
+from tests.selftest.helpers import run_suite
 
 CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 #: the miniatures whose verdict is about the code, judged in the sweep too
 SWEPT = ("bad_yield", "bad_lock", "bad_unlock", "raises", "nondeterministic", "flaky_draws")
 
@@ -294,9 +294,7 @@ def suite(pgconform_pytester, monkeypatch):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", "--arch", "x86_64",
-                                         "--pgconform-report", "report.json", *args)
+    return run_suite(pytester, "--arch", "x86_64", "--pgconform-report", "report.json", *args)
 
 
 @pytest.mark.parametrize(("name", "clause"), [("flaky_draws", "impl.nondeterministic"),

@@ -35,13 +35,11 @@ from pgconform.sim.effects import (
 )
 from pgconform.sim.errors import Violation
 from pgconform.versions import v6_5
-from tests.selftest.test_oracles import finish, pending_pte_table_load, run_to_end, step_until
+from tests.selftest.helpers import finish, pending_pte_table_load, run_to_end, SHARED, step_until
 
 V6_5 = v6_5.IMPLEMENTATION
 THP_ARCHES = ("x86_64", "x86_pae", "powerpc64", "s390", "sparc64")
 
-#: mm0 maps the 8-page shmem file, shared, at [4, 12); PMD 1 (file pages 0-3) has a table
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: mm0 and mm1 both map it at [4, 12), each with a table at PMD 1
 TWO_MMS = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0), VmaSpec(1, 4, 8, 0)),
                     prefault=((0, 4, False), (1, 4, False)))

@@ -48,9 +48,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
 from miniatures import VERDICTS
+from tests.selftest.helpers import run_suite
 
 CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 
 # --- the miniatures: every way of misbehaving gets its verdict -------------------------------
@@ -283,13 +283,9 @@ def suite(pgconform_pytester, monkeypatch):
     return pgconform_pytester
 
 
-def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", *args)
-
 
 def test_errored_implementation_report_summary_and_pictures(suite):
-    result = _run(suite, "--impl", "miniatures.raises:IMPL", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "miniatures.raises:IMPL", "--arch", "x86_64",
                   "--pgconform-report", "report.json", "--pgconform-trace-dir", "traces")
     result.assert_outcomes(failed=3)
     out = result.stdout.str()
@@ -318,7 +314,7 @@ class _Classes(HTMLParser):
 
 
 def test_report_as_markdown(suite):
-    result = _run(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
                   "-k", "shared and not uffd", "--pgconform-report", "report.md")
     result.assert_outcomes(failed=1)
     md = (suite.path / "report.md").read_text()
@@ -328,7 +324,7 @@ def test_report_as_markdown(suite):
 
 
 def test_nondeterminism_is_a_verdict_not_a_bare_flaky(suite):
-    result = _run(suite, "--impl", "miniatures.nondeterministic:IMPL", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "miniatures.nondeterministic:IMPL", "--arch", "x86_64",
                   "-k", "shared and not uffd", "--pgconform-report", "report.json")
     result.assert_outcomes(failed=1)
     assert "[impl.nondeterministic]" in result.stdout.str()
@@ -345,7 +341,7 @@ def test_xfails_file(suite):
         acct.rss s390    # an arch not judged here: warned about
         pt.double-free   # listed but never hit: warned about at the end
         """))
-    result = _run(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
                   "--xfails-file", "known.txt", "-W", "always::pytest.PytestConfigWarning")
     result.assert_outcomes(xfailed=3)
     out = result.stdout.str()
@@ -357,19 +353,19 @@ def test_xfails_file(suite):
 
 def test_xfails_file_that_does_not_parse_is_a_usage_error(suite):
     suite.path.joinpath("known.txt").write_text("pt.leak x86_64 shared extra\n")
-    result = _run(suite, "--xfails-file", "known.txt")
+    result = run_suite(suite, "--xfails-file", "known.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "line 1: expected CLAUSE [ARCH [SCENARIO]]" in result.stderr.str()
 
 
 def test_missing_function_through_pytest_is_a_usage_error(suite):
-    result = _run(suite, "--impl", "miniatures.missing:IMPL")
+    result = run_suite(suite, "--impl", "miniatures.missing:IMPL")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pte_free_defer is NoneType, not a function" in result.stderr.str()
 
 
 def test_hanging_implementation_gets_a_verdict_through_pytest(suite):
-    result = _run(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k", "shared and not uffd")
+    result = run_suite(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k", "shared and not uffd")
     result.assert_outcomes(failed=1)
     assert "[impl.hang]" in result.stdout.str()
 
