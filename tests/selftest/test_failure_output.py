@@ -232,7 +232,7 @@ def test_a_crash_of_the_harness_keeps_its_traceback(suite):
 
 def test_verdict_text_of_distinct_failures():
     """Hypothesis's group of distinct failures: every verdict, numbered, each with its notes."""
-    from pgconform.plugin import _violations_in
+    from pgconform.plugin.judging import _violations_in
 
     a, b = Violation("pt.leak", "one"), Violation("acct.rss", "two")
     a.add_note("Failing test case: a")
