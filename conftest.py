@@ -24,6 +24,11 @@ pytest_plugins = ["pytester"]
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        profiles.load_from_environment()
+        if config.getoption("hypothesis_profile", None):
+            # Hypothesis loads it; this conftest may be registered after that (pytest --pyargs
+            # pgconform.conformance from the checkout), so it must not load one over it
+            profiles.register()
+        else:
+            profiles.load_from_environment()
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None

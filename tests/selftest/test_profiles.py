@@ -97,3 +97,22 @@ def test_which_profile_the_environment_names():
     assert profiles.name_from_environment({"CI": "true"}) == "ci"
     assert profiles.name_from_environment({"CI": "0"}) == "dev"
     assert profiles.name_from_environment({"CI": "1", "HYPOTHESIS_PROFILE": " nightly "}) == "nightly"
+
+
+def test_the_option_wins_over_the_environment(suite, monkeypatch):
+    suite.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "nightly")
+    result = suite.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider", "-s",
+                                        "--hypothesis-profile", "bench", timeout=120)
+    assert _shown(result) == "profile: bench 200"
+
+
+def test_bench_runs_the_packaged_conformance_module(monkeypatch):
+    """``python -m pgconform bench``'s xdist measure runs the conformance module of the package
+    (``--pyargs``) in an empty directory with the ``bench`` profile: no checkout needed."""
+    from pgconform.tools import bench
+
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    r = bench.bench_xdist(1, ["x86_64"], 3)
+    assert "error" not in r, r.get("error")
+    assert r["items"] == 3 and r["examples"] == 9 and r["examples_per_s"] > 0

@@ -3,7 +3,7 @@ diagram and replay string of every zoo mutant, replay and determinism, the repor
 pictures and the known-failures file.
 
 The zoo's failures are replayed from ``pgconform/data/history_schedules.json`` (written by
-``bench/zoo_corpus.py`` from the conformance machines' own shrunk failures), so every mutant's
+``python -m pgconform corpus`` from the conformance machines' own shrunk failures), so every mutant's
 verdict output is checked in every run, including the mutants whose random hunt takes minutes.
 """
 
@@ -133,7 +133,7 @@ def test_hang_of_the_reference_itself_is_reported_not_hung(monkeypatch):
 
 
 def test_corpus_has_every_mutant():
-    assert set(CORPUS) == set(MUTANTS), "run python bench/zoo_corpus.py for the missing ones"
+    assert set(CORPUS) == set(MUTANTS), "run python -m pgconform corpus for the missing ones"
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
