@@ -1,5 +1,5 @@
-"""The exhaustive sweep (pgconform/harness/sweep.py): every freer against every operation kind, both ways
-round, in small worlds of each scenario shape, under every schedule with at most
+"""The exhaustive sweep (pgconform/harness/sweep.py): every freer against every operation kind,
+both ways round, in small worlds of each scenario shape, under every schedule with at most
 ``PGCONFORM_PREEMPTION_BOUND`` preemptions (default 1).  One test item per (architecture,
 world); it fails with the first violation, naming the pair and the schedule's decisions.
 
@@ -8,6 +8,7 @@ world); it fails with the first violation, naming the pair and the schedule's de
 
 import pytest
 
+from pgconform.harness.sweep import WORLDS, default_bound, sweep, worlds_for
 from pgconform.kernel.version import VERSIONS
 from pgconform.plugin import (
     selected_arches,
@@ -15,7 +16,6 @@ from pgconform.plugin import (
     selected_spec,
     selected_xfails,
 )
-from pgconform.harness.sweep import WORLDS, default_bound, sweep, worlds_for
 
 _impl = selected_implementation()
 

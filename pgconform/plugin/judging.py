@@ -117,7 +117,8 @@ def _judge_failure(item, judged: _Judged, exc, report) -> dict:
     if failure is None:
         return _write_trace(item, judged, getattr(exc, "machine", None), exc, report, verdict)
     verdict["replay"] = failure.string
-    # a sweep failure was checked by the sweep itself (pgconform.harness.sweep.sweep), hangs included
+    # a sweep failure was checked by the sweep itself (pgconform.harness.sweep.sweep), hangs
+    # included
     if failure.violation.clause == "impl.hang" and not isinstance(failure.run, replay.SweepRun):
         return _confirm_hang(item, judged, failure, report, verdict)
     odd = None

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import TYPE_CHECKING
 
 import attrs
@@ -145,8 +144,8 @@ def selected_xfails(arch: str, scenario: str) -> dict:
 
 def scenarios() -> list[str]:
     """The scenarios of the conformance items, as ``--xfails-file`` names them: the machines'
-    (:data:`pgconform.harness.machines.SCENARIOS`), then the sweep's worlds (a sweep item's scenario is
-    its world, :data:`pgconform.harness.sweep.WORLDS`)."""
+    (:data:`pgconform.harness.machines.SCENARIOS`), then the sweep's worlds (a sweep item's
+    scenario is its world, :data:`pgconform.harness.sweep.WORLDS`)."""
     from pgconform.harness.machines import SCENARIOS
     from pgconform.harness.sweep import WORLDS
 
@@ -307,8 +306,8 @@ def pytest_make_collect_report(collector: pytest.Collector):
 
 def _activate(config: pytest.Config) -> Selection:
     """Resolve the selection and check the configuration: any problem is a usage error."""
-    from pgconform.implementation import ImplementationError
     from pgconform.harness.sweep import default_bound
+    from pgconform.implementation import ImplementationError
 
     option = config.getoption("pgconform_impl")
     if option is not None and not option.strip():

@@ -24,21 +24,28 @@ import sys
 import time
 from pathlib import Path
 
-#: this pgconform package's directory (a checkout's or an installed one)
-PACKAGE = Path(__file__).resolve().parents[1]
-
 import hypothesis
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.control import current_build_context
 from hypothesis.stateful import run_state_machine_as_test
 
 from pgconform.harness.machines import LANES, PCT_BUDGET, SCENARIOS, make_machine
+from pgconform.harness.scenario import (
+    KIND_NEEDS,
+    OP_KINDS,
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
+from pgconform.harness.sweep import sweep
 from pgconform.registry import registered_names, resolve
-from pgconform.harness.scenario import KIND_NEEDS, OP_KINDS, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.pct import run_pct
-from pgconform.harness.sweep import sweep
 
+#: this pgconform package's directory (a checkout's or an installed one)
+PACKAGE = Path(__file__).resolve().parents[1]
 ARCH = "x86_64"
 #: seconds a mutant hunt spends in one scenario before moving to the next (as the zoo test does)
 SLICE_S = 20
@@ -186,7 +193,8 @@ def preload() -> set[str]:
     Hypothesis (>= 6.131) also draws integers from a pool of the constants found in the *local*
     modules loaded at the time (hypothesis.internal.conjecture.providers._get_local_constants), so
     with a fixed seed the examples can still change when a module is first imported halfway
-    through the benchmark (a zoo mutant when it is resolved, pgconform.report.trace at the first failure).
+    through the benchmark (a zoo mutant when it is resolved, pgconform.report.trace at the first
+    failure).
     Loading them all up front makes each seed's run the same whatever ran before it and whichever
     --mutants were chosen."""
     import importlib
@@ -391,8 +399,9 @@ def bench_xdist(workers: int, arches: list[str], examples: int) -> dict:
 # --------------------------------------------------------------------------------------------
 # reporting
 
-SWEEP_NOTE = ("The sweep column: the exhaustive sweep (pgconform/harness/sweep.py, preemption bound 1, "
-              "deterministic, one run) on the mutant's arch: seconds to the first violation.")
+SWEEP_NOTE = ("The sweep column: the exhaustive sweep (pgconform/harness/sweep.py, preemption "
+              "bound 1, deterministic, one run) on the mutant's arch: seconds to the first "
+              "violation.")
 MUTANTS_HEAD = ("| Mutant | Arch | Caught | Median s | Median examples | Clauses | In .expected | "
                 "Sweep s |")
 

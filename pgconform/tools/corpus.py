@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pgconform.harness import replay
-from pgconform.tools.bench import hunt
 from pgconform.registry import resolve
+from pgconform.tools.bench import hunt
 from pgconform.zoo import MUTANTS
 
 #: The stored replay strings of the zoo's failures, in the package's data.

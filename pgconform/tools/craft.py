@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pgconform.harness import replay
 from pgconform.harness.machines import LANES
-from pgconform.registry import resolve
 from pgconform.harness.scenario import OP_KINDS
-
+from pgconform.registry import resolve
 from pgconform.tools.corpus import OUT
+
 FREERS = ("khugepaged", "madv_collapse")
 
 

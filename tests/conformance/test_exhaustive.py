@@ -1,5 +1,5 @@
-"""The exhaustive sweep (pgconform/harness/sweep.py): every freer against every operation kind, both ways
-round, in small worlds of each scenario shape, under every schedule with at most
+"""The exhaustive sweep (pgconform/harness/sweep.py): every freer against every operation kind,
+both ways round, in small worlds of each scenario shape, under every schedule with at most
 ``PGCONFORM_PREEMPTION_BOUND`` preemptions (default 1).  One test item per (architecture,
 world); it fails with the first violation, naming the pair and the schedule's decisions.
 

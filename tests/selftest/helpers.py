@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, start_op
+from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.kernel.objects import PteTable
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path

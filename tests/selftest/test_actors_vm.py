@@ -14,6 +14,15 @@ import types
 
 import pytest
 
+from pgconform.harness.scenario import (
+    OP_LABELS,
+    OP_STARTERS,
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
 from pgconform.implementation import Implementation
 from pgconform.kernel import mmap as kmmap
 from pgconform.kernel import mremap as kmremap
@@ -28,9 +37,7 @@ from pgconform.reference.khugepaged import (
     retract_page_tables_as,
 )
 from pgconform.registry import resolve
-from pgconform.harness.scenario import OP_LABELS, OP_STARTERS, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownWrite, Load, Lock
-from pgconform.sim.errors import Violation
 from tests.selftest.helpers import assert_clause, finish, in_path, run_to_end, step_until
 
 LAYOUTS = ["x86_64", "x86_64-nosplit", "x86_64-alloc-ptlocks", "x86_pae", "powerpc64", "s390",

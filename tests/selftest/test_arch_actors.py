@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import PmdTable, PteTable
 from pgconform.kernel.powerpc import assert_pte_locked
-from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Load, SpinIsLocked, Store
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
 from pgconform.zoo import a14_ptl_from_reread_pmd
-from tests.selftest.helpers import finish, run_to_end, SHARED, step_until
+from tests.selftest.helpers import SHARED, finish, run_to_end, step_until
 
 A14 = a14_ptl_from_reread_pmd.MUTANT
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Lock
 from pgconform.sim.errors import Violation
-from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5
 from tests.selftest.helpers import finish, in_path, step_until
+from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5
 
 A7 = resolve("zoo.retract_no_anon_vma_recheck")
 A11 = resolve("zoo.collapse_walk_before_vma_check")

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import pytest
 
+from pgconform.report.trace import render
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,
@@ -33,7 +34,6 @@ from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
-from pgconform.report.trace import render
 
 # ------------------------------------------------------------------------------------------------
 # tiny tasks
@@ -66,8 +66,7 @@ def irq_off_section():
 
 def only(*effects):
     """A task that yields exactly ``effects``."""
-    for eff in effects:
-        yield eff
+    yield from effects
 
 
 def _noop(m, t):
@@ -789,7 +788,7 @@ def test_violation_diagram_exact_text():
 def test_diagram_rows_show_results_of_reads():
     m = Machine()
     lk = Spinlock("L", cls="L")
-    t = m.spawn("CPU0", only(Trylock(lk), Unlock(lk)), "t")
+    m.spawn("CPU0", only(Trylock(lk), Unlock(lk)), "t")
     m.finish()
     assert "trylock(L) -> True" in render(m)
 

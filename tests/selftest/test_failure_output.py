@@ -28,8 +28,8 @@ MACHINE_MUTANT, MACHINE_CLAUSE = "zoo.retract_no_pmd_notifier", "mmu.pmd-clear-u
 SWEEP_MUTANT, SWEEP_CLAUSE = "zoo.retract_pte_free_immediate", "pt.reuse-before-gp"
 
 #: Frames of the harness that the default failure section must not show.
-HARNESS = ("hypothesis/stateful.py", "pgconform/harness/machines.py", "_judge", "pgconform/sim/machine.py",
-           "def violation", "Traceback (most recent call last)")
+HARNESS = ("hypothesis/stateful.py", "pgconform/harness/machines.py", "_judge",
+           "pgconform/sim/machine.py", "def violation", "Traceback (most recent call last)")
 
 
 @pytest.fixture
@@ -49,7 +49,8 @@ def _run(pytester, *args):
 
 
 def _machine(pytester, *args):
-    return _run(pytester, "test_conformance.py", "-k", "shared and not uffd", "--impl", MACHINE_MUTANT, *args)
+    return _run(pytester, "test_conformance.py", "-k", "shared and not uffd", "--impl",
+                MACHINE_MUTANT, *args)
 
 
 def _sweep(pytester, *args):

@@ -10,13 +10,6 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.implementation import Implementation
-from pgconform.kernel.madvise_guard import EINTR_KILLED
-from pgconform.kernel.objects import PTE_MARKER_GUARD, VMA_MAYBE_GUARD, Pte
-from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
-from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
-from pgconform.kernel.version import VERSIONS
 from pgconform.harness.scenario import (
     LATE_KINDS,
     OP_KINDS,
@@ -24,19 +17,35 @@ from pgconform.harness.scenario import (
     OP_STARTERS,
     USER_CONTEXT,
     Op,
-    op_kinds_for,
     VmaSpec,
     WorldSpec,
     build_world,
+    op_kinds_for,
     start_op,
 )
-from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
-from pgconform.sim.errors import Violation
 from pgconform.harness.sweep import sweep
+from pgconform.implementation import Implementation
+from pgconform.kernel.madvise_guard import EINTR_KILLED
+from pgconform.kernel.objects import PTE_MARKER_GUARD, VMA_MAYBE_GUARD, Pte
+from pgconform.kernel.version import VERSIONS
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
+from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
+from pgconform.sim.effects import Load, Lock
+from pgconform.sim.errors import Violation
 from pgconform.versions import v7_0
 from pgconform.versions.v7_0 import GUARD_COLLAPSE_KEY, GUARD_UFFD_WP_KEY
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
-from tests.selftest.helpers import clear_entry, entries, finish, in_function, run, run_to_end, SHARED, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    clear_entry,
+    entries,
+    finish,
+    in_function,
+    run,
+    run_to_end,
+    step_until,
+)
 
 #: the 6.6 reference in a 7.0 kernel: guard regions exist, but retract_page_tables() is 6.6's,
 #: which knows nothing of VMA_MAYBE_GUARD_BIT (the broken implementation of these tests)

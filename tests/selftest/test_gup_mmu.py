@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel import gup
 from pgconform.kernel.gup import stack_pmd, try_grab_folio
 from pgconform.kernel.memory import zap_pte_range
@@ -13,7 +14,6 @@ from pgconform.kernel.secondary_mmu import device_access, secondary_mmus
 from pgconform.oracle.secondary import check_gup_page
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_PAGE_COUNT, SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Atomic, DownRead, Lock, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a9_retract_no_pmd_notifier

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.config import ARCHES
 from pgconform.kernel.objects import HugePmd, TablePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from tests.selftest.helpers import finish, run_to_end
 
 THP_ARCHES = [name for name, arch in ARCHES.items() if arch.thp]

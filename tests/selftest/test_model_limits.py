@@ -16,6 +16,8 @@ import re
 import attrs
 import pytest
 
+from pgconform.harness.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world
+from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
 from pgconform.kernel import mmap, mprotect, userfaultfd
 from pgconform.kernel.config import PLAIN_READS_ENV, Geometry
 from pgconform.kernel.mmap import vm_munmap
@@ -24,10 +26,8 @@ from pgconform.kernel.objects import VM_UFFD_MISSING, VM_UFFD_WP, Pte, Vma
 from pgconform.kernel.pgtable import set_pmd
 from pgconform.kernel.secondary_mmu import SecondaryMmu
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Load
 from pgconform.sim.sync import RwSemaphore, SleepLock, Spinlock
-from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
 from tests.selftest.helpers import finish, pte_at, run
 
@@ -65,7 +65,7 @@ def limits_table(text: str | None = None) -> list[dict[str, str]]:
     for ln in lines[2:]:
         cells = _cells(ln)
         assert len(cells) == len(COLUMNS), f"a row of {len(cells)} cells: {ln[:80]}"
-        rows.append(dict(zip(COLUMNS, cells)))
+        rows.append(dict(zip(COLUMNS, cells, strict=True)))
     return rows
 
 
@@ -429,7 +429,7 @@ def check_no_swap_migration():
     assert not accepts(("swap", 1)) and not accepts(object())
     seen_pte, seen_pmd = set(), set()
     for impl in (REFERENCE, V7_0):
-        for name, spec in WORLDS.items():
+        for spec in WORLDS.values():
             k = build_world(spec, impl)
             run(k, Op("dontneed", 0, 4, 1))
             run(k, Op("read", 0, 6))

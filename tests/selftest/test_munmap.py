@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel import mmap as kmmap
 from pgconform.kernel.mmu_gather import tlb_finish_mmu
-from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DowngradeWrite, DownWrite, IpiSync, Lock
-from pgconform.sim.errors import Violation
-from pgconform.sim.machine import call_path
-from tests.selftest.helpers import assert_clause, finish, in_path, run_to_end, SHARED_TWO_TABLES, step_until
+from tests.selftest.helpers import (
+    SHARED_TWO_TABLES,
+    assert_clause,
+    finish,
+    in_path,
+    run_to_end,
+    step_until,
+)
 
 #: the same, private, with a COW (anonymous) page at 9
 PRIVATE = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False),),

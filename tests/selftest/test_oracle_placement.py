@@ -26,17 +26,17 @@ import pytest
 
 import pgconform
 from pgconform.harness import replay
+from pgconform.harness.machines import make_machine
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.config import ARCHES
-from pgconform.harness.machines import make_machine
-from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
-from pgconform.reference import reference_functions
+from pgconform.reference import ALL_REFERENCE_FUNCTIONS, reference_functions
+from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
-from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
 from tests.selftest.helpers import SHARED
+from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
 from tests.selftest.test_oracles import KHUGEPAGED, collapse_alone
 
 ROOT = pathlib.Path(pgconform.__file__).parent

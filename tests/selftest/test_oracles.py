@@ -13,24 +13,32 @@ import pathlib
 import pytest
 
 import pgconform
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
-from pgconform.kernel.objects import PteTable
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
 from pgconform.sim.errors import ImplementationErrored, Violation
-from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
 from pgconform.zoo import a0p_no_rcu_read_lock, a15_no_pmd_same
-from tests.selftest.helpers import assert_clause, finish, in_function, in_path, pending_lock_in, pending_pte_table_load, run_to_end, SHARED, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    assert_clause,
+    finish,
+    in_function,
+    in_path,
+    pending_lock_in,
+    pending_pte_table_load,
+    run_to_end,
+    step_until,
+)
 
 #: the same mapping private and registered with userfaultfd (MISSING), page 0 read-faulted in.
 PRIVATE_UFFD = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.objects import TornPmd
 from pgconform.kernel.pagewalk import show_smaps
 from pgconform.kernel.pgtable import PAE_LOW_FRAMES, pae_compose, pae_split
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import IpiSync, Load
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a10_pae_no_sync

@@ -658,7 +658,8 @@ def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypat
     without = pgconform_pytester.runpytest_subprocess("-p", "no:pgconform", *args)
     assert without.ret == pytest.ExitCode.TESTS_FAILED
     assert "pgconform modules: []" in without.stdout.str()
-    without.stdout.fnmatch_lines(["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
+    without.stdout.fnmatch_lines(
+        ["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
     examples = pgconform_pytester.path / ".hypothesis" / "examples"
     saved = sorted(p for p in examples.rglob("*") if p.is_file())
     assert saved, "the failure was not saved to the project's database"
@@ -778,8 +779,8 @@ def _conformance_items(*args: str) -> pytest.RunResult:
 
 
 def test_conformance_items_are_arch_by_scenario():
-    from pgconform.kernel.config import ARCHES
     from pgconform.harness.machines import SCENARIOS
+    from pgconform.kernel.config import ARCHES
 
     out = _conformance_items()
     items = [line for line in out.stdout.splitlines() if "::Test_" in line]

@@ -1,7 +1,7 @@
-"""pgconform's Hypothesis profiles (:mod:`pgconform.harness.profiles`): each one the README documents
-loads, by ``HYPOTHESIS_PROFILE`` through the root conftest.py and by ``--hypothesis-profile``
-through the plugin alone (as from an installed wheel), in a pytest subprocess; a name that is no
-profile is a usage error, not a traceback."""
+"""pgconform's Hypothesis profiles (:mod:`pgconform.harness.profiles`): each one the README
+documents loads, by ``HYPOTHESIS_PROFILE`` through the root conftest.py and by
+``--hypothesis-profile`` through the plugin alone (as from an installed wheel), in a pytest
+subprocess; a name that is no profile is a usage error, not a traceback."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_which_profile_the_environment_names():
     assert profiles.name_from_environment({}) == "dev"
     assert profiles.name_from_environment({"CI": "true"}) == "ci"
     assert profiles.name_from_environment({"CI": "0"}) == "dev"
-    assert profiles.name_from_environment({"CI": "1", "HYPOTHESIS_PROFILE": " nightly "}) == "nightly"
+    both = {"CI": "1", "HYPOTHESIS_PROFILE": " nightly "}
+    assert profiles.name_from_environment(both) == "nightly"
 
 
 def test_the_option_wins_over_the_environment(suite, monkeypatch):

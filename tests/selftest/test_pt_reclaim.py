@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel import memory, mmu_gather
 from pgconform.kernel.objects import DETACHED, LINKED, PTE_MARKER_UFFD_WP, Pte
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import IpiSync, Lock, Trylock
-from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
-from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.versions import v7_0
-from tests.selftest.helpers import explore_both_ways, assert_clause, finish, in_path, pending_pte_table_load, SHARED, SHARED_TWO_TABLES, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    SHARED_TWO_TABLES,
+    assert_clause,
+    explore_both_ways,
+    finish,
+    in_path,
+    pending_pte_table_load,
+    step_until,
+)
 
 IMPL_7_0 = Implementation(name="pt-reclaim-7.0", kernel="7.0")
 

@@ -12,10 +12,11 @@ from html.parser import HTMLParser
 
 import pytest
 
+from pgconform.harness.scenario import Op, build_world, start_op
 from pgconform.kernel.objects import PteTable
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.report import timeline
+from pgconform.report.timeline import render_html, write_html
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,
@@ -36,7 +37,6 @@ from pgconform.sim.effects import (
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.sync import RcuHead, RwSemaphore, Spinlock
-from pgconform.report.timeline import render_html, write_html
 from tests.selftest.helpers import SHARED, count_calls
 
 # ------------------------------------------------------------------------------------------------

@@ -10,6 +10,17 @@ import attrs
 import pytest
 
 from pgconform.harness import replay
+from pgconform.harness.scenario import (
+    OP_KINDS,
+    OP_LABELS,
+    OP_STARTERS,
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
+from pgconform.harness.sweep import sweep
 from pgconform.kernel.objects import (
     PTE_MARKER_POISONED,
     PTE_MARKER_UFFD_WP,
@@ -24,22 +35,20 @@ from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.reference.pgtable_generic import pmdp_collapse_flush
-from pgconform.harness.scenario import (
-    OP_KINDS,
-    OP_LABELS,
-    OP_STARTERS,
-    Op,
-    VmaSpec,
-    WorldSpec,
-    build_world,
-    start_op,
-)
-from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
+from pgconform.sim.effects import Load, Lock, Store
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import sweep
 from pgconform.zoo import MUTANTS
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
-from tests.selftest.helpers import clear_entry, entries, finish, in_function, run, run_to_end, SHARED, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    clear_entry,
+    entries,
+    finish,
+    in_function,
+    run,
+    run_to_end,
+    step_until,
+)
 
 #: the same VMA registered for uffd-wp, addresses 4-7 write-protected (a uffd-wp PTE at 4,
 #: markers at 5-7)
@@ -310,7 +319,8 @@ def test_a8_schedule_reference_clean():
 
 
 def test_a8_registered():
-    assert MUTANTS["zoo.retract_no_uffd_wp_recheck"].endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
+    spec = MUTANTS["zoo.retract_no_uffd_wp_recheck"]
+    assert spec.endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
     assert A8.overrides and set(A8.expected) >= {"pt.free-nonempty"}
 
 

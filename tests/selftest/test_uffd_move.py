@@ -14,12 +14,6 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.implementation import SERIES_FUNCTIONS
-from pgconform.kernel import userfaultfd
-from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
-from pgconform.kernel.version import V6_6, V7_0
-from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.reference import REFERENCE_FUNCTIONS
 from pgconform.harness.scenario import (
     KIND_NEEDS,
     OP_KINDS,
@@ -33,11 +27,25 @@ from pgconform.harness.scenario import (
     op_kinds_for,
     start_op,
 )
+from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
+from pgconform.implementation import SERIES_FUNCTIONS
+from pgconform.kernel import userfaultfd
+from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
+from pgconform.kernel.version import V6_6, V7_0
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import REFERENCE_FUNCTIONS
 from pgconform.sim.effects import Lock, Unlock
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0_IMPL
-from tests.selftest.helpers import explore_both_ways, finish, in_path, pte_at, run, run_to_end, step_until
+from tests.selftest.helpers import (
+    explore_both_ways,
+    finish,
+    in_path,
+    pte_at,
+    run,
+    run_to_end,
+    step_until,
+)
 
 #: mainline 7.0 as registered (``v7.0``: on x86 its tables' destructor runs in the RCU callback,
 #: which readers of a reclaimed table rely on)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import TablePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
@@ -22,7 +23,6 @@ from pgconform.reference.khugepaged import (
 )
 from pgconform.reference.khugepaged import retract_page_tables as retract_6_6
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import (
     DownRead,
     DownWrite,
@@ -35,7 +35,7 @@ from pgconform.sim.effects import (
 )
 from pgconform.sim.errors import Violation
 from pgconform.versions import v6_5
-from tests.selftest.helpers import finish, pending_pte_table_load, run_to_end, SHARED, step_until
+from tests.selftest.helpers import SHARED, finish, pending_pte_table_load, run_to_end, step_until
 
 V6_5 = v6_5.IMPLEMENTATION
 THP_ARCHES = ("x86_64", "x86_pae", "powerpc64", "s390", "sparc64")

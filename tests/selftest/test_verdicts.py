@@ -3,8 +3,9 @@ diagram and replay string of every zoo mutant, replay and determinism, the repor
 pictures and the known-failures file.
 
 The zoo's failures are replayed from ``pgconform/data/history_schedules.json`` (written by
-``python -m pgconform corpus`` from the conformance machines' own shrunk failures), so every mutant's
-verdict output is checked in every run, including the mutants whose random hunt takes minutes.
+``python -m pgconform corpus`` from the conformance machines' own shrunk failures), so every
+mutant's verdict output is checked in every run, including the mutants whose random hunt takes
+minutes.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay
 from pgconform.__main__ import main as cli
-from pgconform.implementation import ImplementationError, coerce_implementation
+from pgconform.harness import replay
 from pgconform.harness.machines import make_machine
+from pgconform.implementation import ImplementationError, coerce_implementation
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.registry import resolve
 from pgconform.report.summary import (
@@ -38,17 +39,17 @@ from pgconform.report.summary import (
     to_markdown,
     tolerated_for,
 )
+from pgconform.report.trace import MAX_ROWS, count_rows
 from pgconform.sim import watchdog
 from pgconform.sim.errors import Violation
-from pgconform.report.trace import MAX_ROWS, count_rows
 from pgconform.zoo import MUTANTS
+from tests.selftest.helpers import run_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
-from miniatures import VERDICTS
-from tests.selftest.helpers import run_suite
+from miniatures import VERDICTS  # noqa: E402 - on the path just above
 
 CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
 
@@ -365,7 +366,8 @@ def test_missing_function_through_pytest_is_a_usage_error(suite):
 
 
 def test_hanging_implementation_gets_a_verdict_through_pytest(suite):
-    result = run_suite(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k", "shared and not uffd")
+    result = run_suite(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k",
+                       "shared and not uffd")
     result.assert_outcomes(failed=1)
     assert "[impl.hang]" in result.stdout.str()
 
