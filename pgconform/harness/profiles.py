@@ -51,48 +51,26 @@ def register(environ: Mapping[str, str] = os.environ) -> None:
     loads its own derandomized ``ci`` profile at import when it detects CI."""
     from hypothesis import settings
 
+    def derive(name: str, parent: settings, **changes) -> None:
+        # every profile: no deadline, and the slow, data-hungry machines are no health problem
+        settings.register_profile(name, parent=parent, deadline=None,
+                                  suppress_health_check=_suppress(parent), **changes)
+
     default = settings.get_profile("default")
-    hypothesis_ci = settings.get_profile("ci")
-    settings.register_profile(
-        "dev",
-        parent=default,
-        # per (arch, scenario) item of the conformance suite; a machine runs ~150 examples/s
-        max_examples=2000,
-        deadline=None,
-        suppress_health_check=_suppress(default),
-    )
-    settings.register_profile(
-        "ci",
-        parent=hypothesis_ci,
-        max_examples=500,
-        deadline=None,
-        # Hypothesis's ci profile prints "@reproduce_failure(...) as a decorator on your test
-        # function": advice nobody can follow here.  The conformance items are state machines
-        # that tests/conformance builds in a loop (make_machine), so there is no function or
-        # class in the user's source to decorate; the blob encodes Hypothesis's choices for this
-        # Hypothesis version and these strategies only; and the profile is derandomized, so
-        # rerunning the same command finds the same failure anyway.  Every verdict ends with its
-        # replay string (python -m pgconform replay), which replays the schedule without
-        # Hypothesis, under any --impl.
-        print_blob=False,
-        suppress_health_check=_suppress(hypothesis_ci),
-    )
-    settings.register_profile(
-        "nightly",
-        parent=default,
-        max_examples=10000,
-        deadline=None,
-        suppress_health_check=_suppress(default),
-    )
-    settings.register_profile(
-        "bench",
-        parent=default,
-        max_examples=bench_examples(environ),
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=_suppress(default),
-    )
+    # per (arch, scenario) item of the conformance suite; a machine runs ~150 examples/s
+    derive("dev", default, max_examples=2000)
+    # Hypothesis's ci profile prints "@reproduce_failure(...) as a decorator on your test
+    # function": advice nobody can follow here.  The conformance items are state machines that
+    # tests/conformance builds in a loop (make_machine), so there is no function or class in the
+    # user's source to decorate; the blob encodes Hypothesis's choices for this Hypothesis
+    # version and these strategies only; and the profile is derandomized, so rerunning the same
+    # command finds the same failure anyway.  Every verdict ends with its replay string
+    # (python -m pgconform replay), which replays the schedule without Hypothesis, under any
+    # --impl.
+    derive("ci", settings.get_profile("ci"), max_examples=500, print_blob=False)
+    derive("nightly", default, max_examples=10000)
+    derive("bench", default, max_examples=bench_examples(environ), derandomize=True,
+           database=None)
 
 
 def bench_examples(environ: Mapping[str, str] = os.environ) -> int:

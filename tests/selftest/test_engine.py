@@ -66,7 +66,9 @@ def irq_off_section():
 
 def only(*effects):
     """A task that yields exactly ``effects``."""
-    yield from effects
+    # not ``yield from effects``: the machine walks a task's gi_yieldfrom chain of generators
+    for eff in effects:  # noqa: UP028
+        yield eff
 
 
 def _noop(m, t):
@@ -76,6 +78,12 @@ def _noop(m, t):
 def callback(log, tag="cb"):
     """An RCU callback: records that it ran."""
     yield Atomic(f"{tag} runs", lambda m, t: log.append(tag))
+
+
+def spin_forever():
+    """A task that never ends: cpu_relax() forever."""
+    while True:
+        yield Atomic("cpu_relax()", _noop)
 
 
 def step_n(m, t, n):
@@ -524,10 +532,6 @@ def test_check_deadlock_quiet_while_something_can_run():
 
 
 def test_no_progress():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=20)
     t = m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:
@@ -537,10 +541,6 @@ def test_no_progress():
 
 
 def test_no_progress_under_finish():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=10)
     m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:
@@ -809,10 +809,6 @@ def test_violation_raised_while_blocked_has_diagram():
 
 
 def test_no_progress_has_diagram():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=5)
     t = m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:

@@ -379,7 +379,8 @@ def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
 def test_moving_a_table_keeps_no_books(arch):
     """A private mapping with an anonymous page moves by move_normal_pmd(); the implementation's
     own move keeps none of the model's books, and every address still reads what it must."""
-    from tests.selftest.test_actors_vm import MREMAP_ALIGNED, PRIVATE, finish, touch_everything
+    from tests.selftest.helpers import finish
+    from tests.selftest.test_actors_vm import MREMAP_ALIGNED, PRIVATE, touch_everything
 
     impl = Implementation(name="plain-move", overrides={"move_normal_pmd": move_normal_pmd_plain})
     k = build_world(PRIVATE, impl, arch)
