@@ -157,9 +157,9 @@ def bench_effects(nseeds: int, reps: int) -> dict:
 # 2 and 3. the conformance machine under Hypothesis
 
 LOCAL_PACKAGES = ("pgconform",)  # the strategies are pgconform.strategies
-#: modules and packages not needed by the machines (and with import-time side effects on pytest
-#: or argv)
-SKIP_MODULES = {"pgconform.__main__", "pgconform.plugin"}
+#: modules and packages not needed by the machines (and with import-time side effects on pytest,
+#: argv or, for the conformance test modules, the selection of an implementation)
+SKIP_MODULES = {"pgconform.__main__", "pgconform.plugin", "pgconform.conformance"}
 
 
 def _skipped(name: str) -> bool:
@@ -369,26 +369,25 @@ def bench_sweep(name: str, bound: int = 1) -> dict:
 
 
 def bench_xdist(workers: int, arches: list[str], examples: int) -> dict:
-    """Examples per second of ``pytest -n WORKERS tests/conformance/test_conformance.py`` on
-    ``arches`` (3 scenarios each) with the ``bench`` profile (``examples`` per item,
-    derandomized), wall time of the whole pytest run (start-up included).  The profile is the
-    package's (pgconform/harness/profiles.py, registered by the plugin); the module is a
-    checkout's (skipped without one)."""
+    """Examples per second of ``pytest -n WORKERS --pyargs pgconform.conformance.test_conformance``
+    (the module a checkout's tests/conformance/test_conformance.py re-exports) on ``arches`` (3
+    scenarios each) with the ``bench`` profile (``examples`` per item, derandomized), wall time
+    of the whole pytest run (start-up included).  It runs in an empty temporary directory with
+    this pgconform first on the path, so it needs no checkout (and no checkout's conftest.py):
+    the plugin registers the ``bench`` profile (pgconform/harness/profiles.py)."""
     import subprocess
+    import tempfile
 
-    root = PACKAGE.parent
-    target = root / "tests" / "conformance" / "test_conformance.py"
-    if not target.exists():
-        return {"skipped": f"{target} not found (run from a checkout)"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "-p", "no:pgconform", "-p", "pgconform.plugin", "-n", str(workers), str(target),
-           "--hypothesis-profile", "bench"]
+           "-p", "no:pgconform", "-p", "pgconform.plugin", "-n", str(workers),
+           "--pyargs", "pgconform.conformance.test_conformance", "--hypothesis-profile", "bench"]
     for a in arches:
         cmd += ["--arch", a]
-    path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    path = os.pathsep.join([str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = dict(os.environ, PGCONFORM_BENCH_EXAMPLES=str(examples), PYTHONPATH=path)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="pgconform-bench-") as cwd:
+        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     items = len(arches) * len(SCENARIOS)
     if out.returncode != 0:
