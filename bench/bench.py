@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""The benchmark, kept runnable from here: ``python bench/bench.py ARGS`` is
-``python -m pgconform bench ARGS`` (pgconform/tools/bench.py)."""
+"""``python bench/bench.py ARGS`` is ``python -m pgconform bench ARGS`` (pgconform/tools/bench.py),
+kept runnable from here; pgconform must be importable (``pip install -e .``)."""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pgconform.tools.bench import main  # noqa: E402
+from pgconform.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -81,6 +81,10 @@ DELEGATED = {
                                "arch) and write the figures"),
     "userrun": ("pgconform.tools.userrun", "judge each zoo mutant by the conformance command a user "
                                      "types, with no stored examples"),
+    "corpus": ("pgconform.tools.corpus", "hunt each zoo mutant and store the replay string of its "
+                                   "shrunk failure in the package's history_schedules.json"),
+    "craft": ("pgconform.tools.craft", "search structured schedules for one that fails a mutant "
+                                 "and passes the reference; store its replay string"),
 }
 
 

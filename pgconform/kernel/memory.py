@@ -51,7 +51,7 @@ from pgconform.kernel.objects import (
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes, pte_alloc
 from pgconform.kernel.pgtable import pte_map_rw_as, set_pmd
 from pgconform.kernel.arch.powerpc import assert_pte_locked
-from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
+from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
 
 VM_FAULT_OK = 0
 VM_FAULT_SIGSEGV = "SIGSEGV"

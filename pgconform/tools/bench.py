@@ -24,21 +24,26 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
 import hypothesis
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.control import current_build_context
 from hypothesis.stateful import run_state_machine_as_test
 
 from pgconform.harness.machines import LANES, PCT_BUDGET, SCENARIOS, make_machine
-from pgconform.registry import registered_names, resolve
 from pgconform.harness.operations import EVERY_VERSION, FREERS, Op
-from pgconform.harness.scenario import VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.scenario import (
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
+from pgconform.harness.sweep import sweep
+from pgconform.registry import registered_names, resolve
 from pgconform.sim.errors import Violation
 from pgconform.sim.policies.pct import run_pct
-from pgconform.harness.sweep import sweep
 
+#: this pgconform package's directory (a checkout's or an installed one)
+PACKAGE = Path(__file__).resolve().parents[1]
 ARCH = "x86_64"
 #: seconds a mutant hunt spends in one scenario before moving to the next (as the zoo test does)
 SLICE_S = 20
@@ -150,14 +155,33 @@ def bench_effects(nseeds: int, reps: int) -> dict:
 # 2 and 3. the conformance machine under Hypothesis
 
 LOCAL_PACKAGES = ("pgconform",)  # the strategies are pgconform.strategies
-#: modules not needed by the machines (and with import-time side effects on pytest or argv)
-SKIP_MODULES = {"pgconform.__main__", "pgconform.plugin"}
+#: modules and packages not needed by the machines (and with import-time side effects on pytest,
+#: argv or, for the conformance test modules, the selection of an implementation)
+SKIP_MODULES = {"pgconform.__main__", "pgconform.plugin", "pgconform.conformance"}
+
+
+def _skipped(name: str) -> bool:
+    return any(name == s or name.startswith(s + ".") for s in SKIP_MODULES)
+
+
+def _import_all(path, prefix: str) -> None:
+    """Import the modules below ``path`` depth first, as pkgutil.walk_packages visits them, but
+    never a skipped package (walk_packages imports every package it recurses into)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(path, prefix):
+        if _skipped(info.name):
+            continue
+        module = importlib.import_module(info.name)
+        if info.ispkg:
+            _import_all(module.__path__, info.name + ".")
 
 
 def local_modules() -> set[str]:
-    """The loaded modules whose source lies in this project (outside site-packages/stdlib)."""
+    """The loaded modules whose source lies in this pgconform package."""
     return {name for name, mod in list(sys.modules.items())
-            if str(getattr(mod, "__file__", None) or "").startswith(str(ROOT))}
+            if str(getattr(mod, "__file__", None) or "").startswith(str(PACKAGE))}
 
 
 def preload() -> set[str]:
@@ -167,17 +191,15 @@ def preload() -> set[str]:
     Hypothesis (>= 6.131) also draws integers from a pool of the constants found in the *local*
     modules loaded at the time (hypothesis.internal.conjecture.providers._get_local_constants), so
     with a fixed seed the examples can still change when a module is first imported halfway
-    through the benchmark (a zoo mutant when it is resolved, pgconform.report.trace at the first failure).
+    through the benchmark (a zoo mutant when it is resolved, pgconform.report.trace at the first
+    failure).
     Loading them all up front makes each seed's run the same whatever ran before it and whichever
     --mutants were chosen."""
     import importlib
-    import pkgutil
 
     for pkg_name in LOCAL_PACKAGES:
         pkg = importlib.import_module(pkg_name)
-        for info in pkgutil.walk_packages(pkg.__path__, pkg_name + "."):
-            if info.name not in SKIP_MODULES:
-                importlib.import_module(info.name)
+        _import_all(pkg.__path__, pkg_name + ".")
     for name in registered_names():
         resolve(name)
     return local_modules()
@@ -345,21 +367,25 @@ def bench_sweep(name: str, bound: int = 1) -> dict:
 
 
 def bench_xdist(workers: int, arches: list[str], examples: int) -> dict:
-    """Examples per second of ``pytest -n WORKERS tests/conformance/test_conformance.py`` on
-    ``arches`` (3 scenarios each) with the ``bench`` profile (``examples`` per item,
-    derandomized), wall time of the whole pytest run (start-up included)."""
+    """Examples per second of ``pytest -n WORKERS --pyargs pgconform.conformance.test_conformance``
+    (the module a checkout's tests/conformance/test_conformance.py re-exports) on ``arches`` (3
+    scenarios each) with the ``bench`` profile (``examples`` per item, derandomized), wall time
+    of the whole pytest run (start-up included).  It runs in an empty temporary directory with
+    this pgconform first on the path, so it needs no checkout (and no checkout's conftest.py):
+    the plugin registers the ``bench`` profile (pgconform/harness/profiles.py)."""
     import subprocess
+    import tempfile
 
-    target = ROOT / "tests" / "conformance" / "test_conformance.py"
-    if not target.exists():
-        return {"skipped": f"{target} not found (run from a checkout)"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
-           str(target), "--hypothesis-profile", "bench"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "-p", "no:pgconform", "-p", "pgconform.plugin", "-n", str(workers),
+           "--pyargs", "pgconform.conformance.test_conformance", "--hypothesis-profile", "bench"]
     for a in arches:
         cmd += ["--arch", a]
-    env = dict(os.environ, PGCONFORM_BENCH_EXAMPLES=str(examples))
+    path = os.pathsep.join([str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = dict(os.environ, PGCONFORM_BENCH_EXAMPLES=str(examples), PYTHONPATH=path)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="pgconform-bench-") as cwd:
+        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     items = len(arches) * len(SCENARIOS)
     if out.returncode != 0:
@@ -371,8 +397,9 @@ def bench_xdist(workers: int, arches: list[str], examples: int) -> dict:
 # --------------------------------------------------------------------------------------------
 # reporting
 
-SWEEP_NOTE = ("The sweep column: the exhaustive sweep (pgconform/harness/sweep.py, preemption bound 1, "
-              "deterministic, one run) on the mutant's arch: seconds to the first violation.")
+SWEEP_NOTE = ("The sweep column: the exhaustive sweep (pgconform/harness/sweep.py, preemption "
+              "bound 1, deterministic, one run) on the mutant's arch: seconds to the first "
+              "violation.")
 MUTANTS_HEAD = ("| Mutant | Arch | Caught | Median s | Median examples | Clauses | In .expected | "
                 "Sweep s |")
 

@@ -41,9 +41,9 @@ def _machine_task(task: tuple) -> dict:
     from hypothesis import seed
     from hypothesis.stateful import run_state_machine_as_test
 
-    from pgconform.harness import runs
-    from pgconform.tools.bench import clause_of, counting_machine, machine_settings
+    from pgconform.harness import runs as records
     from pgconform.registry import resolve
+    from pgconform.tools.bench import clause_of, counting_machine, machine_settings
 
     impl = resolve(spec)
     runs, examples, failures, known = 0, 0, [], {}
@@ -62,8 +62,8 @@ def _machine_task(task: tuple) -> dict:
                 counter["runs"] += 1
 
         Soak.__name__ = Soak.__qualname__ = cls.__name__
-        runs.last_failure = None
-        runs.tolerated_hits.clear()
+        records.last_failure = None
+        records.tolerated_hits.clear()
         state["t0"] = time.perf_counter()
         try:
             run_state_machine_as_test(seed(seed_value)(Soak),
@@ -71,13 +71,13 @@ def _machine_task(task: tuple) -> dict:
                                           min(EXAMPLES_PER_SEED, max(10, target - runs)),
                                           state["settings"]))
         except Exception as exc:  # noqa: BLE001 - every failure is a soak finding, listed
-            failure = runs.last_failure
+            failure = records.last_failure
             failures.append({"arch": arch, "scenario": scenario, "seed": seed_value,
                              "clause": clause_of(exc),
                              "replay": failure.string if failure is not None else ""})
         runs += counter["runs"]
         examples += state["examples"]
-        for clause, n in runs.tolerated_hits.items():
+        for clause, n in records.tolerated_hits.items():
             known[clause] = known.get(clause, 0) + n
     return {"kind": "machines", "arch": arch, "scenario": scenario, "runs": runs,
             "examples": examples, "seeds": i, "failures": failures, "known": known,
@@ -90,12 +90,12 @@ def _sweep_task(task: tuple) -> dict:
     (each is tolerated after it is recorded, so that the sweep goes on)."""
     spec, arch, bound = task
     from pgconform.harness import replay, runs
-    from pgconform.registry import resolve
     from pgconform.harness.sweep import sweep
+    from pgconform.registry import resolve
 
     impl = resolve(spec)
     t0, c0 = time.perf_counter(), time.process_time()
-    runs.tolerated_hits.clear()
+    records.tolerated_hits.clear()
     r = sweep(impl, arch, bound=bound, tolerated=None)
     failures = []
     if r.violation is not None:
@@ -105,7 +105,7 @@ def _sweep_task(task: tuple) -> dict:
                                     if getattr(r.violation, "run", None) is not None else "")})
     return {"kind": "sweep", "arch": arch, "pairs": r.pairs, "schedules": r.schedules,
             "complete": r.complete, "bound": bound, "failures": failures,
-            "known": dict(runs.tolerated_hits),
+            "known": dict(records.tolerated_hits),
             "cpu_s": round(time.process_time() - c0, 1),
             "wall_s": round(time.perf_counter() - t0, 1)}
 

@@ -82,8 +82,8 @@ def run_under_coverage(spec: str, arches: list[str], examples: int, sweep: bool)
     cov.start()
     try:
         from pgconform.harness.machines import SCENARIOS, make_machine
-        from pgconform.registry import resolve
         from pgconform.harness.sweep import sweep as run_sweep
+        from pgconform.registry import resolve
 
         impl = resolve(spec)
         config = settings(max_examples=examples, database=None, deadline=None,

@@ -10,9 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-#: Arguments that load pgconform's plugin explicitly in a pytester run, whether or not pgconform is
-#: installed (the entry point, named "pgconform", is blocked so the module is not registered twice).
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
+from tests.selftest.helpers import PLUGIN_ARGS
 
 
 @pytest.fixture

@@ -14,6 +14,14 @@ import types
 
 import pytest
 
+from pgconform.harness.operations import KINDS
+from pgconform.harness.scenario import (
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
 from pgconform.implementation import Implementation
 from pgconform.kernel import mmap as kmmap
 from pgconform.kernel import mremap as kmremap
@@ -30,11 +38,8 @@ from pgconform.reference.khugepaged import (
     retract_page_tables_as,
 )
 from pgconform.registry import resolve
-from pgconform.harness.operations import KINDS
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownWrite, Load, Lock
-from pgconform.sim.errors import Violation
-from tests.selftest.test_oracles import in_path, run_to_end, step_until
+from tests.selftest.helpers import assert_clause, finish, in_path, run_to_end, step_until
 
 LAYOUTS = list(ARCHES)
 
@@ -54,11 +59,6 @@ MREMAP_ALIGNED = Op("mremap", 0, 4, 0)
 MREMAP_UNALIGNED = Op("mremap", 0, 4, 3)
 
 
-def finish(k):
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
-
-
 def touch_everything(k):
     """Read and write every page of every mm through the model (faults, COW), then check the
     end state again: the data each address reads is what was last written there."""
@@ -69,13 +69,6 @@ def touch_everything(k):
                 finish(k)
                 start_op(k, "CPU2", Op("write", i, a))
                 finish(k)
-
-
-def assert_clause(fn, clause):
-    with pytest.raises(Violation) as excinfo:
-        fn()
-    assert excinfo.value.clause == clause, str(excinfo.value)
-    return excinfo.value
 
 
 def test_op_kinds_registered():

@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 
 from pgconform.alt import powerpc_v2, s390_v2
-from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a1_powerpc_v1, a3_s390_v1, s390_v2_posted
-from tests.selftest.test_oracles import finish, pending_pte_table_load, run_to_end, step_until
+from tests.selftest.helpers import finish, pending_pte_table_load, run_to_end, step_until
 
 D = powerpc_v2.PTE_FREE_DEFERRED
 

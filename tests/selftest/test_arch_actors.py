@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.arch.arm import do_adjust_pte
 from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.objects import PmdTable, PteTable, pmd_none
-from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import Load, Lock, SpinIsLocked, Store, Unlock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
 from pgconform.zoo import a14_ptl_from_reread_pmd
-from tests.selftest.test_oracles import run_to_end, step_until
+from tests.selftest.helpers import SHARED, finish, run_to_end, step_until
 
 A14 = a14_ptl_from_reread_pmd.MUTANT
 
@@ -37,8 +36,6 @@ ALIAS_PRIVATE_FAULTER = WorldSpec(vmas=(VmaSpec(0, 0, 4, 0, shared=False), VmaSp
 #: the same with the already-mapped alias private: not VM_MAYSHARE, so make_coherent() skips it
 ALIAS_PRIVATE_ALIAS = WorldSpec(vmas=(VmaSpec(0, 0, 4, 0), VmaSpec(0, 4, 8, 0, shared=False)),
                                 prefault=((0, 4, False),))
-#: one shared mapping at [4, 12), page 0 (address 4) faulted in: PMD 1 points at a table
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: a PMD-sized folio in the page cache for pages 0-3, mapped by PTEs (an empty table existed)
 PTE_MAPPED_THP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), thps=(0,), tables=((0, 4),),
                            prefault=((0, 4, False), (0, 5, False)))
@@ -48,11 +45,6 @@ READ_5 = Op("read", 0, 5)
 DONTNEED_PMD1 = Op("dontneed", 0, 4, 4)
 KHUGEPAGED = Op("khugepaged", 0, 4)
 REFERENCED_0 = Op("referenced", 0, 0)
-
-
-def finish(k):
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
 
 
 def entry(k, mm, addr):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.objects import HugePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED, SCAN_VMA_CHECK
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DownRead, Lock
 from pgconform.sim.errors import Violation
-from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5, finish, in_path, step_until
+from tests.selftest.helpers import finish, in_path, step_until
+from tests.selftest.test_oracles import PRIVATE_UFFD, UFFD_COPY_5
 
 A7 = resolve("zoo.retract_no_anon_vma_recheck")
 A11 = resolve("zoo.collapse_walk_before_vma_check")

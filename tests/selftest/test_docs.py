@@ -27,8 +27,8 @@ def test_readme_lists_every_clause():
 def test_readme_sections_in_order():
     sections = re.findall(r"^## (.+)$", README, flags=re.MULTILINE)
     assert sections == ["Quickstart", "Selecting the implementation", "What is covered",
-                        "Model limits", "Interpreting a failure", "Judging your own implementation", "CI",
-                        "Configuration"]
+                        "Model limits", "Interpreting a failure", "Judging your own implementation",
+                        "CI", "Configuration"]
 
 
 def _help_options() -> list[str]:
@@ -61,8 +61,8 @@ def test_worked_example_gets_the_verdict_the_readme_shows():
     from hypothesis.stateful import run_state_machine_as_test
 
     from pgconform.harness import replay
-    from pgconform.implementation import coerce_implementation
     from pgconform.harness.machines import make_machine
+    from pgconform.implementation import coerce_implementation
 
     sys.path.insert(0, str(ROOT))
     import examples.myretract as example

@@ -7,8 +7,12 @@ Each task is a tiny kernel code path that yields effects; the tests step it by h
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import pytest
 
+from pgconform.report.trace import render
 from pgconform.sim.effects import (
     Atomic,
     CallRcu,
@@ -30,7 +34,6 @@ from pgconform.sim.errors import ImplementationErrored, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct
 from pgconform.sim.sync import RcuHead, RwSemaphore, SleepLock, Spinlock
-from pgconform.report.trace import render
 
 # ------------------------------------------------------------------------------------------------
 # tiny tasks
@@ -63,7 +66,8 @@ def irq_off_section():
 
 def only(*effects):
     """A task that yields exactly ``effects``."""
-    for eff in effects:
+    # not ``yield from effects``: the machine walks a task's gi_yieldfrom chain of generators
+    for eff in effects:  # noqa: UP028
         yield eff
 
 
@@ -74,6 +78,12 @@ def _noop(m, t):
 def callback(log, tag="cb"):
     """An RCU callback: records that it ran."""
     yield Atomic(f"{tag} runs", lambda m, t: log.append(tag))
+
+
+def spin_forever():
+    """A task that never ends: cpu_relax() forever."""
+    while True:
+        yield Atomic("cpu_relax()", _noop)
 
 
 def step_n(m, t, n):
@@ -135,17 +145,6 @@ def test_trylock_fails_on_held_lock_and_succeeds_on_free_one():
     assert results == [False, True] and c.done and lk.owner is None
 
 
-def test_lockdep_same_class_nesting_without_subclass():
-    m = Machine()
-    a, b = Spinlock("A", cls="ptlock"), Spinlock("B", cls="ptlock")
-    t = m.spawn("CPU0", nested(a, b, 0), "t")
-    m.step(t)
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "lock.recursive-class"
-    assert excinfo.value.obj is b
-
-
 def test_lockdep_same_class_nesting_with_subclass_is_fine():
     m = Machine()
     a, b = Spinlock("A", cls="ptlock"), Spinlock("B", cls="ptlock")
@@ -184,27 +183,6 @@ def test_lockdep_order_inversion_through_a_chain():
     assert excinfo.value.clause == "lock.order-inversion"
 
 
-def test_recursive_self_lock():
-    m = Machine()
-    lk = Spinlock("L", cls="L")
-    t = m.spawn("CPU0", only(Lock(lk), Lock(lk)), "t")
-    # the misuse is reported as soon as the task reaches the effect
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "lock.recursive"
-    assert excinfo.value.obj is lk
-
-
-def test_recursive_read_after_write_of_rwsem():
-    m = Machine()
-    sem = RwSemaphore("S", cls="S")
-    t = m.spawn("CPU0", only(DownWrite(sem), DownRead(sem)), "t")
-    # the misuse is reported as soon as the task reaches the effect
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "lock.recursive"
-
-
 def test_rwsem_readers_share_and_writer_waits():
     m = Machine()
     sem = RwSemaphore("S", cls="S")
@@ -222,15 +200,6 @@ def test_rwsem_readers_share_and_writer_waits():
     m.finish()
 
 
-def test_unlock_of_unheld_lock():
-    m = Machine()
-    lk = Spinlock("L", cls="L")
-    t = m.spawn("CPU0", only(Unlock(lk)), "t")
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "lock.unlock-unheld"
-
-
 def test_unlock_of_lock_held_by_another_task():
     m = Machine()
     lk = Spinlock("L", cls="L")
@@ -243,53 +212,106 @@ def test_unlock_of_lock_held_by_another_task():
     assert "held by CPU0:a" in excinfo.value.message
 
 
-def test_up_read_of_unheld_rwsem():
+# ------------------------------------------------------------------------------------------------
+# one task misusing a primitive: the step that reaches the misuse raises the verdict
+
+
+def _objects():
+    """The objects the one-task cases name, fresh for each case."""
+    return {"L": Spinlock("L", cls="L"), "F": SleepLock("F"), "S": RwSemaphore("S", cls="S"),
+            "A": Spinlock("A", cls="ptlock"), "B": Spinlock("B", cls="ptlock"),
+            "head": RcuHead("obj")}
+
+
+class OneTask(NamedTuple):
+    """A task yielding ``effects(objects)``: after ``steps`` steps (and ``before(objects)``
+    holding), its next step raises ``error`` of ``clause`` about the task, and about
+    ``objects[obj]`` if named, its message containing ``message`` if given."""
+
+    effects: Callable[[dict], tuple]
+    clause: str
+    steps: int = 0
+    obj: str | None = None
+    message: str | None = None
+    error: type[Violation] = Violation
+    before: Callable[[dict], bool] | None = None
+
+
+_ENTER_ATOMIC = {
+    "spinlock": lambda o: Lock(o["L"]),
+    "rcu_read_lock": lambda o: RcuReadLock(),
+    "irqs-off": lambda o: IrqDisable(),
+}
+_SLEEPERS = {
+    "down_read": lambda o: DownRead(o["S"]),
+    "folio_lock": lambda o: Lock(o["F"]),
+    "synchronize_rcu": lambda o: SynchronizeRcu(),
+}
+
+
+def _non_effect_yield(o):
+    return (Atomic("step", _noop), 42)
+
+
+ONE_TASK = {
+    # lockdep
+    "same-class-nesting-without-subclass": OneTask(
+        lambda o: (Lock(o["A"]), Lock(o["B"], 0), Unlock(o["B"]), Unlock(o["A"])),
+        "lock.recursive-class", steps=1, obj="B"),
+    # the misuse is reported as soon as the task reaches the effect
+    "recursive-self-lock": OneTask(lambda o: (Lock(o["L"]), Lock(o["L"])), "lock.recursive",
+                                   obj="L"),
+    "recursive-read-after-write-of-rwsem": OneTask(
+        lambda o: (DownWrite(o["S"]), DownRead(o["S"])), "lock.recursive"),
+    "unlock-of-unheld-lock": OneTask(lambda o: (Unlock(o["L"]),), "lock.unlock-unheld"),
+    "up_read-of-unheld-rwsem": OneTask(lambda o: (UpRead(o["S"]),), "lock.unlock-unheld"),
+    # state at task exit
+    "ends-inside-spinlock": OneTask(lambda o: (Lock(o["L"]),), "lock.held-at-exit"),
+    "ends-inside-sleeplock": OneTask(lambda o: (Lock(o["F"]),), "lock.held-at-exit"),
+    "ends-inside-rwsem": OneTask(lambda o: (DownRead(o["S"]),), "lock.held-at-exit"),
+    "ends-inside-rcu": OneTask(lambda o: (RcuReadLock(),), "rcu.held-at-exit"),
+    "ends-inside-irqs-off": OneTask(lambda o: (IrqDisable(),), "irq.held-at-exit"),
+    # unbalanced sections
+    "rcu_read_unlock-without-lock": OneTask(lambda o: (RcuReadUnlock(),), "rcu.unbalanced"),
+    "irq-restore-without-save": OneTask(lambda o: (IrqEnable(),), "irq.unbalanced"),
+    # sleeping in atomic context (entering the atomic section makes the sleeping effect pending)
+    **{f"sleep-in-atomic-{enter}-{sleep}": OneTask(
+        lambda o, e=e, z=z: (e(o), z(o)), "sched.sleep-in-atomic")
+       for enter, e in _ENTER_ATOMIC.items() for sleep, z in _SLEEPERS.items()},
+    # RCU, IPIs
+    "double-call_rcu": OneTask(
+        lambda o: (CallRcu(o["head"], callback, ([],)), CallRcu(o["head"], callback, ([],))),
+        "rcu.double-call_rcu", steps=1, obj="head", before=lambda o: o["head"].pending),
+    "ipi-sync-with-own-irqs-off": OneTask(lambda o: (IrqDisable(), IpiSync(), IrqEnable()),
+                                          "irq.ipi-with-irqs-off"),
+    # the implementation as code
+    "non-effect-yield": OneTask(_non_effect_yield, "impl.bad-yield", message="42",
+                                error=ImplementationErrored),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_TASK.values()), ids=list(ONE_TASK))
+def test_one_task_misuse(case):
     m = Machine()
-    sem = RwSemaphore("S", cls="S")
-    t = m.spawn("CPU0", only(UpRead(sem)), "t")
-    with pytest.raises(Violation) as excinfo:
+    objects = _objects()
+    t = m.spawn("CPU0", only(*case.effects(objects)), "t")
+    for _ in range(case.steps):
         m.step(t)
-    assert excinfo.value.clause == "lock.unlock-unheld"
+    if case.before is not None:
+        assert case.before(objects)
+    with pytest.raises(case.error) as excinfo:
+        m.step(t)
+    v = excinfo.value
+    assert v.clause == case.clause, str(v)
+    assert v.task is t
+    if case.obj is not None:
+        assert v.obj is objects[case.obj]
+    if case.message is not None:
+        assert case.message in v.message
 
 
 # ------------------------------------------------------------------------------------------------
-# state at task exit, unbalanced sections
-
-
-@pytest.mark.parametrize(
-    "first, clause",
-    [
-        (lambda: Lock(Spinlock("L", cls="L")), "lock.held-at-exit"),
-        (lambda: Lock(SleepLock("F")), "lock.held-at-exit"),
-        (lambda: DownRead(RwSemaphore("S", cls="S")), "lock.held-at-exit"),
-        (RcuReadLock, "rcu.held-at-exit"),
-        (IrqDisable, "irq.held-at-exit"),
-    ],
-    ids=["spinlock", "sleeplock", "rwsem", "rcu", "irq"],
-)
-def test_task_ending_inside_a_section(first, clause):
-    m = Machine()
-    t = m.spawn("CPU0", only(first()), "t")
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == clause
-    assert excinfo.value.task is t
-
-
-def test_rcu_read_unlock_without_lock():
-    m = Machine()
-    t = m.spawn("CPU0", only(RcuReadUnlock()), "t")
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "rcu.unbalanced"
-
-
-def test_irq_restore_without_save():
-    m = Machine()
-    t = m.spawn("CPU0", only(IrqEnable()), "t")
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "irq.unbalanced"
+# balanced sections
 
 
 def test_nested_rcu_sections_balance():
@@ -301,24 +323,6 @@ def test_nested_rcu_sections_balance():
 
 # ------------------------------------------------------------------------------------------------
 # sleeping in atomic context
-
-
-@pytest.mark.parametrize(
-    "enter",
-    [lambda: Lock(Spinlock("L", cls="L")), RcuReadLock, IrqDisable],
-    ids=["spinlock", "rcu_read_lock", "irqs-off"],
-)
-@pytest.mark.parametrize(
-    "sleeper",
-    [lambda: DownRead(RwSemaphore("S", cls="S")), lambda: Lock(SleepLock("F")), SynchronizeRcu],
-    ids=["down_read", "folio_lock", "synchronize_rcu"],
-)
-def test_sleep_in_atomic(enter, sleeper):
-    m = Machine()
-    t = m.spawn("CPU0", only(enter(), sleeper()), "t")
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)  # entering the atomic section makes the sleeping effect pending
-    assert excinfo.value.clause == "sched.sleep-in-atomic"
 
 
 def test_sleep_outside_atomic_is_fine():
@@ -404,18 +408,6 @@ def test_irq_off_and_spinlock_sections_are_rcu_readers(section):
     assert log == ["cb"]
 
 
-def test_double_call_rcu():
-    m = Machine()
-    head = RcuHead("obj")
-    t = m.spawn("CPU0", only(CallRcu(head, callback, ([],)), CallRcu(head, callback, ([],))), "t")
-    m.step(t)
-    assert head.pending
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "rcu.double-call_rcu"
-    assert excinfo.value.obj is head
-
-
 def test_call_rcu_again_after_callback_ran_is_fine():
     m = Machine()
     head = RcuHead("obj")
@@ -490,15 +482,6 @@ def test_ipi_sync_does_not_wait_for_rcu_reader():
     m.finish()
 
 
-def test_ipi_sync_with_own_irqs_off():
-    m = Machine()
-    t = m.spawn("CPU0", only(IrqDisable(), IpiSync(), IrqEnable()), "t")
-    # the misuse is reported as soon as the task reaches the effect
-    with pytest.raises(Violation) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "irq.ipi-with-irqs-off"
-
-
 # ------------------------------------------------------------------------------------------------
 # deadlock, progress
 
@@ -549,10 +532,6 @@ def test_check_deadlock_quiet_while_something_can_run():
 
 
 def test_no_progress():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=20)
     t = m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:
@@ -562,10 +541,6 @@ def test_no_progress():
 
 
 def test_no_progress_under_finish():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=10)
     m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:
@@ -644,19 +619,6 @@ def test_without_implementation_code_every_exception_is_errored():
     with pytest.raises(ImplementationErrored) as excinfo:
         m.step(t)
     assert excinfo.value.clause == "impl.raised"
-
-
-def test_non_effect_yield():
-    def bad():
-        yield Atomic("step", _noop)
-        yield 42
-
-    m = Machine()
-    t = m.spawn("CPU0", bad(), "bad")
-    with pytest.raises(ImplementationErrored) as excinfo:
-        m.step(t)
-    assert excinfo.value.clause == "impl.bad-yield"
-    assert "42" in excinfo.value.message
 
 
 def test_non_effect_first_yield_fails_at_spawn():
@@ -826,7 +788,7 @@ def test_violation_diagram_exact_text():
 def test_diagram_rows_show_results_of_reads():
     m = Machine()
     lk = Spinlock("L", cls="L")
-    t = m.spawn("CPU0", only(Trylock(lk), Unlock(lk)), "t")
+    m.spawn("CPU0", only(Trylock(lk), Unlock(lk)), "t")
     m.finish()
     assert "trylock(L) -> True" in render(m)
 
@@ -847,10 +809,6 @@ def test_violation_raised_while_blocked_has_diagram():
 
 
 def test_no_progress_has_diagram():
-    def spin_forever():
-        while True:
-            yield Atomic("cpu_relax()", _noop)
-
     m = Machine(step_bound=5)
     t = m.spawn("CPU0", spin_forever(), "spinner")
     with pytest.raises(Violation) as excinfo:

@@ -20,16 +20,16 @@ from pgconform.harness import replay
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.plugin import verdict_text
 from pgconform.sim.errors import Violation
+from tests.selftest.helpers import run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 MACHINE_MUTANT, MACHINE_CLAUSE = "zoo.retract_no_pmd_notifier", "mmu.pmd-clear-unnotified"
 SWEEP_MUTANT, SWEEP_CLAUSE = "zoo.retract_pte_free_immediate", "pt.reuse-before-gp"
 
 #: Frames of the harness that the default failure section must not show.
-HARNESS = ("hypothesis/stateful.py", "pgconform/harness/machines.py", "_judge", "pgconform/sim/machine.py",
-           "def violation", "Traceback (most recent call last)")
+HARNESS = ("hypothesis/stateful.py", "pgconform/harness/machines.py", "_judge",
+           "pgconform/sim/machine.py", "def violation", "Traceback (most recent call last)")
 
 
 @pytest.fixture
@@ -45,12 +45,12 @@ def suite(pgconform_pytester, monkeypatch):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", "--arch", "x86_64", *args)
+    return run_suite(pytester, "--arch", "x86_64", *args)
 
 
 def _machine(pytester, *args):
-    return _run(pytester, "test_conformance.py", "-k", "shared and not uffd", "--impl", MACHINE_MUTANT, *args)
+    return _run(pytester, "test_conformance.py", "-k", "shared and not uffd", "--impl",
+                MACHINE_MUTANT, *args)
 
 
 def _sweep(pytester, *args):
@@ -233,7 +233,7 @@ def test_a_crash_of_the_harness_keeps_its_traceback(suite):
 
 def test_verdict_text_of_distinct_failures():
     """Hypothesis's group of distinct failures: every verdict, numbered, each with its notes."""
-    from pgconform.plugin import _violations_in
+    from pgconform.plugin.judging import _violations_in
 
     a, b = Violation("pt.leak", "one"), Violation("acct.rss", "two")
     a.add_note("Failing test case: a")

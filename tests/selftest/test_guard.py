@@ -10,13 +10,6 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.implementation import Implementation
-from pgconform.kernel.madvise_guard import EINTR_KILLED
-from pgconform.kernel.objects import PTE_MARKER_GUARD, VMA_MAYBE_GUARD, Pte
-from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
-from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
-from pgconform.kernel.version import VERSIONS
 from pgconform.harness.operations import KINDS, OP_KINDS, op_kinds_for
 from pgconform.harness.scenario import (
     Op,
@@ -25,13 +18,29 @@ from pgconform.harness.scenario import (
     build_world,
     start_op,
 )
-from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
-from pgconform.sim.errors import Violation
 from pgconform.harness.sweep import sweep
+from pgconform.implementation import Implementation
+from pgconform.kernel.madvise_guard import EINTR_KILLED
+from pgconform.kernel.objects import PTE_MARKER_GUARD, VMA_MAYBE_GUARD, Pte
+from pgconform.kernel.version import VERSIONS
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
+from pgconform.reference.khugepaged import SCAN_PTE_NON_PRESENT, SCAN_SUCCEED
+from pgconform.sim.effects import Load, Lock
+from pgconform.sim.errors import Violation
 from pgconform.versions import v7_0
 from pgconform.versions.v7_0 import GUARD_COLLAPSE_KEY, GUARD_UFFD_WP_KEY
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
-from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    clear_entry,
+    entries,
+    finish,
+    in_function,
+    run,
+    run_to_end,
+    step_until,
+)
 
 #: the 6.6 reference in a 7.0 kernel: guard regions exist, but retract_page_tables() is 6.6's,
 #: which knows nothing of VMA_MAYBE_GUARD_BIT (the broken implementation of these tests)
@@ -44,10 +53,6 @@ REFERENCE_IN_7_0 = Implementation(name="reference-in-7.0", kernel="7.0",
 V7_0_UNDECLARED = attrs.evolve(V7_0, name="v7.0-undeclared", known_violations={},
                                known_consequences={})
 
-#: mm0 maps the 8-page shmem file shared at [4, 12), page 0 (address 4) faulted in: PMD 1 points
-#: at a PTE table; the file is all small pages, so khugepaged and MADV_COLLAPSE collapse_file()
-#: the range and retract_page_tables() every table mapping it
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: the same file also mapped by mm1 at [4, 12), its page 0 faulted in too
 TWO_MMS = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0), VmaSpec(1, 4, 8, 0)),
                     prefault=((0, 4, False), (1, 4, False)))
@@ -58,18 +63,6 @@ SHARED_MISSING = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_missing=True),),
 GUARD_5_6 = Op("guard_install", 0, 5, 2)  # [5, 7)
 TOLERATE_FREE = {"pt.free-nonempty": "the broken retract frees the table with the guard markers: "
                                      "what data.guard-marker-lost is about is what follows"}
-
-
-def run(k, op, lane="CPU0"):
-    """Start ``op`` and run it alone to its end; its result."""
-    t = start_op(k, lane, op)
-    run_to_end(k.m, t)
-    return t.result
-
-
-def entries(k, mm_i=0, pmd=1):
-    mm = k.mms[mm_i]
-    return list(k.pmd_table(mm.pmd_table.entries[pmd]).entries)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,21 +222,12 @@ def test_unmap_drops_the_marker(how):
 # the oracle: a broken kernel action fires it, the legitimate ones do not
 
 
-def _clear_entry(k, mm, addr):
-    """Broken: a kernel path that clears the entry at ``addr`` under its ptl, marker or not."""
-    yield DownRead(mm.mmap_lock)
-    pmdp = mm.pmd_offset(addr, k.geo)
-    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
-    if (yield Load(pte.table, pte.idx)) is not None:
-        yield Store(pte.table, pte.idx, None)
-    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
-    yield UpRead(mm.mmap_lock)
 
 
 def guard_then_clear(then=None):
     k = build_world(SHARED, REFERENCE_IN_7_0)
     assert run(k, GUARD_5_6) == 0
-    t = k.m.spawn("CPU0", _clear_entry(k, k.mms[0], 5), "broken clear")
+    t = k.m.spawn("CPU0", clear_entry(k, k.mms[0], 5), "broken clear")
     run_to_end(k.m, t)
     result = run(k, then) if then is not None else None
     finish(k)

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.sweep import Pair, explore_pair
+from pgconform.implementation import Implementation
 from pgconform.kernel import gup
 from pgconform.kernel.gup import gup_put_folio, stack_pmd, try_grab_folio
 from pgconform.kernel.memory import zap_pte_range
 from pgconform.kernel.objects import pte_present
 from pgconform.kernel.secondary_mmu import device_access, secondary_mmus
-from pgconform.implementation import Implementation
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_PAGE_COUNT, SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, UpRead
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a9_retract_no_pmd_notifier
-from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
+from tests.selftest.helpers import finish, in_path, run_to_end, step_until
 
 #: mm0 maps the 8-page shmem file shared at [4, 12) with a device (secondary MMU); file page 0
 #: (address 4) is faulted in, so PMD 1 has a PTE table

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.objects import HugePmd, TablePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
-from tests.selftest.test_oracles import finish, run_to_end
+from tests.selftest.helpers import finish, run_to_end
 
 THP_ARCHES = [name for name, arch in ARCHES.items() if arch.thp]
 

@@ -16,20 +16,21 @@ import re
 import attrs
 import pytest
 
+from pgconform.harness.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world
+from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
 from pgconform.kernel import mmap, mprotect, userfaultfd
 from pgconform.kernel.config import PLAIN_READS_ENV, Geometry
 from pgconform.kernel.mmap import vm_munmap
 from pgconform.kernel.mprotect import do_mprotect_pkey
-from pgconform.reference import userfaultfd as reference_userfaultfd
 from pgconform.kernel.objects import VM_UFFD_MISSING, VM_UFFD_WP, Pte, Vma
 from pgconform.kernel.pgtable import set_pmd
 from pgconform.kernel.secondary_mmu import SecondaryMmu
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import FILE_PAGES, Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.reference import userfaultfd as reference_userfaultfd
 from pgconform.sim.effects import DownRead, Load
 from pgconform.sim.sync import RwSemaphore, SleepLock, Spinlock
-from pgconform.harness.sweep import RECLAIM_FREER, WORLDS, Pair, _setup, explore_pair, pairs, sweep
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0
+from tests.selftest.helpers import finish, pte_at, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -65,7 +66,7 @@ def limits_table(text: str | None = None) -> list[dict[str, str]]:
     for ln in lines[2:]:
         cells = _cells(ln)
         assert len(cells) == len(COLUMNS), f"a row of {len(cells)} cells: {ln[:80]}"
-        rows.append(dict(zip(COLUMNS, cells)))
+        rows.append(dict(zip(COLUMNS, cells, strict=True)))
     return rows
 
 
@@ -153,31 +154,11 @@ def test_limit_holds(row):
 # helpers
 
 
-def _run(k, op, lane="CPU0"):
-    t = start_op(k, lane, op)
-    k.m.run(t, k.m.step_bound)
-    assert t.done, f"{t.name} blocked in {t.pending}"
-    return t.result
-
-
 def _run_gen(k, gen, lane="CPU0", name="op"):
     t = k.m.spawn(lane, gen, name)
     k.m.run(t, k.m.step_bound)
     assert t.done, f"{name} blocked in {t.pending}"
     return t.result
-
-
-def _finish(k):
-    from pgconform.oracle.state import check_end_state
-
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
-
-
-def _pte(k, addr, mm_i=0):
-    mm = k.mms[mm_i]
-    pmdv = mm.pmd_table.entries[k.geo.pmd_index(addr)]
-    return None if pmdv is None else k.pmd_table(pmdv).entries[k.geo.pte_index(addr)]
 
 
 def _uses(name: str) -> list[tuple[str, str]]:
@@ -301,9 +282,9 @@ def check_geometry():
     mm = k.mms[0]
     pmd_table = mm.pmd_table
     assert len(pmd_table.entries) == 4
-    assert _run(k, Op("munmap", 0, 5)) == 0
-    assert _run(k, Op("exit", 0)) == 0
-    _finish(k)
+    assert run(k, Op("munmap", 0, 5)) == 0
+    assert run(k, Op("exit", 0)) == 0
+    finish(k)
     assert mm.pmd_table is pmd_table and len(pmd_table.entries) == 4
     assert all(e is None for e in pmd_table.entries)
 
@@ -318,16 +299,16 @@ def check_anon_uffd_wp():
         assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5, frozenset(mode)),
                         name="register") == UFFD_EINVAL
         assert not (k.mms[0].vmas[0].flags & {VM_UFFD_WP, VM_UFFD_MISSING})
-        _finish(k)
+        finish(k)
     k = build_world(ANON_UNREGISTERED, V7_0)
     assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5,
                                                         frozenset({VM_UFFD_MISSING})),
                     name="register") == 0
-    _finish(k)
+    finish(k)
     k = build_world(WORLDS["shared"], V7_0)
     assert _run_gen(k, userfaultfd.userfaultfd_register(k, k.mms[0], 5, frozenset({VM_UFFD_WP})),
                     name="register") == 0
-    _finish(k)
+    finish(k)
 
 
 def check_anon_zero_page():
@@ -338,13 +319,13 @@ def check_anon_zero_page():
     k = build_world(ANON_UNREGISTERED, V7_0)
     mm = k.mms[0]
     before = mm.rss["MM_ANONPAGES"]
-    assert _run(k, Op("read", 0, 6)) == "ok" and _run(k, Op("read", 0, 7)) == "ok"
-    a, b = _pte(k, 6), _pte(k, 7)
+    assert run(k, Op("read", 0, 6)) == "ok" and run(k, Op("read", 0, 7)) == "ok"
+    a, b = pte_at(k, 6), pte_at(k, 7)
     assert type(a) is Pte and type(b) is Pte and a.folio is not b.folio
     for pte in (a, b):
         assert pte.folio.anon and pte.folio.data == [0] and pte.folio.refcount == 1
     assert mm.rss["MM_ANONPAGES"] == before + 2
-    _finish(k)
+    finish(k)
 
 
 def check_uffd_move_one_page():
@@ -362,10 +343,10 @@ def check_uffd_move_one_page():
     impl = attrs.evolve(V7_0, name="v7.0-counting-moves",
                         overrides={**V7_0.overrides, "move_pages_pte": counting_move_pages_pte})
     k = build_world(WORLDS["anon"], impl)
-    assert _run(k, Op("uffd_move", 0, 9, 6)) == 1
+    assert run(k, Op("uffd_move", 0, 9, 6)) == 1
     assert calls == [1]
-    assert _pte(k, 9) is None and type(_pte(k, 6)) is Pte
-    _finish(k)
+    assert pte_at(k, 9) is None and type(pte_at(k, 6)) is Pte
+    finish(k)
 
 
 def check_per_vma_locks():
@@ -381,13 +362,13 @@ def check_per_vma_locks():
         k = build_world(world, V7_0)
         mm = k.mms[0]
         first = len(k.m.trace)
-        _run(k, op)
+        run(k, op)
         effects = [entry[2] for entry in k.m.trace[first:]]
         assert any(type(e) is DownRead and e.sem is mm.mmap_lock for e in effects), op
         for vma in mm.vmas:
             assert not any(isinstance(v, (RwSemaphore, Spinlock, SleepLock))
                            for v in attrs.asdict(vma, recurse=False).values())
-        _finish(k)
+        finish(k)
 
 
 def check_two_op_sweep():
@@ -425,10 +406,10 @@ def check_whole_vma():
     assert _run_gen(k, do_mprotect_pkey(k, mm, span[0], span[0] + 1, False),
                     name="mprotect") == EINVAL
     assert mm.vmas == [vma] and (vma.start, vma.end) == span
-    new = _run(k, Op("mremap", 0, span[0] + 1, 0))
+    new = run(k, Op("mremap", 0, span[0] + 1, 0))
     assert isinstance(new, int) and new >= 0
     assert len(mm.vmas) == 1 and mm.vmas[0].end - mm.vmas[0].start == span[1] - span[0]
-    _finish(k)
+    finish(k)
 
 
 def check_no_swap_migration():
@@ -452,16 +433,16 @@ def check_no_swap_migration():
     assert not accepts(("swap", 1)) and not accepts(object())
     seen_pte, seen_pmd = set(), set()
     for impl in (REFERENCE, V7_0):
-        for name, spec in WORLDS.items():
+        for spec in WORLDS.values():
             k = build_world(spec, impl)
-            _run(k, Op("dontneed", 0, 4, 1))
-            _run(k, Op("read", 0, 6))
+            run(k, Op("dontneed", 0, 4, 1))
+            run(k, Op("read", 0, 6))
             for mm in k.mms:
                 for pmdv in mm.pmd_table.entries:
                     seen_pmd.add(type(pmdv))
                     if type(pmdv) is TablePmd:
                         seen_pte.update(type(e) for e in k.pmd_table(pmdv).entries)
-            _finish(k)
+            finish(k)
     assert seen_pmd <= {type(None), TablePmd, HugePmd} and TablePmd in seen_pmd, seen_pmd
     assert seen_pte <= {type(None), Pte, PteMarker} and Pte in seen_pte, seen_pte
     assert TornPmd not in seen_pmd
@@ -481,7 +462,7 @@ def check_shmem_only():
         k = build_world(spec, V7_0)
         assert [f.name for f in k.files] == ["shmem"], name
         assert all(v.file is None or v.file is k.files[0] for mm in k.mms for v in mm.vmas)
-        _finish(k)
+        finish(k)
 
 
 def check_uffd_monitor_idle():
@@ -491,10 +472,10 @@ def check_uffd_monitor_idle():
     Fails when the model resolves the fault (the access then completes) or retries it."""
     k = build_world(HOLES_MISSING, REFERENCE)
     addr = 5
-    assert _pte(k, addr) is None and not k.files[0].pages
-    assert _run(k, Op("write", 0, addr)) == "UFFD_MISSING"
-    assert _pte(k, addr) is None
-    _finish(k)
+    assert pte_at(k, addr) is None and not k.files[0].pages
+    assert run(k, Op("write", 0, addr)) == "UFFD_MISSING"
+    assert pte_at(k, addr) is None
+    finish(k)
 
 
 # ------------------------------------------------------------------------------------------------

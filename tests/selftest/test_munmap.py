@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel import mmap as kmmap
 from pgconform.kernel.arch import arches_except
 from pgconform.kernel.mmu_gather import tlb_finish_mmu
 from pgconform.oracle.pagetable import life
-from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import DowngradeWrite, DownWrite, IpiSync, Lock
-from pgconform.sim.errors import Violation
-from pgconform.sim.machine import call_path
+from tests.selftest.helpers import (
+    SHARED_TWO_TABLES,
+    assert_clause,
+    finish,
+    in_path,
+    run_to_end,
+    step_until,
+)
 
-#: mm0 maps the 8-page file shared at [4, 12): PMDs 1 and 2; pages 4 (read) and 9 (written) are
-#: faulted in, so both PMDs point at PTE tables
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False), (0, 9, True)))
 #: the same, private, with a COW (anonymous) page at 9
 PRIVATE = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False),),
                     prefault=((0, 4, False), (0, 9, True)))
@@ -39,35 +41,12 @@ MUNMAP_B = Op("munmap", 0, 8)
 LAYOUTS = list(arches_except("x86_64-nosplit"))
 
 
-def step_until(m, t, pred, limit=2_000):
-    for _ in range(limit):
-        if pred(t):
-            return
-        assert not t.done and m.blocker(t) is None, f"{t.name} stopped in {t.pending}"
-        m.step(t)
-    raise AssertionError(f"{t.name} did not reach the point within {limit} steps")
-
-
-def run_to_end(m, t):
-    m.run(t, m.step_bound)
-    assert t.done, f"{t.name} blocked in {t.pending}"
-
-
-def in_path(t, name):
-    return any(name in fn for fn in call_path(t.gen))
-
-
-def finish(k):
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
-
-
 def storage_freed(table):
     return table.freed if table.page is None else table.page.freed
 
 
 @pytest.mark.parametrize("arch", LAYOUTS)
-@pytest.mark.parametrize("world", [SHARED, PRIVATE], ids=["shared", "private"])
+@pytest.mark.parametrize("world", [SHARED_TWO_TABLES, PRIVATE], ids=["shared", "private"])
 def test_munmap_frees_the_tables(arch, world):
     k = build_world(world, REFERENCE, arch)
     m, mm, f = k.m, k.mms[0], k.files[0]
@@ -106,7 +85,7 @@ def test_munmap_frees_the_tables(arch, world):
 def test_dtor_runs_before_the_gather_frees_the_page():
     """x86 ___pte_free_tlb(): pagetable_pte_dtor() (with ALLOC_SPLIT_PTLOCKS, the ptlock kfree)
     happens before the TLB-flush IPI; the page itself goes after it."""
-    k = build_world(SHARED, REFERENCE, "x86_64-alloc-ptlocks")
+    k = build_world(SHARED_TWO_TABLES, REFERENCE, "x86_64-alloc-ptlocks")
     m = k.m
     tables = list(k.tables)
     t = start_op(k, "CPU0", MUNMAP)
@@ -164,7 +143,7 @@ def test_munmap_meets_retract(arch):
 def test_munmap_meets_khugepaged_on_its_own_mm():
     """khugepaged and MADV_COLLAPSE find VMAs under mmap_lock: after the detach they no longer
     find the one munmap is tearing down, even with munmap holding mmap_lock for read only."""
-    k = build_world(SHARED, REFERENCE, "x86_64")
+    k = build_world(SHARED_TWO_TABLES, REFERENCE, "x86_64")
     m = k.m
     unmap = start_op(k, "CPU0", MUNMAP)
     step_until(m, unmap, lambda t: type(t.pending) is DowngradeWrite)
@@ -180,7 +159,7 @@ def test_munmap_meets_khugepaged_on_its_own_mm():
 def test_munmap_waits_for_retract_holding_i_mmap():
     """retract_page_tables() holds i_mmap_rwsem for read: unlink_file_vma() waits for it, so no
     table below a VMA retract can see is freed under it."""
-    k = build_world(SHARED, REFERENCE, "x86_64")
+    k = build_world(SHARED_TWO_TABLES, REFERENCE, "x86_64")
     m = k.m
     collapse = start_op(k, "CPU1", Op("khugepaged", 0, 4))
     step_until(m, collapse, lambda t: in_path(t, "retract_page_tables") and type(t.pending) is Lock)
@@ -193,13 +172,6 @@ def test_munmap_waits_for_retract_holding_i_mmap():
 
 # ------------------------------------------------------------------------------------------------
 # broken frees are caught
-
-
-def _assert_clause(fn, clause):
-    with pytest.raises(Violation) as excinfo:
-        fn()
-    assert excinfo.value.clause == clause, str(excinfo.value)
-    return excinfo.value
 
 
 def test_freeing_a_table_a_vma_still_covers_is_caught(monkeypatch):
@@ -216,7 +188,7 @@ def test_freeing_a_table_a_vma_still_covers_is_caught(monkeypatch):
         start_op(k, "CPU0", MUNMAP_A)
         finish(k)
 
-    v = _assert_clause(run, "pt.pmd-write-unlocked")
+    v = assert_clause(run, "pt.pmd-write-unlocked")
     assert "free_pte_range" in str(v.diagram) or "WRITE" in v.diagram
 
 
@@ -232,11 +204,11 @@ def test_skipping_unlink_file_vma_is_caught(monkeypatch, arch):
     monkeypatch.setattr(kmmap, "unlink_file_vma", no_unlink)
 
     def run():
-        k = build_world(SHARED, REFERENCE, arch)
+        k = build_world(SHARED_TWO_TABLES, REFERENCE, arch)
         start_op(k, "CPU0", MUNMAP)
         finish(k)
 
-    _assert_clause(run, "pt.pmd-write-unlocked")
+    assert_clause(run, "pt.pmd-write-unlocked")
 
 
 def test_skipping_the_zap_is_caught(monkeypatch):
@@ -249,8 +221,8 @@ def test_skipping_the_zap_is_caught(monkeypatch):
     monkeypatch.setattr(kmmap, "unmap_vmas", no_zap)
 
     def run():
-        k = build_world(SHARED, REFERENCE, "powerpc64")
+        k = build_world(SHARED_TWO_TABLES, REFERENCE, "powerpc64")
         start_op(k, "CPU0", MUNMAP)
         finish(k)
 
-    _assert_clause(run, "pt.free-nonempty")
+    assert_clause(run, "pt.free-nonempty")

@@ -11,7 +11,6 @@ import pytest
 from pgconform.harness.operations import (
     EVERY_VERSION,
     FREERS,
-    KINDS,
     OP_KINDS,
     OPERATIONS,
     Op,

@@ -29,17 +29,18 @@ import pytest
 
 import pgconform
 from pgconform.harness import replay
+from pgconform.harness.machines import make_machine
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.arch import ARCHES
-from pgconform.harness.machines import make_machine
-from pgconform.reference import ALL_REFERENCE_FUNCTIONS, IMPLEMENTATION as REFERENCE
-from pgconform.reference import reference_functions
+from pgconform.reference import ALL_REFERENCE_FUNCTIONS, reference_functions
+from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
+from tests.selftest.helpers import SHARED
 from tests.selftest.test_arch_actors import fault_vs_retract_between_map_and_lockptr
-from tests.selftest.test_oracles import KHUGEPAGED, SHARED, collapse_alone
+from tests.selftest.test_oracles import KHUGEPAGED, collapse_alone
 
 ROOT = pathlib.Path(pgconform.__file__).parent
 CORPUS = json.loads((ROOT / "data" / "history_schedules.json").read_text())
@@ -356,7 +357,7 @@ def test_pte_lockptr_returning_another_lock_is_caught():
     assert v.clause == "pt.lock-mismatch"
     assert "returns mm0.page_table_lock, not the ptl of the page table it names" in v.message
     # without split PTE ptlocks that is the right lock
-    from tests.selftest.test_oracles import finish
+    from tests.selftest.helpers import finish
 
     k = build_world(SHARED, impl, arch="x86_64-nosplit")
     start_op(k, "CPU1", KHUGEPAGED)
@@ -377,7 +378,7 @@ def pte_free_defer_and_fragment_free(k, mm, pgtable):
 def test_powerpc_fragment_freed_twice_is_a_double_free():
     impl = Implementation(name="ppc-twice",
                           overrides={"pte_free_defer": pte_free_defer_and_fragment_free})
-    from tests.selftest.test_oracles import finish
+    from tests.selftest.helpers import finish
 
     k = build_world(SHARED, impl, arch="powerpc64")
     start_op(k, "CPU1", KHUGEPAGED)
@@ -444,7 +445,8 @@ def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
 def test_moving_a_table_keeps_no_books(arch):
     """A private mapping with an anonymous page moves by move_normal_pmd(); the implementation's
     own move keeps none of the model's books, and every address still reads what it must."""
-    from tests.selftest.test_actors_vm import MREMAP_ALIGNED, PRIVATE, finish, touch_everything
+    from tests.selftest.helpers import finish
+    from tests.selftest.test_actors_vm import MREMAP_ALIGNED, PRIVATE, touch_everything
 
     impl = Implementation(name="plain-move", overrides={"move_normal_pmd": move_normal_pmd_plain})
     k = build_world(PRIVATE, impl, arch)

@@ -13,27 +13,33 @@ import pathlib
 import pytest
 
 import pgconform
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
-from pgconform.kernel.objects import PteTable
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.oracle.state import check_end_state
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.reference.khugepaged import SCAN_SUCCEED
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import CallRcu, DownRead, Load, Lock, Store, Unlock, UpRead
 from pgconform.sim.errors import ImplementationErrored, Violation
-from pgconform.sim.machine import call_path
 from pgconform.sim.sync import Spinlock
 from pgconform.zoo import a0p_no_rcu_read_lock, a15_no_pmd_same
+from tests.selftest.helpers import (
+    SHARED,
+    assert_clause,
+    finish,
+    in_function,
+    in_path,
+    pending_lock_in,
+    pending_pte_table_load,
+    run_to_end,
+    step_until,
+)
 
-#: mm0 maps the whole 8-page shmem file, shared, at [4, 12): PMD 1 covers file pages 0-3; page 0
-#: (address 4) is faulted in, so PMD 1 points at a PTE table that khugepaged can retract.
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: the same mapping private and registered with userfaultfd (MISSING), page 0 read-faulted in.
 PRIVATE_UFFD = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, shared=False, uffd_missing=True),),
                          prefault=((0, 4, False),))
@@ -56,58 +62,6 @@ def broken(name, **overrides) -> Implementation:
 
 # ------------------------------------------------------------------------------------------------
 # driving a schedule by hand
-
-
-def step_until(m, t, pred, limit=2_000):
-    """Step ``t`` until ``pred(t)`` holds for its pending effect; it must not block or end first."""
-    for _ in range(limit):
-        if pred(t):
-            return
-        assert not t.done, f"{t.name} ended before the point the schedule waits for"
-        assert m.blocker(t) is None, f"{t.name} blocked on {m.blocker(t)!r} before that point"
-        m.step(t)
-    raise AssertionError(f"{t.name} did not reach the point within {limit} steps")
-
-
-def run_to_end(m, t):
-    m.run(t, m.step_bound)
-    assert t.done, f"{t.name} blocked in {t.pending}"
-
-
-def in_path(t, name):
-    """Whether ``t`` is inside a function whose name contains ``name`` (an override's name may
-    extend the kernel name)."""
-    return any(name in fn for fn in call_path(t.gen))
-
-
-def in_function(name):
-    return lambda t: in_path(t, name)
-
-
-def pending_pte_table_load(t):
-    return type(t.pending) is Load and isinstance(t.pending.page, PteTable)
-
-
-def pending_lock_in(fname, subclass=None):
-    def pred(t):
-        eff = t.pending
-        return (type(eff) is Lock and in_path(t, fname)
-                and (subclass is None or eff.subclass == subclass))
-
-    return pred
-
-
-def finish(k):
-    """Run everything fairly to completion, every RCU callback, then the end-of-run oracles."""
-    k.m.finish()
-    k.m.check(lambda: check_end_state(k))
-
-
-def assert_clause(scenario, impl, clause):
-    with pytest.raises(Violation) as excinfo:
-        scenario(impl)
-    assert excinfo.value.clause == clause, str(excinfo.value)
-    return excinfo.value
 
 
 # ------------------------------------------------------------------------------------------------

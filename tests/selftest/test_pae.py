@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.objects import TornPmd
 from pgconform.kernel.pagewalk import show_smaps
 from pgconform.kernel.pgtable import PAE_LOW_FRAMES, pae_compose, pae_split
 from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import IpiSync, Load
 from pgconform.sim.errors import Violation
 from pgconform.zoo import a10_pae_no_sync
-from tests.selftest.test_oracles import finish, step_until
+from tests.selftest.helpers import finish, step_until
 
 #: mm0 maps the file privately at [0, 8): PMD 0 and PMD 1 have tables (pages 0 and 4 read in);
 #: after the collapse, a write fault (COW) links a new PTE table where the THP could be mapped;

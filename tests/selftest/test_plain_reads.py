@@ -14,12 +14,12 @@ import attrs
 import pytest
 
 from pgconform.harness import runs
+from pgconform.harness.scenario import Op
+from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.mprotect import PLAIN_READ_RACE
 from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op
-from pgconform.harness.sweep import Pair, explore_pair
 
 #: khugepaged's collapse_file() -> retract_page_tables() against UFFDIO_REGISTER(MISSING|WP) +
 #: UFFDIO_WRITEPROTECT of the same VMA

@@ -18,9 +18,9 @@ import pytest
 
 from pgconform import plugin, registry
 from pgconform.implementation import Implementation, ImplementationError
+from tests.selftest.helpers import PLUGIN_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 MYIMPL = '''
 def pte_free_defer(k, mm, pgtable):
@@ -684,7 +684,8 @@ UNRELATED = textwrap.dedent(
 
 
     def test_nothing_of_pgconform_is_imported_but_the_plugin():
-        loaded = [m for m in sys.modules if m.startswith("pgconform.") and m != "pgconform.plugin"]
+        loaded = [m for m in sys.modules if m.startswith("pgconform.")
+                  and m != "pgconform.plugin" and not m.startswith("pgconform.plugin.")]
         print("pgconform modules:", sorted(loaded))
 
 
@@ -717,7 +718,8 @@ def test_unrelated_hypothesis_project_is_untouched(pgconform_pytester, monkeypat
     without = pgconform_pytester.runpytest_subprocess("-p", "no:pgconform", *args)
     assert without.ret == pytest.ExitCode.TESTS_FAILED
     assert "pgconform modules: []" in without.stdout.str()
-    without.stdout.fnmatch_lines(["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
+    without.stdout.fnmatch_lines(
+        ["*database: DirectoryBasedExampleDatabase(*/.hypothesis/examples'))"])
     examples = pgconform_pytester.path / ".hypothesis" / "examples"
     saved = sorted(p for p in examples.rglob("*") if p.is_file())
     assert saved, "the failure was not saved to the project's database"
@@ -837,8 +839,8 @@ def _conformance_items(*args: str) -> pytest.RunResult:
 
 
 def test_conformance_items_are_arch_by_scenario():
-    from pgconform.kernel.arch import ARCHES
     from pgconform.harness.machines import SCENARIOS
+    from pgconform.kernel.arch import ARCHES
 
     out = _conformance_items()
     items = [line for line in out.stdout.splitlines() if "::Test_" in line]

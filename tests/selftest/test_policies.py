@@ -3,15 +3,15 @@ built on it, and round-robin."""
 
 from __future__ import annotations
 
+from pgconform.harness.scenario import Op
+from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op
 from pgconform.sim.effects import Load, Store
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.physmem import Page
 from pgconform.sim.policies.exhaustive import explore, run_schedule
-from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs
 
 
 def _two_readers(traces):

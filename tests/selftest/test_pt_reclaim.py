@@ -14,29 +14,32 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
+from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.implementation import Implementation
 from pgconform.kernel import memory, mmu_gather
 from pgconform.kernel.objects import PTE_MARKER_UFFD_WP, Pte
-from pgconform.oracle.pagetable import DETACHED, LINKED, life
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
-from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.kernel.pgtable import pmd_clear
+from pgconform.oracle.pagetable import DETACHED, LINKED, life
+from pgconform.reference import IMPLEMENTATION as REFERENCE
 from pgconform.sim.effects import IpiSync, Load, Lock, Trylock, Unlock
-from pgconform.sim.errors import Violation
 from pgconform.sim.machine import call_path
-from pgconform.harness.sweep import Pair, explore_pair
 from pgconform.versions import v7_0
 from pgconform.versions.v7_0 import PT_RECLAIM_ARCHES
-from tests.selftest.test_oracles import finish, in_path, pending_pte_table_load, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    SHARED_TWO_TABLES,
+    assert_clause,
+    explore_both_ways,
+    finish,
+    in_path,
+    pending_pte_table_load,
+    step_until,
+)
 
 IMPL_7_0 = Implementation(name="pt-reclaim-7.0", kernel="7.0")
 
-#: mm0 maps the 8-page file shared at [4, 12): PMDs 1 and 2; page 4 read and page 9 written, so
-#: both PMDs point at PTE tables
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False), (0, 9, True)))
-#: only page 4 read: PMD 2 has no table yet, so a fault at 9 allocates one under pml
-SHARED_PMD1 = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: registered for uffd-wp and write-protected: page 4 is a uffd-wp PTE, 5-7 are uffd-wp markers
 UFFD_WP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),), prefault=((0, 4, False),),
                     writeprotect=((0, 4, 4),))
@@ -63,13 +66,6 @@ def trylocks(m, t):
     return [res for task, _path, eff, res in m.trace if task is t and type(eff) is Trylock]
 
 
-def assert_clause(fn, clause):
-    with pytest.raises(Violation) as excinfo:
-        fn()
-    assert excinfo.value.clause == clause, str(excinfo.value)
-    return excinfo.value
-
-
 # ------------------------------------------------------------------------------------------------
 # the fast path
 
@@ -79,7 +75,7 @@ def test_dontneed_frees_the_empty_table_after_a_grace_period(arch):
     """MADV_DONTNEED of all of PMD 1 zaps page 4 and, still under the ptl, detaches the table
     (zap_empty_pte_table(): pml by trylock, or no trylock at all when pml is the ptl); nr_ptes
     drops at once, the table goes to the gather's batch and is freed after a grace period."""
-    k = build_world(SHARED, IMPL_7_0, arch)
+    k = build_world(SHARED_TWO_TABLES, IMPL_7_0, arch)
     m, mm = k.m, k.mms[0]
     t1, t2 = k.tables
     assert mm.nr_ptes == 2
@@ -103,7 +99,7 @@ def test_dontneed_frees_the_empty_table_after_a_grace_period(arch):
 
 
 def test_dontneed_of_both_pmds_frees_both_tables_in_one_batch():
-    k = build_world(SHARED, IMPL_7_0, "x86_64")
+    k = build_world(SHARED_TWO_TABLES, IMPL_7_0, "x86_64")
     m, mm = k.m, k.mms[0]
     zap = start_op(k, "CPU0", Op("dontneed", 0, 4, 8))
     run_tracing(m, zap)
@@ -117,7 +113,7 @@ def test_dontneed_of_both_pmds_frees_both_tables_in_one_batch():
 def test_a_zap_of_part_of_the_table_keeps_it():
     """pte_table_reclaim_possible(): the zap must cover the whole PMD range; [4, 6) empties the
     table (only page 4 was mapped) but does not look at the rest of it."""
-    k = build_world(SHARED, IMPL_7_0, "x86_64")
+    k = build_world(SHARED_TWO_TABLES, IMPL_7_0, "x86_64")
     m, mm = k.m, k.mms[0]
     t1 = k.tables[0]
     zap = start_op(k, "CPU0", Op("dontneed", 0, 4, 2))
@@ -150,7 +146,7 @@ def fault_holding_pml_then_zap(impl, refill=False):
     PMD 1 empties the table, fails its trylock of pml, drops the ptl and waits for pml in
     zap_pte_table_if_empty(); with ``refill``, a read fault at 5 maps page 5 into the table
     meanwhile (it needs only the ptl); then everything runs to the end."""
-    k = build_world(SHARED_PMD1, impl, "x86_64")
+    k = build_world(SHARED, impl, "x86_64")
     m, mm = k.m, k.mms[0]
     pml = mm.pmd_table.ptl
     holder = start_op(k, "CPU1", READ_9)
@@ -203,7 +199,7 @@ def rcu_reader_across_reclaim(impl, arch="x86_64"):
     """A read fault at 5 maps PMD 1's table (pte_offset_map_rw_nolock(): RCU only, IRQs on) and
     stops before reading its entry; MADV_DONTNEED reclaims the table and returns; the fault goes
     on in the detached table, finds the entry none and faults the page in through a new table."""
-    k = build_world(SHARED, impl, arch)
+    k = build_world(SHARED_TWO_TABLES, impl, arch)
     m, mm = k.m, k.mms[0]
     t1 = k.tables[0]
     fault = start_op(k, "CPU1", READ_5)
@@ -228,7 +224,7 @@ def test_gup_fast_with_irqs_off_holds_back_the_flush_and_the_free():
     in the TLB-flush IPI until GUP-fast re-enables IRQs (having found the entry none, it falls
     back to the slow path, which faults the page in again); the table goes after a grace
     period."""
-    k = build_world(SHARED, IMPL_7_0, "x86_64")
+    k = build_world(SHARED_TWO_TABLES, IMPL_7_0, "x86_64")
     m, mm = k.m, k.mms[0]
     t1 = k.tables[0]
     gup = start_op(k, "CPU1", Op("gup_fast", 0, 4, 1))
@@ -248,7 +244,7 @@ def test_a_ptl_waiter_of_the_reclaimed_table_with_alloc_split_ptlocks():
     table's ptl, finds the PMD changed and gives up.  With ALLOC_SPLIT_PTLOCKS that ptlock is a
     separate allocation: it must live until the grace period, as it does when the destructor
     runs in __tlb_remove_table() (7.0)."""
-    k = build_world(SHARED, IMPL_7_0_LATE_DTOR, "x86_64-alloc-ptlocks")
+    k = build_world(SHARED_TWO_TABLES, IMPL_7_0_LATE_DTOR, "x86_64-alloc-ptlocks")
     m = k.m
     t1 = k.tables[0]
     walk = start_op(k, "CPU1", Op("smaps", 0, 4))
@@ -267,16 +263,8 @@ READERS = ("read", "write", "gup_fast", "gup", "smaps", "referenced", "punch_hol
 def test_every_schedule_of_a_reader_against_the_reclaim(arch):
     """The sweep's pairs of MADV_DONTNEED of PMD 1 with each walker, filler and zapper kind, both
     ways round, every schedule with at most one preemption: no violation."""
-    schedules = 0
-    for kind in READERS:
-        for arg in (1, 6):
-            first, second = DONTNEED_PMD1, Op(kind, 0, 5, arg)
-            for pair in (Pair("shared", first, second), Pair("shared", second, first)):
-                r = explore_pair(IMPL_7_0, arch, pair, bound=1)
-                assert r.violation is None, f"{pair}: {r.violation}"
-                assert r.complete
-                schedules += r.schedules
-    assert schedules > 500
+    seconds = [Op(kind, 0, 5, arg) for kind in READERS for arg in (1, 6)]
+    assert explore_both_ways(IMPL_7_0, arch, "shared", DONTNEED_PMD1, seconds) > 500
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,7 +362,7 @@ def test_the_6_6_no_batch_fallback_is_caught(monkeypatch):
 def test_no_reclaim_without_pt_reclaim(impl, arch):
     """6.6 passes no zap_details (and has no PT reclaim); 7.0 only reclaims where the arch
     supports it: the emptied table stays linked, and nothing goes to a gather."""
-    k = build_world(SHARED, impl, arch)
+    k = build_world(SHARED_TWO_TABLES, impl, arch)
     m, mm = k.m, k.mms[0]
     tables = list(k.tables)
     zap = start_op(k, "CPU0", DONTNEED_PMD1)

@@ -20,26 +20,26 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay, runs
 from pgconform.__main__ import main as cli
-from pgconform.implementation import coerce_implementation
+from pgconform.harness import replay, runs
 from pgconform.harness.machines import make_machine
 from pgconform.harness.scenario import Op
+from pgconform.harness.sweep import sweep
+from pgconform.implementation import coerce_implementation
+from pgconform.report.trace import focus_tokens, render
 from pgconform.sim.effects import Atomic, Lock, Unlock
 from pgconform.sim.errors import Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.exhaustive import explore
-from pgconform.report.trace import focus_tokens, render
-from pgconform.harness.sweep import sweep
+from tests.selftest.helpers import run_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
-from miniatures import VERDICTS
+from miniatures import VERDICTS  # noqa: E402 - on the path just above
 
 CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 #: the miniatures whose verdict is about the code, judged in the sweep too
 SWEPT = ("bad_yield", "bad_lock", "bad_unlock", "raises", "nondeterministic", "flaky_draws")
 
@@ -64,7 +64,8 @@ def _doc(string: str) -> dict:
 
 @pytest.mark.parametrize("name", ["bad_lock", "bad_unlock"])
 def test_malformed_effect_is_bad_yield_on_the_machines(name):
-    cls = make_machine(_miniature(name), "x86_64", scenario="shared", spec=f"miniatures.{name}:IMPL")
+    cls = make_machine(_miniature(name), "x86_64", scenario="shared",
+                       spec=f"miniatures.{name}:IMPL")
     with pytest.raises(Violation) as info:  # one verdict, not a group of distinct AttributeErrors
         run_state_machine_as_test(cls, settings=settings(
             max_examples=20, database=None, deadline=None, stateful_step_count=10,
@@ -170,7 +171,7 @@ def test_a_prefix_that_does_not_replay_is_nondeterminism_in_the_explorer():
     assert "[impl.nondeterministic]" in str(r.violation)
 
 
-# --- the sweep: its verdicts carry replay strings that replay --------------------------------------
+# --- the sweep: its verdicts carry replay strings that replay -------------------------------------
 
 
 @pytest.mark.parametrize("name", SWEPT)
@@ -294,9 +295,7 @@ def suite(pgconform_pytester, monkeypatch):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", "--arch", "x86_64",
-                                         "--pgconform-report", "report.json", *args)
+    return run_suite(pytester, "--arch", "x86_64", "--pgconform-report", "report.json", *args)
 
 
 @pytest.mark.parametrize(("name", "clause"), [("flaky_draws", "impl.nondeterministic"),

@@ -1,5 +1,5 @@
-"""The soak command (pgconform/tools/soak.py): its figures add up, a mutant's violations are listed and
-fail it, and bad arguments are usage errors."""
+"""The soak command (pgconform/tools/soak.py): its figures add up, a mutant's violations are listed
+and fail it, and bad arguments are usage errors."""
 
 import json
 import subprocess

@@ -10,6 +10,15 @@ import attrs
 import pytest
 
 from pgconform.harness import replay, runs
+from pgconform.harness.operations import OP_KINDS
+from pgconform.harness.scenario import (
+    Op,
+    VmaSpec,
+    WorldSpec,
+    build_world,
+    start_op,
+)
+from pgconform.harness.sweep import Pair, explore_pair, sweep
 from pgconform.implementation import Implementation
 from pgconform.kernel.memory import anon_vma_prepare
 from pgconform.kernel.mmu_notifier import (
@@ -41,23 +50,20 @@ from pgconform.reference import POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import SCAN_SUCCEED
 from pgconform.reference.pgtable_generic import pmdp_collapse_flush
 from pgconform.registry import registered
-from pgconform.harness.operations import OP_KINDS
-from pgconform.harness.scenario import (
-    Op,
-    VmaSpec,
-    WorldSpec,
-    build_world,
-    start_op,
-)
 from pgconform.sim.effects import DownRead, Load, Lock, Store, UpRead
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import Pair, explore_pair, sweep
 from pgconform.zoo.a8_retract_no_uffd_wp_recheck import MUTANT as A8
-from tests.selftest.test_oracles import finish, in_function, run_to_end, step_until
+from tests.selftest.helpers import (
+    SHARED,
+    clear_entry,
+    entries,
+    finish,
+    in_function,
+    run,
+    run_to_end,
+    step_until,
+)
 
-#: mm0 maps the 8-page shmem file shared at [4, 12), page 0 (address 4) faulted in: PMD 1 points
-#: at a PTE table khugepaged can retract
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: the same VMA registered for uffd-wp, addresses 4-7 write-protected (a uffd-wp PTE at 4,
 #: markers at 5-7)
 SHARED_WP = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0, uffd_wp=True),), prefault=((0, 4, False),),
@@ -73,18 +79,6 @@ REGISTER_WP = Op("uffd_register", 0, 4, 0)
 WRITEPROTECT_PMD1 = Op("uffd_writeprotect", 0, 4, 4)
 UNPROTECT_PMD1 = Op("uffd_writeprotect", 0, 4, 6)  # [4, 10): arg % 3 == 0 unprotects
 POISON_5 = Op("uffd_poison", 0, 5)
-
-
-def run(k, op, lane="CPU0"):
-    """Start ``op`` and run it alone to its end; its result."""
-    t = start_op(k, lane, op)
-    run_to_end(k.m, t)
-    return t.result
-
-
-def entries(k, mm_i=0, pmd=1):
-    mm = k.mms[mm_i]
-    return list(k.pmd_table(mm.pmd_table.entries[pmd]).entries)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,16 +358,6 @@ def test_change_pte_range_retries_after_the_clear():
 # the userfaultfd oracles: a broken kernel action fires each; the legitimate one passes
 
 
-def _clear_entry(k, mm, addr):
-    """Broken: a kernel path that clears the entry at ``addr`` under its ptl, marker or not,
-    without the process asking (as a move or copy of page tables that forgets markers would)."""
-    yield DownRead(mm.mmap_lock)
-    pmdp = mm.pmd_offset(addr, k.geo)
-    pte, ptl = yield from k.ops.pte_offset_map_lock(k, mm, pmdp, addr)
-    if (yield Load(pte.table, pte.idx)) is not None:
-        yield Store(pte.table, pte.idx, None)
-    yield from k.ops.pte_unmap_unlock(k, pte, ptl)
-    yield UpRead(mm.mmap_lock)
 
 
 def wp_then_action(action, then=None):
@@ -382,7 +366,7 @@ def wp_then_action(action, then=None):
     k = build_world(SHARED_WP, REFERENCE)
     mm = k.mms[0]
     if action == "broken":
-        t = k.m.spawn("CPU0", _clear_entry(k, mm, 5), "broken clear")
+        t = k.m.spawn("CPU0", clear_entry(k, mm, 5), "broken clear")
         run_to_end(k.m, t)
     else:  # zap_pte_range() keeps the markers of a file VMA
         assert run(k, Op("dontneed", 0, 4, 4)) == "ok"
@@ -411,7 +395,7 @@ def poison_then_action(action, then=None):
     k = build_world(SHARED_MISSING, REFERENCE)
     assert run(k, POISON_5) == 0
     if action == "broken":
-        t = k.m.spawn("CPU0", _clear_entry(k, k.mms[0], 5), "broken clear")
+        t = k.m.spawn("CPU0", clear_entry(k, k.mms[0], 5), "broken clear")
         run_to_end(k.m, t)
     else:  # change_pte_range() leaves poison markers alone
         assert run(k, Op("mprotect", 0, 4, 1)) == 0

@@ -14,13 +14,6 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pgconform.implementation import SERIES_FUNCTIONS
-from pgconform.kernel.arch import arches_except
-from pgconform.reference import userfaultfd as reference_userfaultfd
-from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
-from pgconform.kernel.version import V6_6, V7_0
-from pgconform.reference import IMPLEMENTATION as REFERENCE
-from pgconform.reference import REFERENCE_FUNCTIONS
 from pgconform.harness.operations import KINDS, op_kinds_for
 from pgconform.harness.scenario import (
     Op,
@@ -29,12 +22,27 @@ from pgconform.harness.scenario import (
     build_world,
     start_op,
 )
+from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
+from pgconform.implementation import SERIES_FUNCTIONS
+from pgconform.kernel.arch import arches_except
+from pgconform.kernel.objects import VM_UFFD_MISSING, Pte
+from pgconform.kernel.version import V6_6, V7_0
+from pgconform.reference import IMPLEMENTATION as REFERENCE
+from pgconform.reference import REFERENCE_FUNCTIONS
+from pgconform.reference import userfaultfd as reference_userfaultfd
 from pgconform.sim.effects import Lock, Unlock
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import WORLDS, Pair, explore_pair, pairs, sweep, worlds_for
 from pgconform.versions.v7_0 import IMPLEMENTATION as V7_0_IMPL
 from pgconform.versions.v7_0 import PT_RECLAIM_ARCHES
-from tests.selftest.test_oracles import finish, in_path, run_to_end, step_until
+from tests.selftest.helpers import (
+    explore_both_ways,
+    finish,
+    in_path,
+    pte_at,
+    run,
+    run_to_end,
+    step_until,
+)
 
 #: mainline 7.0 as registered (``v7.0``: on x86 its tables' destructor runs in the RCU callback,
 #: which readers of a reclaimed table rely on)
@@ -61,19 +69,6 @@ MOVE_5_9 = Op("uffd_move", 0, 5, 9)    # from the table PT reclaim frees into PM
 DONTNEED_PMD1 = Op("dontneed", 0, 4, 4)
 X86_64_PT_RECLAIM = list(PT_RECLAIM_ARCHES)
 ARCHES = list(arches_except("x86_64-alloc-ptlocks", "s390-6.7"))
-
-
-def run(k, op, lane="CPU0"):
-    t = start_op(k, lane, op)
-    run_to_end(k.m, t)
-    return t.result
-
-
-def pte_at(k, addr, mm_i=0):
-    """The entry at ``addr`` (None also where the PMD has no table)."""
-    mm = k.mms[mm_i]
-    pmdv = mm.pmd_table.entries[k.geo.pmd_index(addr)]
-    return None if pmdv is None else k.pmd_table(pmdv).entries[k.geo.pte_index(addr)]
 
 
 def shadow(k, mm_i=0):
@@ -294,14 +289,8 @@ def test_move_against_pt_reclaim_passes_every_schedule(arch):
     """MADV_DONTNEED of PMD 1 (which reclaims its table) against a move into it (9 -> 6), out of
     it (5 -> 9) and within it (5 -> 6), both ways round: no oracle fires under any schedule with
     at most one preemption."""
-    schedules = 0
-    for move in (MOVE_9_6, MOVE_5_9, Op("uffd_move", 0, 5, 6)):
-        for pair in (Pair("anon", DONTNEED_PMD1, move), Pair("anon", move, DONTNEED_PMD1)):
-            r = explore_pair(IMPL_7_0, arch, pair, bound=1)
-            assert r.violation is None, f"{pair}: {r.violation}"
-            assert r.complete
-            schedules += r.schedules
-    assert schedules > 300
+    moves = (MOVE_9_6, MOVE_5_9, Op("uffd_move", 0, 5, 6))
+    assert explore_both_ways(IMPL_7_0, arch, "anon", DONTNEED_PMD1, moves) > 300
 
 
 def test_the_sweep_of_the_anon_world_passes_in_7_0():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.objects import TablePmd
 from pgconform.reference import IMPLEMENTATION as REFERENCE
@@ -22,7 +23,6 @@ from pgconform.reference.khugepaged import (
 )
 from pgconform.reference.khugepaged import retract_page_tables as retract_6_6
 from pgconform.registry import resolve
-from pgconform.harness.scenario import Op, VmaSpec, WorldSpec, build_world, start_op
 from pgconform.sim.effects import (
     DownRead,
     DownWrite,
@@ -35,13 +35,11 @@ from pgconform.sim.effects import (
 )
 from pgconform.sim.errors import Violation
 from pgconform.versions import v6_5
-from tests.selftest.test_oracles import finish, pending_pte_table_load, run_to_end, step_until
+from tests.selftest.helpers import SHARED, finish, pending_pte_table_load, run_to_end, step_until
 
 V6_5 = v6_5.IMPLEMENTATION
 THP_ARCHES = ("x86_64", "x86_pae", "powerpc64", "s390", "sparc64")
 
-#: mm0 maps the 8-page shmem file, shared, at [4, 12); PMD 1 (file pages 0-3) has a table
-SHARED = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0),), prefault=((0, 4, False),))
 #: mm0 and mm1 both map it at [4, 12), each with a table at PMD 1
 TWO_MMS = WorldSpec(vmas=(VmaSpec(0, 4, 8, 0), VmaSpec(1, 4, 8, 0)),
                     prefault=((0, 4, False), (1, 4, False)))

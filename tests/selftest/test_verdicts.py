@@ -3,8 +3,9 @@ diagram and replay string of every zoo mutant, replay and determinism, the repor
 pictures and the known-failures file.
 
 The zoo's failures are replayed from ``pgconform/data/history_schedules.json`` (written by
-``bench/zoo_corpus.py`` from the conformance machines' own shrunk failures), so every mutant's
-verdict output is checked in every run, including the mutants whose random hunt takes minutes.
+``python -m pgconform corpus`` from the conformance machines' own shrunk failures), so every
+mutant's verdict output is checked in every run, including the mutants whose random hunt takes
+minutes.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.harness import replay, runs
 from pgconform.__main__ import main as cli
-from pgconform.implementation import ImplementationError, coerce_implementation
+from pgconform.harness import replay, runs
 from pgconform.harness.machines import make_machine
+from pgconform.implementation import ImplementationError, coerce_implementation
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.registry import resolve, zoo_names
 from pgconform.report.summary import (
@@ -38,18 +39,18 @@ from pgconform.report.summary import (
     to_markdown,
     tolerated_for,
 )
+from pgconform.report.trace import MAX_ROWS, count_rows
 from pgconform.sim import watchdog
 from pgconform.sim.errors import Violation
-from pgconform.report.trace import MAX_ROWS, count_rows
+from tests.selftest.helpers import run_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
-from miniatures import VERDICTS
+from miniatures import VERDICTS  # noqa: E402 - on the path just above
 
 CORPUS = json.loads((ROOT / "pgconform" / "data" / "history_schedules.json").read_text())
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin")
 
 
 # --- the miniatures: every way of misbehaving gets its verdict -------------------------------
@@ -132,7 +133,7 @@ def test_hang_of_the_reference_itself_is_reported_not_hung(monkeypatch):
 
 
 def test_corpus_has_every_mutant():
-    assert set(CORPUS) == set(zoo_names()), "run python bench/zoo_corpus.py for the missing ones"
+    assert set(CORPUS) == set(zoo_names()), "run python -m pgconform corpus for the missing ones"
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
@@ -282,13 +283,9 @@ def suite(pgconform_pytester, monkeypatch):
     return pgconform_pytester
 
 
-def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
-                                         "--hypothesis-seed=0", *args)
-
 
 def test_errored_implementation_report_summary_and_pictures(suite):
-    result = _run(suite, "--impl", "miniatures.raises:IMPL", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "miniatures.raises:IMPL", "--arch", "x86_64",
                   "--pgconform-report", "report.json", "--pgconform-trace-dir", "traces")
     result.assert_outcomes(failed=3)
     out = result.stdout.str()
@@ -317,7 +314,7 @@ class _Classes(HTMLParser):
 
 
 def test_report_as_markdown(suite):
-    result = _run(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
                   "-k", "shared and not uffd", "--pgconform-report", "report.md")
     result.assert_outcomes(failed=1)
     md = (suite.path / "report.md").read_text()
@@ -327,7 +324,7 @@ def test_report_as_markdown(suite):
 
 
 def test_nondeterminism_is_a_verdict_not_a_bare_flaky(suite):
-    result = _run(suite, "--impl", "miniatures.nondeterministic:IMPL", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "miniatures.nondeterministic:IMPL", "--arch", "x86_64",
                   "-k", "shared and not uffd", "--pgconform-report", "report.json")
     result.assert_outcomes(failed=1)
     assert "[impl.nondeterministic]" in result.stdout.str()
@@ -344,7 +341,7 @@ def test_xfails_file(suite):
         acct.rss s390    # an arch not judged here: warned about
         pt.double-free   # listed but never hit: warned about at the end
         """))
-    result = _run(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
+    result = run_suite(suite, "--impl", "zoo.retract_no_pmd_notifier", "--arch", "x86_64",
                   "--xfails-file", "known.txt", "-W", "always::pytest.PytestConfigWarning")
     result.assert_outcomes(xfailed=3)
     out = result.stdout.str()
@@ -356,19 +353,20 @@ def test_xfails_file(suite):
 
 def test_xfails_file_that_does_not_parse_is_a_usage_error(suite):
     suite.path.joinpath("known.txt").write_text("pt.leak x86_64 shared extra\n")
-    result = _run(suite, "--xfails-file", "known.txt")
+    result = run_suite(suite, "--xfails-file", "known.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "line 1: expected CLAUSE [ARCH [SCENARIO]]" in result.stderr.str()
 
 
 def test_missing_function_through_pytest_is_a_usage_error(suite):
-    result = _run(suite, "--impl", "miniatures.missing:IMPL")
+    result = run_suite(suite, "--impl", "miniatures.missing:IMPL")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pte_free_defer is NoneType, not a function" in result.stderr.str()
 
 
 def test_hanging_implementation_gets_a_verdict_through_pytest(suite):
-    result = _run(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k", "shared and not uffd")
+    result = run_suite(suite, "--impl", "miniatures.hangs:IMPL", "--arch", "x86_64", "-k",
+                       "shared and not uffd")
     result.assert_outcomes(failed=1)
     assert "[impl.hang]" in result.stdout.str()
 

@@ -1,4 +1,5 @@
-"""The kernel versions as implementations (``v1``, ``v2``, ``v6.6``, ``v7.0``) and the version matrix.
+"""The kernel versions as implementations (``v1``, ``v2``, ``v6.6``, ``v7.0``) and the version
+matrix.
 
 The expected matrix is history: v1 fails exactly where the v2 changelog says it was wrong, and
 nowhere else; v2 (with its later-found bugs declared), v6.6 and v7.0 pass everything the suite
@@ -11,14 +12,14 @@ import attrs
 import pytest
 
 from pgconform.harness import replay
-from pgconform.tools import matrix
+from pgconform.harness.sweep import default_bound, sweep
 from pgconform.implementation import ImplementationError
 from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.config import PLAIN_READS_ENV, PLAIN_READS_FORMS
 from pgconform.kernel.version import V6_6, V7_0, VERSIONS
 from pgconform.reference.arch import generic, powerpc
 from pgconform.registry import function_table, resolve
-from pgconform.harness.sweep import default_bound, sweep
+from pgconform.tools import matrix
 from pgconform.versions import v1, v2
 from pgconform.zoo import a1_powerpc_v1, a7_retract_no_anon_vma_recheck
 

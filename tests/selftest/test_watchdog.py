@@ -13,23 +13,23 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from pgconform.harness.sweep import sweep
 from pgconform.implementation import coerce_implementation
 from pgconform.sim import watchdog
 from pgconform.sim.errors import Hang
-from pgconform.harness.sweep import sweep
+from tests.selftest.helpers import PLUGIN_ARGS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))  # the miniatures package
 
-PLUGIN_ARGS = ("-p", "no:pgconform", "-p", "pgconform.plugin", "-p", "no:cacheprovider",
-               "-p", "no:xdist")
+#: the plugin, without the cache and xdist
+PLUGIN_NO_CACHE_NO_XDIST = (*PLUGIN_ARGS, "-p", "no:cacheprovider", "-p", "no:xdist")
 CONFORMANCE = (ROOT / "tests" / "conformance" / "test_conformance.py").read_text()
 EXHAUSTIVE = (ROOT / "tests" / "conformance" / "test_exhaustive.py").read_text()
 #: this checkout's pgconform (not an installed one) and the miniatures, in subprocesses
@@ -145,8 +145,9 @@ def test_reference_passes_on_a_loaded_machine_stopped_past_the_limit(pgconform_p
     try:
         with out.open("w") as f:
             child = subprocess.Popen(
-                [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-q", "-rs", "--arch", "x86_64",
-                 "-k", "shared and not uffd", "--impl", "reference", "test_conformance.py"],
+                [sys.executable, "-m", "pytest", *PLUGIN_NO_CACHE_NO_XDIST, "-q", "-rs", "--arch",
+                 "x86_64", "-k", "shared and not uffd", "--impl", "reference",
+                 "test_conformance.py"],
                 cwd=pgconform_pytester.path, env=env, stdout=f, stderr=subprocess.STDOUT)
         try:
             stopped = False
@@ -186,8 +187,9 @@ def suite(pgconform_pytester, monkeypatch):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess(*PLUGIN_ARGS, "--hypothesis-seed=0", "-rs", "--arch",
-                                         "x86_64", "-k", "shared and not uffd", *args, timeout=TIMEOUT_S)
+    return pytester.runpytest_subprocess(*PLUGIN_NO_CACHE_NO_XDIST, "--hypothesis-seed=0", "-rs",
+                                         "--arch", "x86_64", "-k", "shared and not uffd", *args,
+                                         timeout=TIMEOUT_S)
 
 
 def test_machine_hang_is_confirmed_and_a_verdict(suite):

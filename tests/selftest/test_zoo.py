@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pgconform.kernel.arch import ARCHES
 from pgconform.harness.machines import SCENARIOS, STEPS_PER_EXAMPLE, make_machine
+from pgconform.harness.sweep import sweep
+from pgconform.kernel.arch import ARCHES
 from pgconform.registry import resolve, zoo_names
 from pgconform.sim.errors import Violation
-from pgconform.harness.sweep import sweep
 
 #: seconds a mutant may take to be caught before the test fails: far above the medians (bench/:
 #: seconds), because the time to catch has a long tail and CI machines are shared
