@@ -89,7 +89,8 @@ def _sweep_task(task: tuple) -> dict:
     """The whole exhaustive sweep of ``spec`` on ``arch`` at ``bound``, every violation found
     (each is tolerated after it is recorded, so that the sweep goes on)."""
     spec, arch, bound = task
-    from pgconform.harness import replay, runs
+    from pgconform.harness import replay
+    from pgconform.harness import runs as records
     from pgconform.harness.sweep import sweep
     from pgconform.registry import resolve
 
