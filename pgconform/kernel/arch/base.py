@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 import attrs
 
-#: how PTE tables are packed in pages (kernel-series.md §1.10-§1.13)
+#: how PTE tables are packed in pages (6.6: mm/pgtable-generic.c, arch/powerpc/mm/pgtable-frag.c,
+#: arch/s390/mm/pgalloc.c, arch/sparc/mm/init_64.c)
 PAGE = "page"            # one table per page, pgtable_t is struct page * (generic)
 PAGE_PTE_T = "page-pte_t"  # one table per page, pgtable_t is pte_t * (sparc64; s390 since 6.7)
 FRAGMENTS = "fragments"  # PTE_FRAG_NR tables carved from a page, never reused (powerpc book3s64)
@@ -16,7 +17,8 @@ HALVES = "halves"        # two 2K tables per 4K page, halves reused (s390 up to 
 
 @attrs.frozen
 class ArchConfig:
-    """What an architecture configuration decides for this protocol (kernel-series.md §1.7, §6.4).
+    """What an architecture configuration decides for this protocol (the split ptlocks of
+    include/linux/mm.h and mm/Kconfig, the table layout, the RCU table freeing of mm/mmu_gather.c).
 
     ``allocator`` names the arch module of :mod:`pgconform.reference.arch` whose pte_alloc_one(),
     pte_free() and pte_free_defer() replace the generic ones, as an arch's own definitions do in the
