@@ -102,8 +102,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.kinds = self.op_kinds
         self.log: list[tuple[str, dict]] = []
         runs.last_machine = (type(self), self.log)
-        #: the operation the last start rule started, until its step is printed (_repr_step)
-        self.op_started = None
+        #: (lane, operation) started by the rule running now, until its step is printed
+        #: (_repr_step)
+        self.started_now: list = []
 
     def _build(self):
         """The world of this run, with the clauses of the known-failures file tolerated (counted
@@ -168,6 +169,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _start(self, op):
         lane = self._idle_lane()
         self.started.append((lane, op))
+        self.started_now.append((lane, op))
         _note(f"{lane}: {op}")  # the operation as run (the draws above pass through the swarm)
         return start_op(self.k, lane, op)
 
@@ -185,23 +187,28 @@ class ConformanceMachine(RuleBasedStateMachine):
         """Start an operation on the first idle CPU (``where`` picks the address, mostly in the
         run's hot PMD range).  A failing program prints the step as the operation it started
         (:meth:`_repr_step`)."""
-        self.op_started = make_op(self.world, self.hot, self.kinds, kind, mm, where, arg)
-        self._start(self.op_started)
+        self._start(make_op(self.world, self.hot, self.kinds, kind, mm, where, arg))
 
     def _repr_step(self, rule, data, result) -> str:
         """Hypothesis's line for a step of the failing program (it calls this once the rule has
-        run): a start step as the operation it started, in kernel terms,
-        ``state.start(op='khugepaged', mm=0, addr=0x4000, arg=1)`` (the kind the run's swarm
-        ran, the mm index, the user virtual address in hex), instead of the raw draws
-        (``where=17``, an index into the run's places), which stay what the strategies draw and
-        the replay strings record.  (A hook of Hypothesis's RuleBasedStateMachine, not in its
-        documented API: tests/selftest/test_failure_output.py checks the printed program.)"""
-        op, self.op_started = self.op_started, None
-        if rule.function.__name__ != "start" or op is None:
-            return super()._repr_step(rule, data, result)
+        run), in kernel terms where the rule started operations: a start step as the operation
+        it started, ``state.start(op='khugepaged', mm=0, addr=0x4000, arg=1)`` (the kind the
+        run's swarm ran, the mm index, the user virtual address in hex), instead of the raw
+        draws (``where=17``, an index into the run's places), which stay what the strategies
+        draw and the replay strings record; the initialisation step followed by a comment line
+        per operation it started (its ``primary`` and ``partner`` are raw draws too).  (A hook
+        of Hypothesis's RuleBasedStateMachine, not in its documented API:
+        tests/selftest/test_failure_output.py checks the printed program.)"""
+        started, self.started_now = self.started_now, []
+        if rule.function.__name__ == "start" and len(started) == 1:
+            return f"state.start({self._op_args(started[0][1])})"
+        line = super()._repr_step(rule, data, result)
+        return "\n".join([line, *(f"# {lane}: {self._op_args(op)}" for lane, op in started)])
+
+    def _op_args(self, op) -> str:
         # -1, "the newest mm", is the one start_op() picked when the rule ran
-        return (f"state.start(op={op.kind!r}, mm={op.mm % len(self.k.mms)}, "
-                f"addr={vaddr(op.addr)}, arg={op.arg})")
+        return (f"op={op.kind!r}, mm={op.mm % len(self.k.mms)}, addr={vaddr(op.addr)}, "
+                f"arg={op.arg}")
 
     @precondition(lambda self: self.k is not None and bool(self.k.m.runnable()))
     @rule(**ADVANCE_DRAWS)

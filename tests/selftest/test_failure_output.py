@@ -249,7 +249,8 @@ def test_verdict_text_of_distinct_failures():
 def test_the_printed_program_names_the_operation_and_its_address():
     """Hypothesis's program speaks kernel: a start step prints as the operation it starts (the
     kind the run's swarm ran, the mm, the user virtual address in hex), not as the raw draws
-    (``where=17``), while the replay string keeps the raw draws by the names it always had.
+    (``where=17``), and so do the operations the initialisation started (comment lines), while
+    the replay string keeps the raw draws by the names it always had.
     (The reference, with one more invariant that fails once the start rule has run.)"""
     from hypothesis import HealthCheck, settings
     from hypothesis.stateful import invariant, run_state_machine_as_test
@@ -267,12 +268,17 @@ def test_the_printed_program_names_the_operation_and_its_address():
         run_state_machine_as_test(Started, settings=settings(
             max_examples=100, database=None, derandomize=True, deadline=None,
             stateful_step_count=5, suppress_health_check=list(HealthCheck)))
-    program = getattr(excinfo.value, "__notes__", [])
+    program = "\n".join(getattr(excinfo.value, "__notes__", [])).splitlines()
     starts = [line for line in program if line.startswith("state.start(")]
     assert len(starts) == 1, program
     printed = re.fullmatch(r"state\.start\(op='(\w+)', mm=(\d), addr=(0x[0-9a-f]+), arg=(\d+)\)",
                            starts[0])
     assert printed and printed.group(1) in OP_KINDS, starts[0]
+    # the initialisation step is followed by the operations it started, in the same terms
+    after_init = program[next(i for i, line in enumerate(program)
+                              if line.startswith("state.init_world(")) + 1:]
+    assert re.fullmatch(r"# CPU0: op='\w+', mm=\d, addr=0x[0-9a-f]+, arg=\d+",
+                        next(line for line in after_init if not line.startswith(" "))), program
     # the operation the minimal run started, run again from its replay string's steps
     run = replay.decode(replay.encode(replay.latest_run()))
     (step,) = [kwargs for name, kwargs in run.steps if name == "start"]

@@ -499,10 +499,10 @@ def test_the_no_cpu_tlb_sweep_judges_pmdp_collapse_flush():
 
 def test_check_uffd_move_one_page_fails_on_a_longer_move(monkeypatch):
     """An operation moving two pages makes check_uffd_move_one_page fail."""
-    import pgconform.harness.scenario as scenario
+    import pgconform.harness.operations as operations
 
-    one_page = scenario.move_pages
-    monkeypatch.setattr(scenario, "move_pages",
+    one_page = operations.move_pages
+    monkeypatch.setattr(operations, "move_pages",
                         lambda k, mm, dst, src, n, mode=0: one_page(k, mm, dst, src, 2, mode))
     with pytest.raises(AssertionError):
         check_uffd_move_one_page()
