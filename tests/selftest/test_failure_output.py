@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pgconform.harness import replay
+from pgconform.harness import replay, runs
 from pgconform.oracle.clauses import CLAUSES
 from pgconform.plugin import verdict_text
 from pgconform.sim.errors import Violation
@@ -280,7 +280,7 @@ def test_the_printed_program_names_the_operation_and_its_address():
     assert re.fullmatch(r"# CPU0: op='\w+', mm=\d, addr=0x[0-9a-f]+, arg=\d+",
                         next(line for line in after_init if not line.startswith(" "))), program
     # the operation the minimal run started, run again from its replay string's steps
-    run = replay.decode(replay.encode(replay.latest_run()))
+    run = replay.decode(replay.encode(runs.latest_run()))
     (step,) = [kwargs for name, kwargs in run.steps if name == "start"]
     assert set(step) == {"kind", "mm", "where", "arg"}
     machine, _ = replay.run_steps(Started, run.steps[:[n for n, _ in run.steps].index(
