@@ -25,8 +25,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     (printing the verdict), 0 if it passes, 2 if the string or the implementation cannot be used
     or the string no longer applies (another format or model version; a step whose rule cannot
     run there, or a decision naming a task that cannot)."""
+    from pgconform.harness.replay import (
+        ReplayError,
+        SweepRun,
+        check_determinism,
+        decode,
+        replay_run,
+    )
     from pgconform.implementation import ImplementationError
-    from pgconform.harness.replay import ReplayError, SweepRun, check_determinism, decode, replay_run
 
     try:
         run = decode(args.string)

@@ -22,11 +22,11 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pgconform.harness import runs
+from pgconform.harness.operations import FREERS, OP_KINDS, freers_for, op_kinds_for, vaddr
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.implementation import Implementation
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.operations import FREERS, OP_KINDS, freers_for, op_kinds_for, vaddr
-from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Hang, Violation
 from pgconform.sim.machine import Machine
 from pgconform.sim.policies.pct import run_pct

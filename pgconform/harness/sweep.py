@@ -21,16 +21,16 @@ from collections.abc import Iterator
 
 import attrs
 
+from pgconform.harness import runs
+from pgconform.harness.operations import FREERS, KINDS, OP_KINDS, Op, op_kinds_for
+from pgconform.harness.operations import freers_for as kinds_freeing
+from pgconform.harness.runs import Replayed, ReplayError, StaleReplay, judged_implementation
+from pgconform.harness.scenario import build_world, start_op
 from pgconform.kernel.arch import ARCHES
 from pgconform.kernel.config import PLAIN_READS_ENV, plain_reads_form
 from pgconform.kernel.version import VERSIONS
 from pgconform.oracle.state import check_end_state
-from pgconform.harness.operations import FREERS, KINDS, OP_KINDS, Op, op_kinds_for
-from pgconform.harness.operations import freers_for as kinds_freeing
-from pgconform.harness.scenario import build_world, start_op
 from pgconform.sim.errors import Violation
-from pgconform.harness import runs
-from pgconform.harness.runs import Replayed, ReplayError, StaleReplay, judged_implementation
 from pgconform.sim.policies.exhaustive import Exploration, explore
 from pgconform.sim.policies.replay import Diverged, Replay
 from pgconform.strategies.sweep_worlds import WORLD_NEEDS, WORLDS, worlds_for
@@ -208,11 +208,11 @@ def sweep(impl, arch: str, worlds=tuple(WORLDS), bound: int | None = None,
             if r.violation is not None:
                 v = r.violation
                 run = runs.SweepRun(spec or impl.name, arch, pair.world, pair.first,
-                                      pair.second, tuple(r.decisions))
+                                    pair.second, tuple(r.decisions))
                 # a hang was confirmed by running its schedule again (explore), and a replay
                 # of it here would run outside the watchdog
                 odd = (runs.compare_replays(
-                    lambda: replay_schedule(run, impl, tolerated), expected=v.clause)
+                    lambda run=run: replay_schedule(run, impl, tolerated), expected=v.clause)
                        if v.clause not in ("impl.nondeterministic", "impl.hang") else None)
                 if odd is not None:  # shown with the diagram of the run that failed
                     odd.machine, v = v.machine, odd

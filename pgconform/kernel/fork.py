@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.memory import mapped_pte
 from pgconform.kernel.mmap import mmput
 from pgconform.kernel.mmu_notifier import (
@@ -45,7 +46,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import pte_map_rw_as
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, IpiSync, Load, Lock, Store, Unlock, UpWrite
 
 ENOMEM = -12

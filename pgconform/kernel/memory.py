@@ -21,6 +21,7 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.arch.arm import update_mmu_cache_range
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter, mm_counter_file
 from pgconform.kernel.mmu_gather import (
     pt_reclaim_enabled,
@@ -50,7 +51,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes, pte_alloc
 from pgconform.kernel.pgtable import pte_map_rw_as, set_pmd
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Unlock, UpRead
 
 VM_FAULT_OK = 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.memory import pte_write_allowed
 from pgconform.kernel.objects import (
     PTE_MARKER_GUARD,
@@ -41,7 +42,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 
 MM_CP_TRY_CHANGE_WRITABLE = 1

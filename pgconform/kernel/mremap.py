@@ -37,6 +37,7 @@ contexts have no UFFD_FEATURE_EVENT_REMAP, so the new VMA loses its userfaultfd 
 
 from __future__ import annotations
 
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.memory import __split_huge_pmd
 from pgconform.kernel.mmap import do_vmi_munmap
 from pgconform.kernel.mmu_notifier import (
@@ -57,7 +58,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import pgtable_table, pte_alloc
 from pgconform.kernel.pgtable import flush_tlb_range, pte_map_rw_as, set_pmd
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownWrite, Load, Lock, Store, Unlock, UpWrite
 
 EFAULT, EINVAL, ENOMEM, EAGAIN = -14, -22, -12, -11

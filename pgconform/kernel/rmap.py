@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.filemap import PageCacheGet, folio_put, mm_counter
 from pgconform.kernel.memory import pte_install_uffd_wp_if_needed
 from pgconform.kernel.mmu_notifier import (
@@ -19,7 +20,6 @@ from pgconform.kernel.mmu_notifier import (
 )
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_present
 from pgconform.kernel.pgtable import pte_map_rw_as
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.sim.effects import Atomic, DownRead, Load, Lock, Store, Trylock, Unlock, UpRead
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pgconform.kernel.arch.base import HALVES, ArchConfig
 from pgconform.kernel.arch.x86 import X86_64
 from pgconform.kernel.config import Geometry, plain_reads_form
+from pgconform.kernel.hooks import Hooks
 from pgconform.kernel.objects import (
     VM_SHARED,
     VM_WRITE,
@@ -28,7 +29,6 @@ from pgconform.kernel.objects import (
     TablePmd,
     Vma,
 )
-from pgconform.kernel.hooks import Hooks
 from pgconform.kernel.pgtable import pae_compose
 from pgconform.kernel.version import V6_6, KernelVersion
 from pgconform.sim.machine import Machine

@@ -20,7 +20,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.sim.names import plumbing
 
-
 #: lifecycle of a PTE table page: allocated by pte_alloc_one and ctor'd,
 #: linked into a PMD, detached (PMD cleared), deferred (waiting for a grace period), freed.
 ALLOCATED, LINKED, DETACHED, DEFERRED = "allocated", "linked", "detached", "deferred"

@@ -8,6 +8,7 @@ table by RCU", plus a98460494b16 "fix collapse_pte_mapped_thp() versus uffd").
 
 from __future__ import annotations
 
+from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.filemap import PageCacheGet, folio_get, folio_put, mm_counter_file
 from pgconform.kernel.khugepaged_scan import (
     _file_range,
@@ -30,7 +31,6 @@ from pgconform.kernel.objects import (
 )
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
 from pgconform.kernel.pgtable import mm_find_pmd
-from pgconform.kernel.arch.powerpc import assert_pte_locked
 from pgconform.kernel.rmap import try_to_unmap
 from pgconform.sim.effects import (
     Atomic,

@@ -13,11 +13,11 @@ The rest (mfill_atomic_pte(), move_pages(), move_present_ptes()) is the environm
 from __future__ import annotations
 
 from pgconform.kernel.filemap import folio_get, folio_put
+from pgconform.kernel.memory import anon_vma_prepare
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
-from pgconform.kernel.memory import anon_vma_prepare
 from pgconform.kernel.objects import pmd_none, pmd_trans_huge, pte_none, pte_present
 from pgconform.kernel.pgalloc import __pte_alloc
 from pgconform.kernel.userfaultfd import (

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pgconform.kernel.config import Geometry
 from pgconform.harness.scenario import FILE_PAGES, VmaSpec, WorldSpec
+from pgconform.kernel.config import Geometry
 
 GEO = Geometry()
 

@@ -57,9 +57,11 @@ def _machine_task(task: tuple) -> dict:
         counter = {"runs": 0}
 
         class Soak(cls):
+            counted = counter  # this seed's count, bound when the class is made
+
             def _finish(self):
                 super()._finish()
-                counter["runs"] += 1
+                self.counted["runs"] += 1
 
         Soak.__name__ = Soak.__qualname__ = cls.__name__
         records.last_failure = None

@@ -24,7 +24,11 @@ from __future__ import annotations
 from pgconform.alt import powerpc_v2
 from pgconform.implementation import Implementation
 from pgconform.kernel.arch import arches_except
-from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
+from pgconform.kernel.mprotect import (
+    PLAIN_READ_RACE,
+    PLAIN_READ_RACE_CONSEQUENCES,
+    PLAIN_READ_RACE_WHY,
+)
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import collapse_pte_mapped_thp_as
 from pgconform.zoo import s390_v2_posted

@@ -36,8 +36,6 @@ d50791c2bee9 (11) and cf95e337cb63 (12), read in the v3 postings
 from __future__ import annotations
 
 from pgconform.implementation import Implementation
-from pgconform.reference import POISON_LOST_CONSEQUENCES
-from pgconform.reference.khugepaged import madvise_collapse_as
 from pgconform.kernel.filemap import folio_put, mm_counter_file
 from pgconform.kernel.khugepaged_scan import _file_range, hpage_collapse_scan_file
 from pgconform.kernel.mmu_notifier import (
@@ -46,6 +44,7 @@ from pgconform.kernel.mmu_notifier import (
 )
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge, pte_none
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
+from pgconform.reference import POISON_LOST_CONSEQUENCES
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,
     SCAN_PAGE_COMPOUND,
@@ -60,6 +59,7 @@ from pgconform.reference.khugepaged import (
     _maybe_install_pmd,
     _not_hpage_subpage,
     collapse_file_as,
+    madvise_collapse_as,
     set_huge_pmd,
     userfaultfd_wp,
 )

@@ -32,10 +32,14 @@ from __future__ import annotations
 from pgconform.implementation import Implementation
 from pgconform.kernel.arch import arches_except, arches_where
 from pgconform.kernel.filemap import folio_put, mm_counter_file
-from pgconform.kernel.mprotect import PLAIN_READ_RACE, PLAIN_READ_RACE_CONSEQUENCES, PLAIN_READ_RACE_WHY
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
+)
+from pgconform.kernel.mprotect import (
+    PLAIN_READ_RACE,
+    PLAIN_READ_RACE_CONSEQUENCES,
+    PLAIN_READ_RACE_WHY,
 )
 from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes

@@ -9,8 +9,8 @@ pmd_populate() links pmd_pgtable() of a none PMD into the new slot.  Fixed by 6f
 
 from pgconform.implementation import Implementation
 from pgconform.kernel.arch import arches_where
-from pgconform.reference.mremap import move_normal_pmd_as
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
+from pgconform.reference.mremap import move_normal_pmd_as
 
 
 def move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):

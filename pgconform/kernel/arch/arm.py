@@ -22,7 +22,6 @@ from pgconform.kernel.arch.base import ArchConfig
 from pgconform.kernel.objects import pte_present
 from pgconform.sim.effects import Atomic, Load, Lock, Store, Unlock
 
-
 #: 32-bit arm with a VIVT cache (ARMv4/v5, the only CPUs where fault-armv.c's make_coherent()
 #: runs): update_mmu_cache() calls make_coherent() -> adjust_pte() on shared aliases
 #: (arch/arm/mm/fault-armv.c, 6.6, de2e4626c706).  SPLIT_PTLOCK_CPUS is 999999 for ARM without

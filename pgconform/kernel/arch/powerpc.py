@@ -16,7 +16,6 @@ from pgconform.kernel.objects import pmd_none
 from pgconform.kernel.pgtable import pte_map_ro_as
 from pgconform.sim.effects import Load, SpinIsLocked
 
-
 #: powerpc book3s64: PTE tables are fragments of a page carved in order through the per-mm
 #: mm->context.pte_frag, never reused; the split ptlock is the page's, shared by its fragments
 #: (arch/powerpc/mm/pgtable-frag.c, 6.6).

@@ -37,6 +37,7 @@ from pgconform.sim.machine import trace_rows
 from pgconform.sim.policies.replay import CALLBACK, Diverged, Replay
 from pgconform.sim.watchdog import first_timeout_s, hang_verdict, watchdog
 
+
 @attrs.define
 class Exploration:
     """What an exploration covered."""
