@@ -45,8 +45,8 @@ byte reaches 0, so the oracles judge every reuse and free.
 from __future__ import annotations
 
 from pgconform.implementation import Implementation
+from pgconform.kernel.list import list_add, list_del_init
 from pgconform.kernel.objects import PtePtr
-from pgconform.kernel.pgtable import list_add, list_del_init
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.arch.generic import table_address
 from pgconform.sim.effects import Atomic, CallRcu, Lock, Unlock

@@ -41,7 +41,8 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgalloc import pte_alloc
-from pgconform.kernel.pgtable import flush_tlb_range, set_pmd
+from pgconform.kernel.pgtable import set_pmd
+from pgconform.kernel.tlbflush import flush_tlb_range
 from pgconform.sim.effects import Atomic, DownWrite, Load, Store, Unlock, UpWrite
 
 MM_CP_TRY_CHANGE_WRITABLE = 1

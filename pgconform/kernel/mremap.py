@@ -57,7 +57,8 @@ from pgconform.kernel.objects import (
     table_pmd,
 )
 from pgconform.kernel.pgalloc import pgtable_table, pte_alloc
-from pgconform.kernel.pgtable import flush_tlb_range, pte_map_rw_as, set_pmd
+from pgconform.kernel.pgtable import pte_map_rw_as, set_pmd
+from pgconform.kernel.tlbflush import flush_tlb_range
 from pgconform.sim.effects import Atomic, DownWrite, Load, Lock, Store, Unlock, UpWrite
 
 EFAULT, EINVAL, ENOMEM, EAGAIN = -14, -22, -12, -11

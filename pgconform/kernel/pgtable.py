@@ -1,9 +1,12 @@
-"""Architecture-level PMD writes and TLB flushes that every modelled path goes through.
+"""The page-table accessors every modelled path goes through (include/linux/pgtable.h and the
+arch's asm/pgtable.h, Linux 6.6): PMD stores and clears, and how a caller maps a PTE table without
+locking it in the kernel version it runs in.
 
 ``set_pmd`` is how the model stores a PMD entry: one word on 64-bit architectures; on x86-32 PAE
 two 32-bit stores in the order arch/x86/include/asm/pgtable-3level.h (6.6) uses, so a lockless
-reader can observe the halves of two different values.  ``flush_tlb_range`` is where x86 interrupts
-the CPUs running the mm and waits for them.
+reader can observe the halves of two different values.  TLB flushes are in
+:mod:`pgconform.kernel.tlbflush`, the pt_list operations in :mod:`pgconform.kernel.list`,
+mm_find_pmd() in :mod:`pgconform.kernel.rmap`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import attrs
 
 from pgconform.kernel.objects import Half, HugePmd, TablePmd, TornPmd
-from pgconform.sim.effects import Atomic, Effect, IpiSync, Store
+from pgconform.sim.effects import Effect, Store
 
 #: PAE: how many page frames share one value of the low half.  Physical frame numbers above it
 #: differ only in the high half from a frame below, which is what makes a torn read possible.
@@ -93,55 +96,6 @@ def pmd_clear(k, pmdp):
     lo, hi = pae_split(None)
     yield Store(halves, 2 * pmdp.idx, lo)
     yield Store(halves, 2 * pmdp.idx + 1, hi)
-
-
-def flush_tlb_range(k, vma, start, end):
-    """flush_tlb_range() (arch/x86/mm/tlb.c flush_tlb_mm_range(), 6.6): on x86 an IPI to the other
-    CPUs in mm_cpumask, waiting for each (so it waits out their IRQ-disabled sections); other
-    architectures invalidate by broadcast and interrupt nobody."""
-    if k.arch.tlb_flush_ipi:
-        yield IpiSync(vma.mm, f"flush_tlb_range({vma!r}, {start}, {end})  [IPI mm_cpumask, wait]")
-
-
-# ------------------------------------------------------------------------------------------------
-# pt_list: the list linkage of a page-table page (s390 pgtable_list), overlaid by its rcu_head.
-# Called inside an Atomic effect (``m``, ``t`` of the running step); each announces the list
-# operation (the oracles check that the storage is not in use by a queued rcu_head and that a page
-# is on at most one list).
-
-
-def list_add(m, t, page, lst: list, tail: bool) -> None:
-    """list_add()/list_add_tail() of ``page`` through its pt_list."""
-    page.hooks.pt_list_op(m, t, page, "list_add_tail" if tail else "list_add")
-    if tail:
-        lst.append(page)
-    else:
-        lst.insert(0, page)
-    page.on_list = lst
-
-
-def list_del_init(m, t, page) -> None:
-    """list_del_init() of ``page``'s pt_list (a no-op on a page that is on no list)."""
-    page.hooks.pt_list_op(m, t, page, "list_del_init")
-    if page.on_list is not None:
-        page.on_list.remove(page)
-        page.on_list = None
-
-
-# ------------------------------------------------------------------------------------------------
-# walking down to the PMD
-
-
-def _find_pmd(m, t, k, mm, addr):
-    k.hooks.mm_find_pmd(m, t, k, mm, addr)
-    return mm.pmd_offset(addr, k.geo)
-
-
-def mm_find_pmd(k, mm, addr):
-    """mm/rmap.c: mm_find_pmd() (6.6): the walk pgd -> p4d -> pud down to the pmd entry for
-    ``addr``.  The upper-level tables it reads are freed by free_pgtables() (munmap, exit) once no
-    VMA covers them, so the walker must hold what keeps such a VMA in place."""
-    return (yield Atomic(f"mm_find_pmd({mm!r}, {addr})", _find_pmd, (k, mm, addr), touches=(mm,)))
 
 
 def pte_map_ro_as(k, mm, pmdp, addr):

@@ -153,3 +153,14 @@ def folio_referenced(k, file, index):
     folio_put(k, folio)
     return "ok"
 
+
+def _find_pmd(m, t, k, mm, addr):
+    k.hooks.mm_find_pmd(m, t, k, mm, addr)
+    return mm.pmd_offset(addr, k.geo)
+
+
+def mm_find_pmd(k, mm, addr):
+    """mm/rmap.c: mm_find_pmd() (6.6): the walk pgd -> p4d -> pud down to the pmd entry for
+    ``addr``.  The upper-level tables it reads are freed by free_pgtables() (munmap, exit) once no
+    VMA covers them, so the walker must hold what keeps such a VMA in place."""
+    return (yield Atomic(f"mm_find_pmd({mm!r}, {addr})", _find_pmd, (k, mm, addr), touches=(mm,)))

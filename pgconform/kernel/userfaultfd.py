@@ -41,7 +41,8 @@ from pgconform.kernel.objects import (
     pte_none,
 )
 from pgconform.kernel.pgalloc import __pte_alloc, pte_alloc
-from pgconform.kernel.pgtable import flush_tlb_range, mm_find_pmd
+from pgconform.kernel.rmap import mm_find_pmd
+from pgconform.kernel.tlbflush import flush_tlb_range
 from pgconform.sim.effects import (
     Atomic,
     DownRead,

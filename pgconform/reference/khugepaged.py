@@ -30,8 +30,7 @@ from pgconform.kernel.objects import (
     pte_present,
 )
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
-from pgconform.kernel.pgtable import mm_find_pmd
-from pgconform.kernel.rmap import try_to_unmap
+from pgconform.kernel.rmap import mm_find_pmd, try_to_unmap
 from pgconform.sim.effects import (
     Atomic,
     DownRead,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pgconform.kernel.mremap import _pmd_populate_moved, have_move_pmd
 from pgconform.kernel.objects import TablePmd, pmd_none
-from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, set_pmd
+from pgconform.kernel.pgtable import pmd_clear, set_pmd
+from pgconform.kernel.tlbflush import flush_tlb_range
 from pgconform.sim.effects import Atomic, Load, Lock, Unlock
 
 

@@ -9,7 +9,8 @@ variants return ``(pte, ptl)``; ``pte`` is None where the kernel returns NULL.
 from __future__ import annotations
 
 from pgconform.kernel.objects import PtePtr, pmd_none, pmd_trans_huge
-from pgconform.kernel.pgtable import flush_tlb_range, pae_compose, set_pmd
+from pgconform.kernel.pgtable import pae_compose, set_pmd
+from pgconform.kernel.tlbflush import flush_tlb_range
 from pgconform.sim.effects import (
     CallRcu,
     IpiSync,

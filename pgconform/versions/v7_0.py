@@ -43,7 +43,7 @@ from pgconform.kernel.mprotect import (
 )
 from pgconform.kernel.objects import VMA_MAYBE_GUARD, pmd_none, pmd_trans_huge
 from pgconform.kernel.pgalloc import mm_dec_nr_ptes
-from pgconform.kernel.pgtable import mm_find_pmd
+from pgconform.kernel.rmap import mm_find_pmd
 from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import (
     SCAN_FAIL,

@@ -28,7 +28,7 @@ def test_readme_sections_in_order():
     sections = re.findall(r"^## (.+)$", README, flags=re.MULTILINE)
     assert sections == ["Quickstart", "Selecting the implementation", "What is covered",
                         "Model limits", "Interpreting a failure", "Judging your own implementation",
-                        "CI", "Configuration"]
+                        "CI", "Where things are", "Configuration"]
 
 
 def _help_options() -> list[str]:

@@ -419,7 +419,8 @@ def move_normal_pmd_plain(k, vma, old_addr, new_addr, old_pmd, new_pmd):
     from pgconform.kernel.mremap import have_move_pmd
     from pgconform.kernel.objects import TablePmd, pmd_none, table_pmd
     from pgconform.kernel.pgalloc import pgtable_table
-    from pgconform.kernel.pgtable import flush_tlb_range, pmd_clear, set_pmd
+    from pgconform.kernel.pgtable import pmd_clear, set_pmd
+    from pgconform.kernel.tlbflush import flush_tlb_range
     from pgconform.sim.effects import Load, Lock, Unlock
 
     mm = vma.mm

@@ -11,7 +11,7 @@ period.  pgtable_t is the table's address (unsigned long *).
 
 from __future__ import annotations
 
-from pgconform.kernel.pgtable import list_add, list_del_init
+from pgconform.kernel.list import list_add, list_del_init
 from pgconform.reference.arch.generic import table_address
 from pgconform.sim.effects import Atomic, CallRcu, Lock, Unlock
 
