@@ -1,24 +1,31 @@
 """pgconform: a conformance suite for the lockless page-table protocol of Linux.
 
-The package wires its layers together here, where every import of any of its modules passes
-first: the engine's verdicts (:class:`pgconform.sim.errors.Violation`) are put into words by the
-report (:mod:`pgconform.report.verdict`: the clause statement, the race diagram, the replay
-command), so that the engine imports nothing above it.  The report is imported when the first
-verdict is put into words, so that importing the registry or the plugin imports no model.
+The package wires its layers here, importing nothing until it is used (the pytest plug-in loads
+the package in every pytest run of the environment): the engine's verdicts
+(:class:`pgconform.sim.errors.Violation`) are put into words by :data:`presenter`, which is the
+report's (:mod:`pgconform.report.verdict`: the clause statement, the race diagram, the replay
+command), so that the engine imports nothing above it.
 """
 
-from pgconform.sim.errors import Presenter as _Presenter
-from pgconform.sim.errors import Violation as _Violation
 
+class _Presenter:
+    """The report's presenter, imported at its first use."""
 
-class _ReportPresenter(_Presenter):
-    """The report's presenter, imported on first use."""
-
-    def __getattribute__(self, name):
+    def statement(self, clause):
         from pgconform.report.verdict import PRESENTER
 
-        _Violation.presenter = PRESENTER
-        return getattr(PRESENTER, name)
+        return PRESENTER.statement(clause)
+
+    def diagram(self, violation):
+        from pgconform.report.verdict import PRESENTER
+
+        return PRESENTER.diagram(violation)
+
+    def replay(self, run):
+        from pgconform.report.verdict import PRESENTER
+
+        return PRESENTER.replay(run)
 
 
-_Violation.presenter = _ReportPresenter()
+#: how the engine's verdicts are put into words (read by pgconform.sim.errors)
+presenter = _Presenter()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class Presenter:
     """How a verdict is put into words beyond its own message: the statement of its clause, the
     race diagram of the run it was raised in, the command that replays that run.  The engine
     knows none of them (the clause catalogue, the renderer and the replay strings are the layers
-    above it): they install theirs as :attr:`Violation.presenter` (``pgconform/__init__.py``).
-    This one says nothing more."""
+    above it): the package that holds the engine installs its presenter as its ``presenter``
+    attribute (``pgconform/__init__.py``), or one is set as :attr:`Violation.presenter`.  This one
+    says nothing more."""
 
     def statement(self, clause: str) -> str | None:
         """The one-line statement of ``clause``, if it has one."""
@@ -36,8 +39,8 @@ class Violation(AssertionError):
 
     #: "failed" (wrong behaviour) or "errored" (the implementation misbehaved as code)
     outcome = "failed"
-    #: puts verdicts into words (installed by the layers above the engine)
-    presenter: Presenter = Presenter()
+    #: puts verdicts into words (None: the top package's ``presenter``, else :class:`Presenter`)
+    presenter: Presenter | None = None
 
     def __init__(self, clause: str, message: str, *, task=None, obj=None):
         super().__init__(f"[{clause}] {message}")
@@ -56,7 +59,7 @@ class Violation(AssertionError):
         if self._diagram is None:
             if self.machine is None:
                 return ""
-            self._diagram = self.presenter.diagram(self)
+            self._diagram = self._presenter().diagram(self)
         return self._diagram
 
     @diagram.setter
@@ -68,17 +71,23 @@ class Violation(AssertionError):
         if self._context is None:
             if self.run is None:
                 return []
-            self._context = [self.judged, self.presenter.replay(self.run)]
+            self._context = [self.judged, self._presenter().replay(self.run)]
         return self._context
 
     @context.setter
     def context(self, lines: list[str]) -> None:
         self._context = lines
 
+    def _presenter(self) -> Presenter:
+        if self.presenter is not None:
+            return self.presenter
+        top = sys.modules.get(__name__.partition(".")[0])
+        return getattr(top, "presenter", None) or _SILENT
+
     def headline(self) -> str:
         """The violation, the clause's statement and the object it concerns."""
         lines = [f"[{self.clause}] {self.message}"]
-        statement = self.presenter.statement(self.clause)
+        statement = self._presenter().statement(self.clause)
         if statement:
             lines.append(f"  clause {self.clause}: {statement}")
         if self.obj is not None:
@@ -92,6 +101,9 @@ class Violation(AssertionError):
         if self.context:
             parts.append("\n".join(self.context))
         return "\n\n".join(parts)
+
+
+_SILENT = Presenter()
 
 
 class ImplementationErrored(Violation):
