@@ -19,7 +19,6 @@ import ast
 import pathlib
 from collections.abc import Iterator
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "pgconform"
 
@@ -240,9 +239,6 @@ def test_the_harness_replay_circle_is_broken():
         "pgconform.harness.runs"]
 
 
-@pytest.mark.xfail(strict=False, reason="cycles outside the engine and the harness (the model and "
-                   "the oracles, the implementation and the reference) are being broken in "
-                   "other branches of issue 15")
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
     assert not cycles(graph), "import cycles:\n" + describe_cycles(graph)
