@@ -4,15 +4,18 @@
 ``IMPL`` frees the retracted table at once with ``pte_free()``, as 6.5 could under mmap_lock
 for write, although 6.6 retracts under i_mmap_rwsem for read only: a fault that read the PMD
 locklessly still holds a pointer to the table.  ``FIXED`` defers the free with
-``pte_free_defer()``, as the series does.  Judge either with
+``pte_free_defer()``, as the series does, and declares the finding 6.6 has in that function.
+Judge either with
 
     pytest tests/conformance --impl examples.myretract:IMPL
 """
 
+from pgconform.implementation import Implementation
 from pgconform.kernel.mmu_notifier import (
     mmu_notifier_invalidate_range_end,
     mmu_notifier_invalidate_range_start,
 )
+from pgconform.reference import POISON_KNOWN_CONSEQUENCES, POISON_KNOWN_VIOLATIONS
 from pgconform.reference.khugepaged import (
     SCAN_SUCCEED,
     i_mmap_lock_read,
@@ -70,4 +73,12 @@ def retract_page_tables_fixed(k, mapping, pgoff):
 
 
 IMPL = {"retract_page_tables": retract_page_tables}
-FIXED = {"retract_page_tables": retract_page_tables_fixed}
+#: The fix, as an Implementation: a faithful port of 6.6 also has 6.6's own finding there (a poison
+#: marker that UFFDIO_POISON put in the table is freed with it: the checks under the ptl do not
+#: look for one), which it declares as the reference does, so that a verdict is about the free.
+FIXED = Implementation(
+    name="examples.myretract:FIXED",
+    overrides={"retract_page_tables": retract_page_tables_fixed},
+    known_violations=POISON_KNOWN_VIOLATIONS,
+    known_consequences=POISON_KNOWN_CONSEQUENCES,
+)

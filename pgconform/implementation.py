@@ -310,6 +310,9 @@ def checked(name: str, fn: Callable[..., Any], check=None) -> Callable[..., Any]
 
     checked_call.__wrapped__ = fn  # the implementation's own code
     checked_call.__name__ = checked_call.__qualname__ = name
+    # a call path names the kernel function the model called (``clause@function`` known
+    # violations, the diagram), whatever the Python name of the implementation's function
+    checked_call.__code__ = checked_call.__code__.replace(co_name=name, co_qualname=name)
     return checked_call
 
 

@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from pgconform.implementation import (
     Implementation,
     ImplementationError,
@@ -179,4 +181,34 @@ def resolve(spec: str) -> Implementation:
             "or give module:attr"
         )
     obj = _import_target(spec, target)
-    return coerce_implementation(obj, spec)
+    impl = coerce_implementation(obj, spec)
+    # a table of functions (a mapping, a module) cannot declare anything: it is judged in the
+    # kernel around it with that kernel's declared findings; an Implementation declares its own
+    return impl if isinstance(obj, Implementation) else with_the_kernels_findings(impl)
+
+
+def with_the_kernels_findings(impl: Implementation) -> Implementation:
+    """``impl`` (a table of functions) with the findings the reference declares in the 6.6
+    kernel around it, for the functions ``impl`` does not replace.
+
+    An implementation replaces some functions and runs with the reference's for the rest
+    (:func:`function_table`).  A known bug of the reference's own functions (the poison markers
+    ``collapse_pte_mapped_thp()`` frees, a plain-read race in ``change_pmd_range()``: each
+    declared scoped to its function, ``clause@function``) is then not the implementation's bug,
+    and is declared for it too, with its consequences.  A finding in a function it does replace
+    is judged: its version may have the bug or not, and it declares what it knows.  Only in the
+    reference's kernel (``Implementation.kernel``); a declaration of its own wins."""
+    from pgconform.reference import IMPLEMENTATION as REFERENCE
+
+    if impl is REFERENCE or impl.kernel != REFERENCE.kernel:
+        return impl
+    replaced = set(impl.overrides).union(*(set(o) for o in impl.arch_overrides.values()))
+    inherited = {key: why for key, why in REFERENCE.known_violations.items()
+                 if key.partition("@")[2] and key.partition("@")[2] not in replaced
+                 and key not in impl.known_violations}
+    if not inherited:
+        return impl
+    consequences = {key: REFERENCE.known_consequences[key] for key in inherited
+                    if key in REFERENCE.known_consequences}
+    return attrs.evolve(impl, known_violations={**inherited, **impl.known_violations},
+                        known_consequences={**consequences, **impl.known_consequences})

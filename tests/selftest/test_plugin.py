@@ -497,6 +497,11 @@ def test_resolve_errors(spec, fragment):
     assert fragment in str(excinfo.value)
 
 
+def _stand_in_pte_offset_map_lock(k, mm, pmd, addr):
+    return None
+    yield
+
+
 def _fake_module(monkeypatch, name: str, **attrs) -> None:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -525,6 +530,31 @@ def test_resolve_dict_module_and_implementation(monkeypatch):
     assert registry.resolve("pgconform_selftest_impl:nested.TABLE").overrides == from_dict.overrides
     from_module = registry.resolve("pgconform_selftest_mod:")
     assert dict(from_module.overrides) == {"pte_offset_map_lock": pte_offset_map_lock}
+
+
+def test_a_table_of_functions_inherits_the_kernels_findings_outside_what_it_replaces(monkeypatch):
+    """A mapping or module is judged with the findings the reference declares in the functions it
+    does not replace (they are the 6.6 kernel's); the ones in a function it replaces are judged;
+    an Implementation declares its own and is left as it is."""
+    from pgconform.reference import IMPLEMENTATION as REFERENCE
+
+    def retract_page_tables(k, mapping, pgoff):
+        return None
+        yield
+
+    impl = Implementation(name="mine", overrides={"retract_page_tables": retract_page_tables})
+    _fake_module(monkeypatch, "pgconform_selftest_findings",
+                 TABLE={"retract_page_tables": retract_page_tables}, IMPL=impl,
+                 NOTHING={"pte_offset_map_lock": _stand_in_pte_offset_map_lock})
+    table = registry.resolve("pgconform_selftest_findings:TABLE")
+    scoped = {key.partition("@")[2] for key in table.known_violations}
+    assert "collapse_pte_mapped_thp" in scoped and "change_pmd_range" in scoped
+    assert "retract_page_tables" not in scoped  # replaced: judged
+    assert set(table.known_consequences) <= set(table.known_violations)
+    assert table.known_violations.items() <= REFERENCE.known_violations.items()
+    assert registry.resolve("pgconform_selftest_findings:IMPL") is impl
+    untouched = registry.resolve("pgconform_selftest_findings:NOTHING")
+    assert untouched.known_violations == REFERENCE.known_violations
 
 
 def test_import_error_inside_the_module_is_reported(monkeypatch, tmp_path):
