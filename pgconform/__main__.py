@@ -81,12 +81,12 @@ DELEGATED = {
                                  "workers, time to catch each mutant; --json PATH, --quick"),
     "windows": ("pgconform.tools.windows", "which race windows of the reference a run reaches "
                                      "(coverage.py)"),
-    "matrix": ("pgconform.tools.matrix", "the version matrix: which clauses each kernel version fails "
-                                   "on which arch"),
-    "soak": ("pgconform.tools.soak", "judge an implementation at volume (machines and sweep on every "
-                               "arch) and write the figures"),
-    "userrun": ("pgconform.tools.userrun", "judge each zoo mutant by the conformance command a user "
-                                     "types, with no stored examples"),
+    "matrix": ("pgconform.tools.matrix", "the version matrix: which clauses each kernel version "
+                                         "fails on which arch"),
+    "soak": ("pgconform.tools.soak", "judge an implementation at volume (machines and sweep on "
+                                     "every arch) and write the figures"),
+    "userrun": ("pgconform.tools.userrun", "judge each zoo mutant by the conformance command a "
+                                           "user types, with no stored examples"),
     "corpus": ("pgconform.tools.corpus", "hunt each zoo mutant and store the replay string of its "
                                    "shrunk failure in the package's history_schedules.json"),
     "craft": ("pgconform.tools.craft", "search structured schedules for one that fails a mutant "

@@ -1,4 +1,5 @@
-"""The plug-in interface: an implementation of the series is a table of functions keyed by kernel name.
+"""The plug-in interface: an implementation of the series is a table of functions keyed by kernel
+name.
 
 An :class:`Implementation` overrides any subset of :data:`SERIES_FUNCTIONS`; every function it does
 not define comes from the reference.  This module does not know the reference: the resolution step
@@ -193,7 +194,8 @@ def coerce_implementation(obj: Any, name: str) -> Implementation:
     if isinstance(obj, Mapping):
         return Implementation(name=name, overrides=dict(obj))
     if isinstance(obj, types.ModuleType):
-        overrides = {fname: getattr(obj, fname) for fname in SERIES_FUNCTIONS if hasattr(obj, fname)}
+        overrides = {fname: getattr(obj, fname) for fname in SERIES_FUNCTIONS
+                     if hasattr(obj, fname)}
         if not overrides:
             raise ImplementationError(
                 f"{name} is a module that defines none of the series functions "

@@ -13,7 +13,8 @@ from pgconform.sim.effects import Effect
 
 @attrs.frozen(slots=True)
 class PageCacheGet(Effect):
-    """filemap_get_entry() + folio_try_get(): the folio at ``index`` with a reference taken, or None.
+    """filemap_get_entry() + folio_try_get(): the folio at ``index`` with a reference taken, or
+    None.
 
     A folio whose refcount is frozen (folio_ref_freeze() by collapse_file()) cannot be got: the
     lookup retries until the entry is replaced or unfrozen, so the effect waits."""

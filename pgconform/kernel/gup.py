@@ -281,7 +281,8 @@ def faultin_page(k, vma, addr):
 
 def __get_user_pages(k, mm, start, nr_pages, pages):
     """mm/gup.c: __get_user_pages() (6.6), mmap_lock held: per page, the VMA (none: -EFAULT), then
-    follow_page_mask(); nothing to follow: faultin_page() and retry.  Returns pages got or -errno."""
+    follow_page_mask(); nothing to follow: faultin_page() and retry.  Returns pages got or
+    -errno."""
     got = 0
     for addr in range(start, start + nr_pages):
         vma = mm.find_vma(addr)

@@ -1,9 +1,9 @@
 """Page faults and zapping on file-backed (shmem) VMAs: mm/memory.c, mm/shmem.c and
 mm/huge_memory.c, Linux 6.6.
 
-Faults take mmap_lock for read, map page-cache pages under their folio lock, allocate a PTE table when
-the PMD is none, and react to a NULL map the kernel's way (return and let the access fault again).
-Private VMAs get anonymous copies on write (do_cow_fault(), wp_page_copy()), which sets up
+Faults take mmap_lock for read, map page-cache pages under their folio lock, allocate a PTE table
+when the PMD is none, and react to a NULL map the kernel's way (return and let the access fault
+again).  Private VMAs get anonymous copies on write (do_cow_fault(), wp_page_copy()), which sets up
 ``anon_vma`` first.  A user access is a hardware walk of the live page tables; when it cannot be
 satisfied it faults and retries, as the CPU would.
 

@@ -21,11 +21,11 @@ or write of one of its fields is a "vma.use-after-free" (the object changes clas
 costs nothing), and freeing one that a walker can still find is "vma.free-linked".
 
 Model restrictions: munmap takes whole VMAs only (a range that covers part of a VMA returns
-EINVAL instead of splitting it); there is one PMD table per mm, which is never freed (free_pmd_range's
-PUD-level floor/ceiling test); unlink_anon_vmas() and the per-VMA lock are not modelled (no
-walker of the model finds VMAs through an anon_vma); __mmput() takes khugepaged_exit()'s
-mmap_write_lock()/unlock() pair unconditionally, before exit_mmap() (the case where khugepaged is
-scanning the mm; otherwise the pair is free anyway).
+EINVAL instead of splitting it); there is one PMD table per mm, which is never freed
+(free_pmd_range's PUD-level floor/ceiling test); unlink_anon_vmas() and the per-VMA lock are not
+modelled (no walker of the model finds VMAs through an anon_vma); __mmput() takes
+khugepaged_exit()'s mmap_write_lock()/unlock() pair unconditionally, before exit_mmap() (the case
+where khugepaged is scanning the mm; otherwise the pair is free anyway).
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def pgtable_split_needed(vma, cp_flags) -> bool:
 
 
 def pgtable_populate_needed(vma, cp_flags) -> bool:
-    """mm/mprotect.c: pgtable_populate_needed() (6.6): UFFDIO_WRITEPROTECT where markers are used."""
+    """mm/mprotect.c: pgtable_populate_needed() (6.6): UFFDIO_WRITEPROTECT where markers are
+    used."""
     return bool(cp_flags & MM_CP_UFFD_WP) and userfaultfd_wp_use_markers(vma)
 
 

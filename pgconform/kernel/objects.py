@@ -242,11 +242,13 @@ class PtePtr:
 # folios, files, VMAs, mms
 
 
-# a page-cache folio's name, ``file:index[-last]`` (anonymous ones are named by their mm and address)
+# a page-cache folio's name, ``file:index[-last]`` (anonymous ones are named by their mm and
+# address)
 @name_form(r"\b[a-z]+:\d+(?:-\d+)?")
 @attrs.define(slots=True, eq=False, repr=False)
 class Folio:
-    """A folio: ``nr`` pages from file ``index`` (or anonymous).  ``data`` is the content of each page.
+    """A folio: ``nr`` pages from file ``index`` (or anonymous).  ``data`` is the content of each
+    page.
 
     refcount counts the page-cache reference (one per folio here), one per mapping (PTE or PMD) and
     transient references held by tasks.  ``frozen`` models folio_ref_freeze(): lookups wait.

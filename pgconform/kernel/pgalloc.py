@@ -26,7 +26,8 @@ def mm_dec_nr_ptes(k, mm):
 
 def pmd_install(k, mm, pmdp, pgtable):
     """mm/memory.c: pmd_install() (6.6): under pmd_lock, link the table if the pmd is still none
-    (mm_inc_nr_ptes + pmd_populate).  Returns True if it was installed (else the caller frees it)."""
+    (mm_inc_nr_ptes + pmd_populate).  Returns True if it was installed (else the caller frees
+    it)."""
     pml = yield from k.ops.pmd_lock(k, mm, pmdp)
     installed = False
     if pmd_none((yield Load(pmdp.table, pmdp.idx))):

@@ -171,7 +171,8 @@ class Kernel:
     # keep the objects the oracles watch: which table lives where, released, freed.
 
     def _ptlock(self, mm: Mm, owner) -> Spinlock:
-        """pagetable_pte_ctor() -> ptlock_init(): the page's split ptlock, or mm->page_table_lock."""
+        """pagetable_pte_ctor() -> ptlock_init(): the page's split ptlock, or
+        mm->page_table_lock."""
         if self.arch.split_pte_ptlocks:
             return Spinlock(f"ptl({owner!r})", cls="ptlock")
         return mm.page_table_lock

@@ -7,8 +7,8 @@ this mapping, and a test checks that every clause raised anywhere is listed here
 CLAUSES: dict[str, str] = {
     # page-table lifetime: no use after free, detached tables empty, no reuse before the grace
     # period, pmd_pgtable() only of live tables
-    "pt.use-after-free": "No task reads or writes a page table after it was freed (an RCU reader may "
-                         "still use a detached table until its grace period ends).",
+    "pt.use-after-free": "No task reads or writes a page table after it was freed (an RCU reader "
+                         "may still use a detached table until its grace period ends).",
     "pt.ptlock-use-after-free": "No task takes the ptlock of a page table that was freed.",
     "pt.double-free": "A page table is freed once.",
     "pt.free-linked": "A page table is freed or deferred only after its PMD entry was cleared.",

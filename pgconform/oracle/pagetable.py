@@ -378,8 +378,8 @@ def check_table_release(m, t, table, how: str) -> None:
         m.violation("pt.double-free", f"{t.name} frees {table!r} ({how}) a second time", t, table)
     lf = life(table)
     if lf.state == LINKED:
-        m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points at "
-                    "it", t, table)
+        m.violation("pt.free-linked", f"{t.name} frees {table!r} ({how}) while a PMD still points "
+                    "at it", t, table)
     if not table.is_empty():
         live = {i: e for i, e in enumerate(table.entries) if e is not None
                 and not (lf.dormant_uffd_wp and e == PTE_MARKER_UFFD_WP)}

@@ -51,8 +51,8 @@ def check_end_state(k) -> None:
     for f in k.files:
         for index, folio in f.pages.items():
             if folio.freed:
-                m.violation("acct.refcount", f"{folio!r} was freed while the page cache still holds "
-                            f"it at {f!r}:{index} (a reference dropped twice)", None, folio)
+                m.violation("acct.refcount", f"{folio!r} was freed while the page cache still "
+                            f"holds it at {f!r}:{index} (a reference dropped twice)", None, folio)
     for folio in k.folios:
         if folio.freed:
             continue

@@ -17,7 +17,8 @@ def move_normal_pmd(k, vma, old_addr, new_addr, old_pmd, new_pmd):
     """mm/mremap.c: move_normal_pmd() (6.6 with 6fa1066fc5d0): if the new slot is none, take the
     old pmd lock and the new one nested if different; recheck that the old entry is still a
     present non-leaf table (the fix); pmd_clear() the old slot, pmd_populate() the new slot with
-    the same table, flush the old range.  The table's ptl is not taken.  Returns whether it moved."""
+    the same table, flush the old range.  The table's ptl is not taken.  Returns whether it
+    moved."""
     return (yield from move_normal_pmd_as(k, vma, old_addr, new_addr, old_pmd, new_pmd))
 
 

@@ -1,7 +1,7 @@
 """Render a run's trace as a self-contained HTML timeline of the failing schedule.
 
-The text race diagram of :mod:`pgconform.report.trace` shows one effect per line; this page shows the
-same schedule as a picture, for the long traces where the text is hard to follow:
+The text race diagram of :mod:`pgconform.report.trace` shows one effect per line; this page shows
+the same schedule as a picture, for the long traces where the text is hard to follow:
 
 * one horizontal lane per lane of the trace (``CPU0``, ``CPU1``, ..., ``RCU`` for RCU callbacks
   last), time running left to right, one column per trace row;

@@ -253,8 +253,8 @@ class DownRead(Effect):
 
     def on_pending(self, m, t):
         if self.sem.writer is t:
-            m.violation("lock.recursive", f"{t.name} read-locks {self.sem!r} while write-holding it",
-                        t, self.sem)
+            m.violation("lock.recursive",
+                        f"{t.name} read-locks {self.sem!r} while write-holding it", t, self.sem)
 
     def execute(self, m, t):
         m.acquire_read(t, self.sem)
@@ -417,7 +417,8 @@ class RcuReadUnlock(Effect):
 
 @attrs.frozen(slots=True)
 class IrqDisable(Effect):
-    """local_irq_save: the CPU takes no interrupts (no IPI) and is an RCU reader (consolidated RCU)."""
+    """local_irq_save: the CPU takes no interrupts (no IPI) and is an RCU reader (consolidated
+    RCU)."""
 
     def execute(self, m, t):
         if not t.is_reader():
@@ -447,7 +448,8 @@ class IrqEnable(Effect):
 
 @attrs.frozen(slots=True)
 class CallRcu(Effect):
-    """call_rcu(head, fn): ``fn(*args)`` (a generator) runs after every reader active now has left."""
+    """call_rcu(head, fn): ``fn(*args)`` (a generator) runs after every reader active now has
+    left."""
 
     preempt_point = True
 
@@ -488,10 +490,10 @@ class SynchronizeRcu(Effect):
 
 @attrs.frozen(slots=True)
 class IpiSync(Effect):
-    """smp_call_function(empty, wait=1) as in tlb_remove_table_sync_one(): returns once every CPU that
-    had interrupts disabled when it was sent has re-enabled them (and taken the IPI).  With ``mm``,
-    only the CPUs in that mm's mm_cpumask are interrupted (a TLB-flush IPI): tasks running in the
-    mm's context (``Task.mm``)."""
+    """smp_call_function(empty, wait=1) as in tlb_remove_table_sync_one(): returns once every CPU
+    that had interrupts disabled when it was sent has re-enabled them (and taken the IPI).  With
+    ``mm``, only the CPUs in that mm's mm_cpumask are interrupted (a TLB-flush IPI): tasks running
+    in the mm's context (``Task.mm``)."""
 
     mm: Any = None
     label: str = "tlb_remove_table_sync_one()  [IPI all CPUs, wait]"

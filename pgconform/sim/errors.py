@@ -27,7 +27,8 @@ class Presenter:
 
 
 class Violation(AssertionError):
-    """A protocol violation: ``clause`` is the stable clause id (see :mod:`pgconform.oracle.clauses`).
+    """A protocol violation: ``clause`` is the stable clause id (see
+    :mod:`pgconform.oracle.clauses`).
 
     The machine attaches itself (``machine``) before the exception leaves it, and the conformance
     machine the run that replays it (``run``) and what was judged (``judged``), so whoever prints

@@ -125,7 +125,8 @@ def call_path(gen) -> tuple:
 
 
 class Machine:
-    """The engine.  Owns tasks, callbacks, the lockdep graph and the trace; no page-table knowledge."""
+    """The engine.  Owns tasks, callbacks, the lockdep graph and the trace; no page-table
+    knowledge."""
 
     def __init__(self, step_bound: int = DEFAULT_STEP_BOUND, record_paths: bool = True,
                  finisher: Callable[[], Scheduler] = RoundRobin):
@@ -203,7 +204,8 @@ class Machine:
     def _atomic_why(t: Task) -> str:
         why = []
         if t.spin:
-            why.append("holding " + ", ".join(repr(lk) for lk, _ in t.held if isinstance(lk, Spinlock)))
+            why.append("holding " + ", ".join(repr(lk) for lk, _ in t.held
+                                              if isinstance(lk, Spinlock)))
         if t.irq:
             why.append("interrupts disabled")
         if t.rcu:
@@ -233,7 +235,8 @@ class Machine:
         return [t for t in self.tasks if not t.done]
 
     def step(self, t: Task) -> None:
-        """Run ``t``'s pending effect (it must not be blocked) and resume ``t`` to its next effect."""
+        """Run ``t``'s pending effect (it must not be blocked) and resume ``t`` to its next
+        effect."""
         eff = t.pending
         t.steps += 1
         if t.steps > self.step_bound:
@@ -577,7 +580,8 @@ class Machine:
             return
         graph = self.wait_for_graph()
         cycle = _find_cycle(graph)
-        waits = "; ".join(f"{t.name} waits in {t.pending} for {', '.join(o.name for o in ws) or '?'}"
+        waits = "; ".join(f"{t.name} waits in {t.pending} for "
+                          f"{', '.join(o.name for o in ws) or '?'}"
                           for t, ws in graph.items())
         desc = (" -> ".join(x.name for x in cycle) + " (cycle)") if cycle else "no runnable task"
         self._fail(Violation("sched.deadlock", f"deadlock: {desc}. {waits}"), None)

@@ -3,8 +3,8 @@
 Each allocation is a new :class:`Page` object occupying a frame (``pfn``); ``gen`` counts how many
 times the frame has been handed out.  A task that keeps a pointer holds the *object* it got, so a
 pointer outliving the allocation is detected at its next dereference (``page.freed``), even after
-the frame went to a new owner.  Values stored in tables name frames by ``pfn`` (as hardware does), so
-a stale pmd value can compare equal to a new one (ABA), exactly as in the kernel.
+the frame went to a new owner.  Values stored in tables name frames by ``pfn`` (as hardware does),
+so a stale pmd value can compare equal to a new one (ABA), exactly as in the kernel.
 """
 
 from __future__ import annotations

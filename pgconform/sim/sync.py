@@ -1,5 +1,5 @@
-"""Synchronisation objects of the simulated machine: spinlocks, rw-semaphores, sleeping bit locks and
-``rcu_head``s.  They are plain state; the effects in :mod:`pgconform.sim.effects` act on them.
+"""Synchronisation objects of the simulated machine: spinlocks, rw-semaphores, sleeping bit locks
+and ``rcu_head``s.  They are plain state; the effects in :mod:`pgconform.sim.effects` act on them.
 
 ``cls`` is the lockdep lock class: locks initialised at the same site share a class (every split
 ptlock is one class, as ``ptlock_init()`` initialises them all), which is why nesting two of them

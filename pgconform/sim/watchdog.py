@@ -103,7 +103,8 @@ def watchdog(seconds: float | None = None, only_in=None, full: float | None = No
     """Interrupt the body with :class:`Hang` after it has used ``seconds`` of the process's CPU
     time (default :func:`timeout_s`); with ``only_in`` (a code object), only while that code
     runs, until the body has used ``full`` seconds (default :func:`first_timeout_s`)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+    if not hasattr(signal, "setitimer") or \
+            threading.current_thread() is not threading.main_thread():
         yield
         return
     handler = _on_alarm if only_in is None else _only_in(

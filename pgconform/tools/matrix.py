@@ -6,9 +6,9 @@ Two sources, both deterministic:
   history_schedules.json``; each a bug of the series' history found by the suite), and a schedule
   of every finding a version declares (``data/finding_schedules.json``), replayed under each
   version on the arch it was found on;
-* the exhaustive sweep (:mod:`pgconform.harness.sweep`) of every version on every arch it applies to, at
-  a preemption bound (0 by default: every pair of operations, run one after the other at every
-  switch a blocking forces).
+* the exhaustive sweep (:mod:`pgconform.harness.sweep`) of every version on every arch it applies
+  to, at a preemption bound (0 by default: every pair of operations, run one after the other at
+  every switch a blocking forces).
 
 A cell lists the clauses the version fails there; after each failure the sweep goes on with that
 clause tolerated, so a version with two bugs shows both.  ``known`` lists the violations the

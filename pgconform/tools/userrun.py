@@ -3,10 +3,11 @@
     pytest -n WORKERS --dist worksteal tests/conformance --impl NAME --arch ARCH -x
 
 on the architecture the mutant's bug lives on (its first ``arches``, else x86_64; with
-``--all-arches``, every one), run in a copy of the suite with no example database (as on a fresh clone, so no stored failure
-replays), the wall time until pytest stopped at the first failure, and which item and clause
-failed.  This is the figure behind "every zoo mutant is caught by the conformance run a user
-would type": the random machines and the exhaustive sweep as they run by default, nothing stored.
+``--all-arches``, every one), run in a copy of the suite with no example database (as on a fresh
+clone, so no stored failure replays), the wall time until pytest stopped at the first failure, and
+which item and clause failed.  This is the figure behind "every zoo mutant is caught by the
+conformance run a user would type": the random machines and the exhaustive sweep as they run by
+default, nothing stored.
 
     python -m pgconform userrun [--mutants NAME,...] [--workers N] [--timeout S] [--all-arches]
                                 [--profile NAME] [--json PATH] [--markdown PATH]

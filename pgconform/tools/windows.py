@@ -47,7 +47,8 @@ def windows() -> list[Window]:
                 line = n
                 if text.strip().startswith("#"):  # a marker alone: the next code line
                     line = next(i for i in range(n + 1, len(lines) + 1)
-                                if lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+                                if lines[i - 1].strip()
+                                and not lines[i - 1].strip().startswith("#"))
                 found.append(Window(m.group(1), str(path), line))
     return found
 

@@ -1,7 +1,7 @@
 """The operation kinds are one registry of records (pgconform/harness/operations.py), and every
 other place derives from it: the kinds' bitmask keeps the meaning stored runs give its bits, every
-kind starts and runs to its end in the kernels that have it, and the freers and the sweep's pairs come
-from the records.
+kind starts and runs to its end in the kernels that have it, and the freers and the sweep's pairs
+come from the records.
 """
 
 from __future__ import annotations

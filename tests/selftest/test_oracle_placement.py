@@ -54,7 +54,8 @@ VERDICT_NAMES = {"Violation", "ImplementationErrored"}
 #: content shadow, the machine's tolerance state)
 ORACLE_STATE = {"state", "linked_at", "unlinked_from", "detach_readers", "dormant_uffd_wp",
                 "released", "freed",
-                "oracle", "oracles", "anon_shadow", "shadow", "tolerated", "tolerating", "tolerated_hits"}
+                "oracle", "oracles", "anon_shadow", "shadow", "tolerated", "tolerating",
+                "tolerated_hits"}
 
 
 def _verdict_uses(tree, oracle_names=frozenset()):

@@ -332,7 +332,8 @@ def test_a8_schedule_reference_clean():
 
 
 def test_a8_registered():
-    assert registered()["zoo.retract_no_uffd_wp_recheck"].endswith("a8_retract_no_uffd_wp_recheck:MUTANT")
+    assert registered()["zoo.retract_no_uffd_wp_recheck"].endswith(
+        "a8_retract_no_uffd_wp_recheck:MUTANT")
     assert A8.overrides and set(A8.expected) >= {"pt.free-nonempty"}
 
 
@@ -598,7 +599,8 @@ def test_mfill_atomic_with_a_stale_pmd_is_caught():
     MADV_COLLAPSE against UFFDIO_POISON in a shared registered VMA: after the collapse maps the
     range with a huge PMD the ioctl never returns; the reference's answers -EEXIST and passes
     the same sweep."""
-    impl = Implementation(name="mfill-stale-pmd", overrides={"mfill_atomic": mfill_atomic_stale_pmd})
+    impl = Implementation(name="mfill-stale-pmd",
+                          overrides={"mfill_atomic": mfill_atomic_stale_pmd})
     pair = Pair("shared-uffd", Op("madv_collapse", 0, 4, 1), Op("uffd_poison", 0, 5, 1))
     r = explore_pair(impl, "x86_64", pair, bound=1)
     assert r.violation is not None and r.violation.clause == "sched.no-progress", r.violation

@@ -1,6 +1,6 @@
 """UFFDIO_MOVE (6.8+, the 7.0 environment only: KernelVersion.uffd_move) and the anonymous private
-VMAs it works on (kernel/userfaultfd.py move_pages(), reference/userfaultfd.py move_pages_pte(); kernel/memory.py
-do_anonymous_page()).
+VMAs it works on (kernel/userfaultfd.py move_pages(), reference/userfaultfd.py move_pages_pte();
+kernel/memory.py do_anonymous_page()).
 
 A move takes one page from an anonymous VMA to a none entry of an anonymous VMA registered with
 userfaultfd: the data, the rmap and the anon shadow follow it, the counters stay.  The errors are
@@ -302,9 +302,9 @@ def test_the_sweep_of_the_anon_world_passes_in_7_0():
 def move_pages_pte_without_dst_recheck(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma, dst_addr,
                                        src_addr, mode):
     """move_pages_pte() as in 6.13, before dd95d2782a25: no pmd_same() of the destination."""
-    return (yield from reference_userfaultfd.move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma, src_vma,
-                                                     dst_addr, src_addr, mode,
-                                                     dst_recheck=False))
+    return (yield from reference_userfaultfd.move_pages_pte_as(k, mm, dst_pmdp, src_pmdp, dst_vma,
+                                                               src_vma, dst_addr, src_addr, mode,
+                                                               dst_recheck=False))
 
 
 NO_DST_RECHECK = attrs.evolve(

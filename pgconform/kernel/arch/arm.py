@@ -1,5 +1,6 @@
-"""32-bit arm with a VIVT data cache: arch/arm/mm/fault-armv.c (Linux 6.6, the ``__LINUX_ARM_ARCH__ <
-6`` variant; patch 03 of the series, de2e4626c706, made adjust_pte() use pte_offset_map_nolock()).
+"""32-bit arm with a VIVT data cache: arch/arm/mm/fault-armv.c (Linux 6.6, the
+``__LINUX_ARM_ARCH__ < 6`` variant; patch 03 of the series, de2e4626c706, made adjust_pte() use
+pte_offset_map_nolock()).
 
 After the fault path installs or changes a PTE it calls update_mmu_cache_range() with that PTE's
 ptl held.  With a VIVT cache two virtual mappings of one page in the same mm see different cache

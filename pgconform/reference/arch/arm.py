@@ -15,11 +15,11 @@ from pgconform.sim.effects import Load, Lock, Unlock
 
 
 def adjust_pte(k, vma, address, pfn):
-    """arch/arm/mm/fault-armv.c: adjust_pte() (6.6, de2e4626c706; 7.0): walk to the alias's pmd (a none one counts
-    nothing), map its PTE with pte_offset_map_nolock() (NULL counts nothing), take the ptl only
-    with split PTE ptlocks (do_pte_lock(); otherwise it is mm->page_table_lock, already held by
-    the caller), do_adjust_pte(), unlock and unmap.  No pmd_same() recheck in 6.6: nothing can
-    change the pmd while mm->page_table_lock is held here.  From 6.13 (7.0) the map is
+    """arch/arm/mm/fault-armv.c: adjust_pte() (6.6, de2e4626c706; 7.0): walk to the alias's pmd (a
+    none one counts nothing), map its PTE with pte_offset_map_nolock() (NULL counts nothing), take
+    the ptl only with split PTE ptlocks (do_pte_lock(); otherwise it is mm->page_table_lock, already
+    held by the caller), do_adjust_pte(), unlock and unmap.  No pmd_same() recheck in 6.6: nothing
+    can change the pmd while mm->page_table_lock is held here.  From 6.13 (7.0) the map is
     pte_offset_map_rw_nolock(), and with split ptlocks the pmd is rechecked against its snapshot
     under the ptl (pmd_same(), else unlock, unmap and map again).  Returns 1 if the alias PTE was
     present."""

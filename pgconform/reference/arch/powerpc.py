@@ -60,7 +60,8 @@ def __alloc_for_ptecache(k, mm):
 
 
 def pte_fragment_alloc(k, mm):
-    """arch/powerpc/mm/pgtable-frag.c: pte_fragment_alloc() (6.6): from the cache, else a new page."""
+    """arch/powerpc/mm/pgtable-frag.c: pte_fragment_alloc() (6.6): from the cache, else a new
+    page."""
     table = yield from get_pte_from_cache(k, mm)
     if table is None:
         table = yield from __alloc_for_ptecache(k, mm)
@@ -68,7 +69,8 @@ def pte_fragment_alloc(k, mm):
 
 
 def pte_alloc_one(k, mm):
-    """arch/powerpc/include/asm/book3s/64/pgalloc.h: pte_alloc_one() (6.6) = pte_fragment_alloc()."""
+    """arch/powerpc/include/asm/book3s/64/pgalloc.h: pte_alloc_one() (6.6) =
+    pte_fragment_alloc()."""
     return (yield from k.ops.pte_fragment_alloc(k, mm))
 
 

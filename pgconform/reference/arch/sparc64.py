@@ -1,5 +1,5 @@
-"""Reference: sparc64's PTE tables, arch/sparc/mm/init_64.c (Linux 6.6; pte_free_defer from patch 06,
-ad1ac8d94cde).  Tables are whole pages, but pgtable_t is ``pte_t *`` (a virtual address), so the
+"""Reference: sparc64's PTE tables, arch/sparc/mm/init_64.c (Linux 6.6; pte_free_defer from patch
+06, ad1ac8d94cde).  Tables are whole pages, but pgtable_t is ``pte_t *`` (a virtual address), so the
 generic pte_free_defer(), which takes pgtable_t for a struct page, cannot be used: sparc converts
 the address to its page and queues that page's rcu_head."""
 

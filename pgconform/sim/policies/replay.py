@@ -55,7 +55,8 @@ class Replay(Scheduler):
     def pick(self, m):
         tasks = self.tasks
         decisions = self.decisions
-        runnable = [i for i, t in enumerate(tasks) if not t.done and t.pending.blocked(m, t) is None]
+        runnable = [i for i, t in enumerate(tasks)
+                    if not t.done and t.pending.blocked(m, t) is None]
         ready = bool(m.callbacks) and bool(m.ready_callbacks())
         if not runnable and not ready:
             if any(not t.done for t in tasks):
