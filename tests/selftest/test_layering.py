@@ -19,7 +19,6 @@ import ast
 import pathlib
 from collections.abc import Iterator
 
-
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "pgconform"
 
 #: what the kernel model must not import (the packages and modules above it)
