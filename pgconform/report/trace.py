@@ -36,8 +36,10 @@ _LOCKS = frozenset({"Lock", "Trylock", "Unlock", "DownRead", "DownWrite", "DownR
 
 def where(path: tuple) -> str:
     """The innermost kernel functions of a call path: the frames that are plumbing (generator
-    expressions, and what declares itself so: :func:`pgconform.sim.names.plumbing`) left out."""
-    names = [p for p in path if not is_plumbing(p)]
+    expressions, and what declares itself so: :func:`pgconform.sim.names.plumbing`) left out, and
+    a repeat folded (an implementation's function called under its kernel name, ``checked()``)."""
+    names = [p for i, p in enumerate(path)
+             if not is_plumbing(p) and (i == 0 or path[i - 1] != p)]
     return " > ".join(names[-PATH_DEPTH:])
 
 

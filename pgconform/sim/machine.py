@@ -117,9 +117,7 @@ def call_path(gen) -> tuple:
     """The chain of kernel functions a task is in, outermost first (CPython's ``gi_yieldfrom``)."""
     names = []
     while gen is not None:
-        name = gen.gi_code.co_name
-        if not names or names[-1] != name:  # an implementation's function under its kernel name
-            names.append(name)
+        names.append(gen.gi_code.co_name)
         gen = gen.gi_yieldfrom
     return tuple(names)
 
